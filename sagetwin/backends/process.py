@@ -1,0 +1,288 @@
+"""The ``process`` backend: the SageMaker container contract emulated in a subprocess.
+
+No Docker. Training runs the entry point with this Python under an ``/opt/ml``-shaped run
+folder and the toolkit's ``SM_*`` environment; serving runs the inference toolkit's own
+handler behind a 127.0.0.1 server. The fastest inner loop: a script that passes here runs
+unchanged in a container.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+import weakref
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sagetwin.core import contract
+from sagetwin.core.backend import Availability
+from sagetwin.core.errors import ConfigurationError, EndpointError, InvocationError, TrainingError
+from sagetwin.core.hookspecs import hookimpl
+from sagetwin.core.paths import home_dir
+from sagetwin.core.processes import (
+    choose_port,
+    pump_to_file,
+    run_streaming,
+    spawn,
+    stop,
+    tail_of,
+    wait_until_healthy,
+)
+from sagetwin.core.progress import Reporter
+from sagetwin.core.requirements import unmet_requirements
+from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
+
+HOST = "127.0.0.1"
+
+
+@hookimpl
+def sagetwin_register_backends(register):
+    register(ProcessBackend)
+
+
+def local_path(uri: str, what: str) -> Path:
+    """``file://`` URIs and plain paths → Path; anything remote is a clear error."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else uri).expanduser()
+    raise ConfigurationError(
+        f"{what} {uri} is not on this machine; the process backend reads local data only.",
+        "download it first, pass a local path or file:// URI, or use --backend sagemaker for S3 data.",
+    )
+
+
+def pack_model(model_dir: Path, target: Path) -> Path:
+    """``model.tar.gz`` with the model folder's files at the archive root, as SageMaker packs it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(target, "w:gz", compresslevel=1) as tar:
+        for item in sorted(model_dir.iterdir()):
+            tar.add(item, arcname=item.name)
+    return target
+
+
+def unpack_model(archive: Path, target: Path) -> Path:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def read_metrics(output_data_dir: Path) -> dict[str, float]:
+    """``metrics.json`` if the script wrote one, else the guide's ``eval_results.txt`` lines."""
+    metrics_file = output_data_dir / "metrics.json"
+    if metrics_file.is_file():
+        try:
+            data = json.loads(metrics_file.read_text())
+            return {k: v for k, v in data.items() if isinstance(v, (int, float))}
+        except ValueError:
+            pass
+    metrics: dict[str, float] = {}
+    results = output_data_dir / "eval_results.txt"
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            key, sep, value = line.partition(" = ")
+            if sep:
+                try:
+                    metrics[key.strip().removeprefix("eval_")] = float(value)
+                except ValueError:
+                    continue
+    return metrics
+
+
+class ProcessBackend:
+    """Training in a subprocess under the container contract; serving on 127.0.0.1."""
+
+    name = "process"
+    description = "no Docker: SageMaker's container contract emulated in a local subprocess"
+    auto_priority = 10
+
+    def __init__(self, work_dir: str | os.PathLike[str] | None = None, python: str | None = None) -> None:
+        self.work_dir = Path(work_dir) if work_dir else home_dir()
+        self.python = python or sys.executable
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True, "runs with this Python; no Docker needed")
+
+    # ------------------------------------------------------------------ training
+    def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
+        if spec.instance_count != 1:
+            raise ConfigurationError(
+                f"the process backend runs one instance; instance_count={spec.instance_count} was asked for.",
+                "use instance_count=1 here, or --backend local to test multi-instance training in Docker.",
+            )
+        channels = {name: local_path(uri, f"input channel {name!r}") for name, uri in spec.inputs.items()}
+        for name, path in channels.items():
+            if not path.exists():
+                raise ConfigurationError(
+                    f"input channel {name!r} points to {path}, which does not exist.",
+                    "check the path passed to fit(), or prepare the data first (sagetwin run does it for you).",
+                )
+        missing = unmet_requirements(spec.source_dir / "requirements.txt")
+        if missing:
+            raise ConfigurationError(
+                f"{spec.source_dir / 'requirements.txt'} asks for packages not installed here: "
+                + ", ".join(missing) + ". In a container the toolkit would pip-install them; the process "
+                "backend does not change your environment.",
+                f"pip install -r {spec.source_dir / 'requirements.txt'}",
+            )
+        base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else self.work_dir / "runs"
+        run_dir = base / spec.job_name
+        folder = contract.RunFolder(run_dir / "opt_ml").create()
+        folder.copy_code(spec.source_dir)
+        for name, path in channels.items():
+            folder.add_channel(name, path)
+        hyperparameters = contract.map_opt_ml(dict(spec.hyperparameters), folder.root)
+        folder.write_config(hyperparameters, sorted(channels))
+        env = dict(os.environ)
+        env.update(spec.environment)
+        env.update(contract.training_environment(
+            folder, job_name=spec.job_name, entry_point=spec.entry_point,
+            hyperparameters=hyperparameters, channels=sorted(channels),
+            instance_type=spec.instance_type or "local",
+        ))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), env.get("PYTHONPATH")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        args = contract.to_cmd_args(contract.user_hyperparameters(hyperparameters))
+        cmd = self._entry_command(spec.entry_point) + args
+        reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}")
+        started = time.monotonic()
+        exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,
+                                        log_path=run_dir / "training.log")
+        duration = time.monotonic() - started
+        if exit_code != 0:
+            raise TrainingError(
+                f"training job {spec.job_name} failed: {spec.entry_point} exited with code {exit_code} "
+                f"after {duration:.1f}s (full log: {run_dir / 'training.log'}).",
+                "fix the error shown in the log below and run again.",
+                exit_code=exit_code, log_tail=tail,
+            )
+        output = run_dir / "output"
+        model_tar = pack_model(folder.model_dir, output / "model.tar.gz")
+        pack_model(folder.output_data_dir, output / "output.tar.gz")
+        return TrainingResult(
+            job_name=spec.job_name, backend=self.name, model_data=model_tar.resolve().as_uri(),
+            metrics=read_metrics(folder.output_data_dir),
+            output_data=(output / "output.tar.gz").resolve().as_uri(), duration_s=duration,
+            details={"run_dir": str(run_dir), "log": str(run_dir / "training.log")},
+        )
+
+    def _entry_command(self, entry_point: str) -> list[str]:
+        if entry_point.endswith(".sh"):
+            return ["/bin/sh", entry_point]
+        return [self.python, entry_point]
+
+    # ------------------------------------------------------------------ serving
+    def deploy(self, spec: DeploySpec, reporter: Reporter) -> ProcessEndpoint:
+        archive = local_path(spec.model_data, "model_data")
+        if not archive.is_file():
+            raise ConfigurationError(
+                f"model_data {archive} does not exist.", "pass the model.tar.gz written by fit().",
+            )
+        port = choose_port(spec.port, HOST)
+        endpoint_dir = self.work_dir / "endpoints" / spec.endpoint_name
+        model_dir = unpack_model(archive, endpoint_dir / "model")
+        log_path = endpoint_dir / "server.log"
+        env = dict(os.environ)
+        env.update(spec.environment)
+        cmd = [self.python, "-m", "sagetwin.core.serving", "--model-dir", str(model_dir),
+               "--host", HOST, "--port", str(port)]
+        reporter.step(f"process: starting model server on http://{HOST}:{port} (log: {log_path})")
+        proc = spawn(cmd, env=env, cwd=endpoint_dir)
+        pump_to_file(proc, log_path)
+        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir)
+        started = time.monotonic()
+        try:
+            healthy = wait_until_healthy(HOST, port, timeout=spec.startup_timeout,
+                                         alive=lambda: proc.poll() is None)
+        except BaseException:
+            endpoint.delete()
+            raise
+        if not healthy:
+            code = proc.poll()
+            endpoint.delete()
+            why = (f"the model server exited with code {code}" if code is not None
+                   else f"/ping did not answer 200 within {spec.startup_timeout:.0f}s")
+            raise EndpointError(
+                f"endpoint {spec.endpoint_name} failed to start: {why}.",
+                "read the server log below; for slow-loading models raise startup_timeout.",
+                details="Last lines of the server log:\n" + "\n".join(
+                    "  | " + line for line in tail_of(log_path).splitlines()),
+            )
+        reporter.step(f"process: endpoint answered /ping after {time.monotonic() - started:.1f}s")
+        return endpoint
+
+
+_live_endpoints: weakref.WeakSet[ProcessEndpoint] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_endpoints() -> None:
+    for endpoint in list(_live_endpoints):
+        endpoint.delete()
+
+
+class ProcessEndpoint:
+    """A model server subprocess on 127.0.0.1, spoken to over one keep-alive connection."""
+
+    def __init__(self, name: str, host: str, port: int, proc, work_dir: Path) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.proc = proc
+        self.work_dir = work_dir
+        self._conn: http.client.HTTPConnection | None = None
+        self.deleted = False
+        _live_endpoints.add(self)
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        if self.deleted:
+            raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
+        headers = {"Content-Type": content_type, "Accept": accept}
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+            try:
+                self._conn.request("POST", "/invocations", body=body, headers=headers)
+                response = self._conn.getresponse()
+                payload = response.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self._conn.close()
+                self._conn = None
+                if attempt == 2 or self.proc.poll() is not None:
+                    raise EndpointError(
+                        f"endpoint {self.name} did not answer (server exit code {self.proc.poll()}).",
+                        f"see {self.work_dir / 'server.log'}.",
+                    ) from None
+        answer_type = response.getheader("Content-Type", "application/json")
+        if response.status >= 400:
+            try:
+                message = json.loads(payload).get("message", payload.decode())
+            except ValueError:
+                message = payload.decode("utf-8", "replace")
+            raise InvocationError(
+                f"endpoint {self.name} answered HTTP {response.status}: {message}",
+                'send JSON such as {"inputs": "text"} with content type application/json.',
+                status=response.status, body=payload.decode("utf-8", "replace"),
+            )
+        return payload, answer_type
+
+    def delete(self) -> None:
+        if self.deleted:
+            return
+        self.deleted = True
+        if self._conn is not None:
+            self._conn.close()
+        stop(self.proc)
+        shutil.rmtree(self.work_dir / "model", ignore_errors=True)
+        _live_endpoints.discard(self)

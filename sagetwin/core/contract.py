@@ -1,0 +1,228 @@
+"""The SageMaker training-container contract, as the sagemaker-training toolkit implements it.
+
+A run folder shaped like ``/opt/ml``, the ``SM_*`` environment, and hyperparameters
+turned into ``--key value`` arguments. Backends that do not run inside a real container
+(``process``) use this to give a script exactly what it would see on SageMaker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OPT_ML = "/opt/ml"
+CURRENT_HOST = "algo-1"
+NETWORK_INTERFACE = "eth0"
+
+
+def encode_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """Encode values the way the SageMaker SDK does before CreateTrainingJob: JSON strings."""
+    return {key: json.dumps(value) for key, value in hyperparameters.items()}
+
+
+def decode_hyperparameters(encoded: dict[str, str]) -> dict[str, Any]:
+    """Decode as the toolkit does: ``json.loads`` each value, keeping plain strings as they are."""
+    decoded: dict[str, Any] = {}
+    for key, value in encoded.items():
+        try:
+            decoded[key] = json.loads(value)
+        except (TypeError, ValueError):
+            decoded[key] = value
+    return decoded
+
+
+def user_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The toolkit hides its own ``sagemaker_*`` keys from the user script."""
+    return {k: v for k, v in hyperparameters.items() if not k.startswith("sagemaker_")}
+
+
+def to_cmd_args(hyperparameters: dict[str, Any]) -> list[str]:
+    """``--key value`` pairs sorted by key, values with ``str()``, as the toolkit passes them."""
+    args: list[str] = []
+    for key in sorted(hyperparameters):
+        value = hyperparameters[key]
+        args += [f"--{key}", value if isinstance(value, str) else _arg_str(value)]
+    return args
+
+
+def _arg_str(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def map_opt_ml(value: Any, root: Path) -> Any:
+    """Point ``/opt/ml/...`` strings (also inside lists and dicts) at ``root`` instead."""
+    if isinstance(value, str) and (value == OPT_ML or value.startswith(OPT_ML + "/")):
+        return str(root) + value[len(OPT_ML):]
+    if isinstance(value, list):
+        return [map_opt_ml(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: map_opt_ml(v, root) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """An ``/opt/ml``-shaped folder for one training run."""
+
+    root: Path
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "input" / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.root / "output" / "data"
+
+    @property
+    def intermediate_dir(self) -> Path:
+        return self.root / "output" / "intermediate"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.root / "code"
+
+    def channel_dir(self, channel: str) -> Path:
+        return self.data_dir / channel
+
+    def create(self) -> RunFolder:
+        for path in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir,
+                     self.intermediate_dir, self.code_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def add_channel(self, channel: str, source: Path) -> Path:
+        """Expose a local folder or file as ``input/data/<channel>`` (a symlink, no copy)."""
+        target = self.channel_dir(channel)
+        if target.is_symlink() or target.exists():
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            else:
+                shutil.rmtree(target)
+        if source.is_file():
+            target.mkdir(parents=True)
+            (target / source.name).symlink_to(source.resolve())
+        else:
+            target.symlink_to(source.resolve(), target_is_directory=True)
+        return target
+
+    def copy_code(self, source_dir: Path) -> None:
+        if self.code_dir.exists():
+            shutil.rmtree(self.code_dir)
+        shutil.copytree(source_dir, self.code_dir,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+
+    def write_config(self, hyperparameters: dict[str, Any], channels: list[str],
+                     hosts: list[str] | None = None, current_host: str = CURRENT_HOST) -> None:
+        hosts = hosts or [current_host]
+        files = {
+            "hyperparameters.json": encode_hyperparameters(hyperparameters),
+            "resourceconfig.json": {
+                "current_host": current_host,
+                "hosts": hosts,
+                "network_interface_name": NETWORK_INTERFACE,
+            },
+            "inputdataconfig.json": {c: {"TrainingInputMode": "File"} for c in channels},
+        }
+        for name, content in files.items():
+            (self.config_dir / name).write_text(json.dumps(content, indent=2))
+
+
+def count_gpus() -> int:
+    """GPUs as the toolkit counts them: lines of ``nvidia-smi --list-gpus``."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    if out.returncode != 0:
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.strip().startswith("GPU"))
+
+
+def training_environment(
+    folder: RunFolder,
+    *,
+    job_name: str,
+    entry_point: str,
+    hyperparameters: dict[str, Any],
+    channels: list[str],
+    instance_type: str = "local",
+    num_gpus: int | None = None,
+    num_cpus: int | None = None,
+    log_level: int = 20,
+    hosts: list[str] | None = None,
+    current_host: str = CURRENT_HOST,
+) -> dict[str, str]:
+    """The ``SM_*`` variables the toolkit exports before running the user entry point."""
+    hosts = hosts or [current_host]
+    user_hps = user_hyperparameters(hyperparameters)
+    args = to_cmd_args(user_hps)
+    module_name = entry_point[:-3] if entry_point.endswith(".py") else entry_point
+    env: dict[str, Any] = {
+        "additional_framework_parameters": {},
+        "channel_input_dirs": {c: str(folder.channel_dir(c)) for c in channels},
+        "current_host": current_host,
+        "current_instance_type": instance_type,
+        "framework_module": None,
+        "hosts": hosts,
+        "hyperparameters": user_hps,
+        "input_config_dir": str(folder.config_dir),
+        "input_data_config": {c: {"TrainingInputMode": "File"} for c in channels},
+        "input_dir": str(folder.input_dir),
+        "is_master": current_host == hosts[0],
+        "job_name": job_name,
+        "log_level": log_level,
+        "master_hostname": hosts[0],
+        "model_dir": str(folder.model_dir),
+        "module_dir": str(folder.code_dir),
+        "module_name": module_name,
+        "network_interface_name": NETWORK_INTERFACE,
+        "num_cpus": num_cpus if num_cpus is not None else (os.cpu_count() or 1),
+        "num_gpus": num_gpus if num_gpus is not None else count_gpus(),
+        "output_data_dir": str(folder.output_data_dir),
+        "output_dir": str(folder.output_dir),
+        "output_intermediate_dir": str(folder.intermediate_dir),
+        "resource_config": {"current_host": current_host, "hosts": hosts,
+                            "network_interface_name": NETWORK_INTERFACE},
+        "user_entry_point": entry_point,
+    }
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        if key in ("channel_input_dirs", "hyperparameters"):
+            continue
+        out["SM_" + key.upper()] = value if isinstance(value, str) else json.dumps(value)
+    out["SM_HPS"] = json.dumps(user_hps)
+    for key, value in user_hps.items():
+        out["SM_HP_" + key.upper()] = value if isinstance(value, str) else json.dumps(value)
+    out["SM_CHANNELS"] = json.dumps(sorted(channels))
+    for channel in channels:
+        out["SM_CHANNEL_" + channel.upper()] = str(folder.channel_dir(channel))
+    out["SM_USER_ARGS"] = json.dumps(args)
+    out["SM_INPUT_CONFIG_DIR"] = str(folder.config_dir)
+    out["SM_TRAINING_ENV"] = json.dumps(env)
+    return out

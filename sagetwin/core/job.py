@@ -1,0 +1,202 @@
+"""HuggingFaceJob: the SDK v2 ``HuggingFace`` estimator's shape over any backend.
+
+It holds the job description, asks the chosen backend to fit and deploy, and tells
+plugins what happened. It never imports a backend module: backends come from the
+plugin manager by name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from sagetwin.core.backend import Backend
+from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
+from sagetwin.core.paths import unique_name
+from sagetwin.core.plugins import backend_entries, get_backend_entry, get_plugin_manager
+from sagetwin.core.predictor import Predictor
+from sagetwin.core.progress import Reporter, StreamReporter
+from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec, check_hyperparameters
+
+AUTO = "auto"
+BACKEND_ENV = "SAGETWIN_BACKEND"
+
+
+def choose_backend(requested: str | None = None, pm: pluggy.PluginManager | None = None) -> tuple[str, str]:
+    """Argument > ``$SAGETWIN_BACKEND`` > ``auto``; returns (name, why it was chosen).
+
+    ``auto`` picks the usable backend with the highest ``auto_priority``; backends that
+    cost money leave it unset so they are never picked implicitly.
+    """
+    if requested and requested != AUTO:
+        return requested, "requested explicitly"
+    env_value = os.environ.get(BACKEND_ENV)
+    if env_value and env_value != AUTO and not requested:
+        return env_value, f"from ${BACKEND_ENV}"
+    candidates = sorted(
+        (e for e in backend_entries(pm).values() if getattr(e.cls, "auto_priority", None) is not None),
+        key=lambda e: -e.cls.auto_priority,
+    )
+    skipped: list[str] = []
+    for entry in candidates:
+        availability = entry.availability()
+        if availability.usable:
+            because = f" ({'; '.join(skipped)})" if skipped else ""
+            return entry.name, f"auto: {entry.name} is usable here{because}"
+        skipped.append(f"{entry.name}: {availability.reason}")
+    raise BackendUnavailableError(
+        "auto could not find a usable backend: " + ("; ".join(skipped) or "none installed") + ".",
+        "run `sagetwin backends` to see what is installed and why each is unusable.",
+    )
+
+
+def create_backend(name: str, pm: pluggy.PluginManager | None = None, **options: Any) -> Backend:
+    entry = get_backend_entry(name, pm)
+    availability = entry.availability()
+    if not availability.usable:
+        raise BackendUnavailableError(
+            f"backend {name!r} cannot run here: {availability.reason}.",
+            availability.fix or "run `sagetwin doctor` or pick another backend (e.g. --backend process).",
+        )
+    return entry.cls(**options)
+
+
+class HuggingFaceJob:
+    """Fine-tune with a training script, then deploy: the same code on every backend.
+
+    Mirrors ``sagemaker.huggingface.HuggingFace``: ``entry_point``, ``source_dir``,
+    ``hyperparameters``, ``instance_type``, ``instance_count``, versions; plus ``backend``.
+    """
+
+    def __init__(
+        self,
+        entry_point: str,
+        source_dir: str | os.PathLike[str] | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        *,
+        backend: str | None = None,
+        instance_type: str | None = None,
+        instance_count: int = 1,
+        role: str | None = None,
+        transformers_version: str | None = None,
+        pytorch_version: str | None = None,
+        py_version: str | None = None,
+        environment: dict[str, str] | None = None,
+        output_path: str | None = None,
+        base_job_name: str | None = None,
+        max_run: int = 24 * 3600,
+        reporter: Reporter | None = None,
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        source = Path(source_dir) if source_dir is not None else Path(entry_point).parent
+        entry = entry_point if source_dir is not None else Path(entry_point).name
+        if not source.is_dir():
+            raise ConfigurationError(
+                f"source_dir {source} does not exist or is not a folder.",
+                "pass the folder that holds your training script, e.g. source_dir='train_scripts'.",
+            )
+        if not (source / entry).is_file():
+            raise ConfigurationError(
+                f"entry_point {entry!r} was not found in source_dir {source}.",
+                f"check the file name; {source} contains: "
+                + (", ".join(sorted(p.name for p in source.iterdir() if p.is_file())) or "no files") + ".",
+            )
+        if instance_count < 1:
+            raise ConfigurationError(f"instance_count must be >= 1, got {instance_count}.", "use 1 or more.")
+        self.entry_point = entry
+        self.source_dir = source.resolve()
+        self.hyperparameters = check_hyperparameters(hyperparameters or {})
+        self.instance_type = instance_type
+        self.instance_count = instance_count
+        self.role = role
+        self.transformers_version = transformers_version
+        self.pytorch_version = pytorch_version
+        self.py_version = py_version
+        self.environment = dict(environment or {})
+        self.output_path = output_path
+        self.base_job_name = base_job_name or "huggingface"
+        self.max_run = max_run
+        self.reporter = reporter or StreamReporter()
+        self.pm = get_plugin_manager()
+        self.backend_name, self.backend_reason = choose_backend(backend, self.pm)
+        self.backend_options = dict(backend_options or {})
+        get_backend_entry(self.backend_name, self.pm)  # unknown names fail here, before any work
+        self._backend: Backend | None = None
+        self.latest_training: TrainingResult | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = create_backend(self.backend_name, self.pm, **self.backend_options)
+        return self._backend
+
+    @property
+    def model_data(self) -> str | None:
+        return self.latest_training.model_data if self.latest_training else None
+
+    def fit(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None) -> TrainingResult:
+        """Run the training job; ``inputs`` maps channel names to data locations, like the SDK."""
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = {"training": str(inputs)}
+        channels = {str(k): str(v) for k, v in (inputs or {}).items()}
+        spec = TrainingSpec(
+            job_name=job_name or unique_name(self.base_job_name),
+            entry_point=self.entry_point, source_dir=self.source_dir,
+            hyperparameters=self.hyperparameters, inputs=channels,
+            instance_type=self.instance_type, instance_count=self.instance_count,
+            environment=self.environment, output_path=self.output_path,
+            transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
+            py_version=self.py_version, max_run=self.max_run, role=self.role,
+        )
+        backend = self.backend
+        self.reporter.step(f"training job {spec.job_name} on backend {self.backend_name} ({self.backend_reason})")
+        self.pm.hook.sagetwin_training_started(spec=spec, backend=self.backend_name)
+        try:
+            result = backend.fit(spec, self.reporter)
+        except BaseException as exc:
+            self.pm.hook.sagetwin_training_finished(spec=spec, result=None, error=exc)
+            raise
+        self.pm.hook.sagetwin_training_finished(spec=spec, result=result, error=None)
+        self.latest_training = result
+        self.reporter.step(f"training finished in {result.duration_s:.1f}s; model_data {result.model_data}")
+        return result
+
+    def deploy(
+        self,
+        initial_instance_count: int = 1,
+        instance_type: str | None = None,
+        *,
+        endpoint_name: str | None = None,
+        model_data: str | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        startup_timeout: float = 300.0,
+    ) -> Predictor:
+        """Serve the trained model; use as ``with job.deploy() as predictor:`` to always delete it."""
+        model_data = model_data or self.model_data
+        if not model_data:
+            raise ConfigurationError(
+                "there is no model to deploy: fit() has not run in this job and no model_data was given.",
+                "call job.fit(...) first, or pass model_data='file:///path/model.tar.gz'.",
+            )
+        spec = DeploySpec(
+            endpoint_name=endpoint_name or unique_name(self.base_job_name + "-ep"),
+            model_data=model_data, instance_type=instance_type,
+            initial_instance_count=initial_instance_count, environment=dict(env or {}),
+            port=port, startup_timeout=startup_timeout,
+            transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
+            py_version=self.py_version, role=self.role,
+        )
+        self.reporter.step(f"deploying endpoint {spec.endpoint_name} on backend {self.backend_name}")
+        endpoint = self.backend.deploy(spec, self.reporter)
+        self.pm.hook.sagetwin_endpoint_created(endpoint=endpoint, backend=self.backend_name)
+        self.reporter.step(f"endpoint {endpoint.name} is in service")
+
+        def deleted(ep: Any) -> None:
+            self.reporter.step(f"endpoint {ep.name} deleted")
+            self.pm.hook.sagetwin_endpoint_deleted(endpoint=ep, backend=self.backend_name)
+
+        return Predictor(endpoint, self.backend_name, on_delete=deleted)

@@ -1,0 +1,199 @@
+"""The Hugging Face inference contract, served on 127.0.0.1 with the toolkit's own handler.
+
+The cloud container runs multi-model-server with ``HuggingFaceHandlerService`` from the
+sagemaker-huggingface-inference-toolkit. Here the same handler class runs behind a small
+HTTP server with MMS's routes and error shape (``GET /ping``, ``POST /invocations``,
+client errors as HTTP 400 with a JSON body), so task inference, content types and
+``code/inference.py`` overrides behave exactly as on SageMaker.
+
+Run as ``python -m sagetwin.core.serving --model-dir DIR --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("sagetwin.serving")
+
+ARCHITECTURE_SUFFIX_TO_TASK = {  # what the toolkit infers; kept here for `sagetwin check` messages
+    "ForSequenceClassification": "text-classification",
+    "ForTokenClassification": "token-classification",
+    "ForQuestionAnswering": "question-answering",
+    "ForMaskedLM": "fill-mask",
+    "ForCausalLM": "text-generation",
+    "ForConditionalGeneration": "text2text-generation",
+}
+
+
+def _ensure_toolkit_compat() -> None:
+    """transformers 5 dropped ``file_utils.is_tf_available``, which toolkit 2.x imports."""
+    import transformers.file_utils as file_utils
+
+    if not hasattr(file_utils, "is_tf_available"):
+        file_utils.is_tf_available = lambda: False  # TensorFlow support is gone in transformers 5
+
+
+class _RequestProcessor:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self._headers
+
+
+class _Metrics:
+    def add_time(self, name: str, value: float, *args: Any, **kwargs: Any) -> None:
+        log.debug("%s: %s ms", name, value)
+
+
+class ModelServerContext:
+    """The subset of MMS's ``Context`` that the toolkit's handler reads."""
+
+    def __init__(self, model_dir: str, headers: dict[str, str] | None = None) -> None:
+        self.system_properties = {"model_dir": model_dir, "gpu_id": 0, "batch_size": 1}
+        self.request_processor = [_RequestProcessor(headers or {})]
+        self.metrics = _Metrics()
+        self.response_content_type: str | None = None
+
+    def set_response_content_type(self, index: int, content_type: str) -> None:
+        self.response_content_type = content_type
+
+
+class ToolkitHandler:
+    """Loads a model directory with the toolkit's handler and answers invocations."""
+
+    def __init__(self, model_dir: str) -> None:
+        _ensure_toolkit_compat()
+        from sagemaker_huggingface_inference_toolkit.handler_service import HuggingFaceHandlerService
+
+        self.model_dir = model_dir
+        self.service = HuggingFaceHandlerService()
+        self.service.initialize(ModelServerContext(model_dir))
+        self._lock = threading.Lock()  # MMS runs one request at a time per worker
+
+    def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[bytes, str]:
+        """Return (response body, content type); raise PredictionError for client errors."""
+        from mms.service import PredictionException
+
+        context = ModelServerContext(self.model_dir, headers)
+        try:
+            with self._lock:
+                self.service.context = context
+                result = self.service.handle([{"body": body}], context)
+        except PredictionException as exc:
+            raise PredictionError(exc.message, exc.error_code) from exc
+        payload = result[0]
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        return bytes(payload), context.response_content_type or "application/json"
+
+
+class PredictionError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def error_body(status: int, message: str) -> bytes:
+    """MMS's error JSON."""
+    kind = "InternalServerException" if status >= 400 else "Error"
+    return json.dumps({"code": status, "type": kind, "message": message}).encode()
+
+
+class _State:
+    handler: ToolkitHandler | None = None
+    load_error: str | None = None
+
+
+def _make_request_handler(state: _State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: no new connection per prediction
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.debug(format, *args)
+
+        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path != "/ping":
+                self._send(404, error_body(404, f"no route {self.path}; use GET /ping"))
+            elif state.handler is not None:
+                self._send(200, b'{"status": "Healthy"}\n')
+            else:
+                self._send(503, error_body(503, state.load_error or "model is loading"))
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path != "/invocations":
+                self._send(404, error_body(404, f"no route {self.path}; use POST /invocations"))
+                return
+            if state.handler is None:
+                self._send(503, error_body(503, state.load_error or "model is loading"))
+                return
+            headers = {k: v for k, v in self.headers.items()}
+            try:
+                payload, content_type = state.handler.invoke(body, headers)
+            except PredictionError as exc:
+                self._send(exc.status, error_body(exc.status, exc.message))
+                return
+            except Exception as exc:  # never let one request take the server down
+                log.error("invocation failed: %s", traceback.format_exc())
+                self._send(500, error_body(500, f"{type(exc).__name__}: {exc}"))
+                return
+            self._send(200, payload, content_type)
+
+    return Handler
+
+
+def serve(model_dir: str, host: str, port: int) -> None:
+    """Bind first (so /ping answers 503 while loading), then load the model and serve."""
+    state = _State()
+    server = ThreadingHTTPServer((host, port), _make_request_handler(state))
+    server.daemon_threads = True
+    bound_port = server.server_address[1]
+    print(f"sagetwin-serving: listening on http://{host}:{bound_port}", flush=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        state.handler = ToolkitHandler(model_dir)
+    except Exception as exc:
+        state.load_error = f"model failed to load: {type(exc).__name__}: {exc}"
+        traceback.print_exc()
+        print(f"sagetwin-serving: {state.load_error}", file=sys.stderr, flush=True)
+        server.shutdown()
+        raise SystemExit(3) from None
+    print("sagetwin-serving: model loaded, ready", flush=True)
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a model folder with the HF inference toolkit handler.")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SAGETWIN_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve(args.model_dir, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

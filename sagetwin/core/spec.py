@@ -1,0 +1,100 @@
+"""Plain descriptions of what to run and what came out: no backend knowledge here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagetwin.core.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything a backend needs to run one training job, in SageMaker's terms."""
+
+    job_name: str
+    entry_point: str
+    source_dir: Path
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    instance_type: str | None = None
+    instance_count: int = 1
+    environment: dict[str, str] = field(default_factory=dict)
+    output_path: str | None = None
+    transformers_version: str | None = None
+    pytorch_version: str | None = None
+    py_version: str | None = None
+    max_run: int = 24 * 3600
+    role: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def entry_point_path(self) -> Path:
+        return self.source_dir / self.entry_point
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """How to serve a trained model: instance, environment, local port."""
+
+    endpoint_name: str
+    model_data: str
+    instance_type: str | None = None
+    initial_instance_count: int = 1
+    environment: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+    startup_timeout: float = 300.0
+    transformers_version: str | None = None
+    pytorch_version: str | None = None
+    py_version: str | None = None
+    role: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingResult:
+    """What a finished training job left behind."""
+
+    job_name: str
+    backend: str
+    model_data: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    output_data: str | None = None
+    duration_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_name": self.job_name,
+            "backend": self.backend,
+            "model_data": self.model_data,
+            "metrics": self.metrics,
+            "output_data": self.output_data,
+            "duration_s": round(self.duration_s, 3),
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Fail early on values SageMaker could not carry (it JSON-encodes every value)."""
+    if not isinstance(hyperparameters, dict):
+        raise ConfigurationError(
+            f"hyperparameters must be a dict of name -> value, got {type(hyperparameters).__name__}.",
+            "pass a dict such as {'epochs': 1, 'model_name': 'distilbert-base-uncased'}.",
+        )
+    for key, value in hyperparameters.items():
+        if not isinstance(key, str):
+            raise ConfigurationError(
+                f"hyperparameter name {key!r} is not a string.", "use string keys, e.g. 'epochs'."
+            )
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"hyperparameter {key!r} has a value of type {type(value).__name__} that is not "
+                f"JSON-serialisable ({exc}); SageMaker passes hyperparameters as JSON.",
+                "pass numbers, strings, booleans, lists or dicts of those (e.g. str(path) for a Path).",
+            ) from None
+    return dict(hyperparameters)

@@ -1,0 +1,104 @@
+"""The getting-started guide's workflow as one function: prepare → fit → deploy → predict → delete.
+
+``sagetwin run`` calls it; so do the tests that prove every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagetwin.core.data import prepare_datasets, resolve_model
+from sagetwin.core.job import HuggingFaceJob
+from sagetwin.core.progress import Reporter, StreamReporter
+
+GUIDE_SENTENCE = (
+    "It feels like a curtain closing...there was an elegance in the way they moved toward conclusion. "
+    "No fan is going to watch and feel short-changed."
+)
+
+
+def default_source_dir() -> Path:
+    """The ``train_scripts`` folder shipped with sagetwin (installed as ``sagetwin.train_scripts``)."""
+    module = importlib.import_module("sagetwin.train_scripts")
+    return Path(module.__file__).resolve().parent
+
+
+@dataclass
+class WorkflowOptions:
+    """What ``sagetwin run`` can change; defaults are the guide's, sized for a laptop."""
+
+    backend: str | None = None
+    model: str = "minilm"
+    dataset: str = "sample"
+    epochs: float = 1
+    max_steps: int = -1
+    train_batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    warmup_steps: int = 10
+    train_size: int = 2000
+    test_size: int = 500
+    entry_point: str = "train.py"
+    source_dir: Path | None = None
+    sentence: str = GUIDE_SENTENCE
+    extra_hyperparameters: dict[str, Any] = field(default_factory=dict)
+    instance_type: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run the whole workflow; the endpoint is deleted before returning, also on errors."""
+    reporter = reporter or StreamReporter()
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    model = resolve_model(options.model)
+    channels = prepare_datasets(options.dataset, model.tokenizer_source, train_size=options.train_size,
+                                test_size=options.test_size, reporter=reporter)
+    channels.update(model.channels())
+    timings["prepare_s"] = time.monotonic() - started
+
+    hyperparameters = {
+        "epochs": options.epochs,
+        "train_batch_size": options.train_batch_size,
+        "eval_batch_size": options.eval_batch_size,
+        "learning_rate": options.learning_rate,
+        "warmup_steps": options.warmup_steps,
+        "model_name": model.hyperparameter,
+        "max_steps": options.max_steps,
+        **options.extra_hyperparameters,
+    }
+    job = HuggingFaceJob(
+        entry_point=options.entry_point, source_dir=options.source_dir or default_source_dir(),
+        hyperparameters=hyperparameters, backend=options.backend, instance_type=options.instance_type,
+        reporter=reporter, backend_options=options.backend_options,
+    )
+    mark = time.monotonic()
+    training = job.fit(channels)
+    timings["fit_s"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    with job.deploy() as predictor:
+        timings["deploy_s"] = time.monotonic() - mark
+        mark = time.monotonic()
+        prediction = predictor.predict({"inputs": options.sentence})
+        timings["predict_s"] = time.monotonic() - mark
+        endpoint_name = predictor.endpoint_name
+        mark = time.monotonic()
+    timings["delete_s"] = time.monotonic() - mark
+    timings["total_s"] = time.monotonic() - started
+    return {
+        "backend": job.backend_name,
+        "backend_reason": job.backend_reason,
+        "model": model.name,
+        "dataset": options.dataset,
+        "training": {"job_name": training.job_name, "metrics": training.metrics,
+                     "model_data": training.model_data, **training.details},
+        "endpoint": {"name": endpoint_name, "deleted": predictor.deleted},
+        "input": options.sentence,
+        "prediction": prediction,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }

@@ -1,0 +1,1 @@
+"""The training scripts sagetwin ships; installed as ``sagetwin.train_scripts``."""
