@@ -120,7 +120,7 @@ class ProgressPrinter(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         rate = state.global_step / max(time.monotonic() - self.started, 1e-9)
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
+        shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items()}
         print(f"step {state.global_step}/{state.max_steps} ({rate:.2f} it/s) {json.dumps(shown)}", flush=True)
 
 
