@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sagetwin.core.errors import SagetwinError
 from sagetwin.core.progress import StreamReporter
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Keep stdout for the one JSON document: anything else printed (even by plugins) goes to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -19,7 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     options = WorkflowOptions(
         backend=args.backend, model=args.model, dataset=args.dataset, epochs=args.epochs,
-        max_steps=args.max_steps, train_batch_size=args.train_batch_size,
+        max_steps=args.max_steps, train_batch_size=args.train_batch_size, learning_rate=args.learning_rate,
         train_size=args.train_size, test_size=args.test_size,
         source_dir=Path(args.source_dir) if args.source_dir else None, entry_point=args.entry_point,
         instance_type=args.instance_type,
@@ -27,7 +43,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.sentence:
         options.sentence = args.sentence
     reporter = StreamReporter(show_logs=not args.quiet)
-    result = run_workflow(options, reporter)
+    with stdout_to_stderr() if args.json else contextlib.nullcontext():
+        result = run_workflow(options, reporter)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -84,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="minilm",
                      help="tiny | minilm (default: all-MiniLM-L6-v2, offline) | PATH | HUB_ID")
     run.add_argument("--dataset", default="sample", help="sample (default) | imdb | PATH (csv/json/parquet/saved)")
-    run.add_argument("--epochs", type=float, default=1)
+    run.add_argument("--epochs", type=float, default=2)
+    run.add_argument("--learning-rate", type=float, default=1e-4)
     run.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (default: full epochs)")
     run.add_argument("--train-batch-size", type=int, default=32)
     run.add_argument("--train-size", type=int, default=2000, help="examples of the sample dataset to train on")

@@ -14,13 +14,12 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 import time
 import weakref
 from pathlib import Path
-from urllib.parse import urlparse
 
 from sagetwin.core import contract
+from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, unpack_model
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import ConfigurationError, EndpointError, InvocationError, TrainingError
 from sagetwin.core.hookspecs import hookimpl
@@ -35,7 +34,6 @@ from sagetwin.core.processes import (
     wait_until_healthy,
 )
 from sagetwin.core.progress import Reporter
-from sagetwin.core.requirements import unmet_requirements
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 
 HOST = "127.0.0.1"
@@ -44,57 +42,6 @@ HOST = "127.0.0.1"
 @hookimpl
 def sagetwin_register_backends(register):
     register(ProcessBackend)
-
-
-def local_path(uri: str, what: str) -> Path:
-    """``file://`` URIs and plain paths → Path; anything remote is a clear error."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else uri).expanduser()
-    raise ConfigurationError(
-        f"{what} {uri} is not on this machine; the process backend reads local data only.",
-        "download it first, pass a local path or file:// URI, or use --backend sagemaker for S3 data.",
-    )
-
-
-def pack_model(model_dir: Path, target: Path) -> Path:
-    """``model.tar.gz`` with the model folder's files at the archive root, as SageMaker packs it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(target, "w:gz", compresslevel=1) as tar:
-        for item in sorted(model_dir.iterdir()):
-            tar.add(item, arcname=item.name)
-    return target
-
-
-def unpack_model(archive: Path, target: Path) -> Path:
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(target, filter="data")
-    return target
-
-
-def read_metrics(output_data_dir: Path) -> dict[str, float]:
-    """``metrics.json`` if the script wrote one, else the guide's ``eval_results.txt`` lines."""
-    metrics_file = output_data_dir / "metrics.json"
-    if metrics_file.is_file():
-        try:
-            data = json.loads(metrics_file.read_text())
-            return {k: v for k, v in data.items() if isinstance(v, (int, float))}
-        except ValueError:
-            pass
-    metrics: dict[str, float] = {}
-    results = output_data_dir / "eval_results.txt"
-    if results.is_file():
-        for line in results.read_text().splitlines():
-            key, sep, value = line.partition(" = ")
-            if sep:
-                try:
-                    metrics[key.strip().removeprefix("eval_")] = float(value)
-                except ValueError:
-                    continue
-    return metrics
 
 
 class ProcessBackend:
@@ -114,44 +61,15 @@ class ProcessBackend:
 
     # ------------------------------------------------------------------ training
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
-        if spec.instance_count != 1:
-            raise ConfigurationError(
-                f"the process backend runs one instance; instance_count={spec.instance_count} was asked for.",
-                "use instance_count=1 here, or --backend local to test multi-instance training in Docker.",
-            )
-        channels = {name: local_path(uri, f"input channel {name!r}") for name, uri in spec.inputs.items()}
-        for name, path in channels.items():
-            if not path.exists():
-                raise ConfigurationError(
-                    f"input channel {name!r} points to {path}, which does not exist.",
-                    "check the path passed to fit(), or prepare the data first (sagetwin run does it for you).",
-                )
-        missing = unmet_requirements(spec.source_dir / "requirements.txt")
-        if missing:
-            raise ConfigurationError(
-                f"{spec.source_dir / 'requirements.txt'} asks for packages not installed here: "
-                + ", ".join(missing) + ". In a container the toolkit would pip-install them; the process "
-                "backend does not change your environment.",
-                f"pip install -r {spec.source_dir / 'requirements.txt'}",
-            )
         base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else self.work_dir / "runs"
         run_dir = base / spec.job_name
-        folder = contract.RunFolder(run_dir / "opt_ml").create()
-        folder.copy_code(spec.source_dir)
-        for name, path in channels.items():
-            folder.add_channel(name, path)
-        hyperparameters = contract.map_opt_ml(dict(spec.hyperparameters), folder.root)
-        folder.write_config(hyperparameters, sorted(channels))
+        run = contract.prepare_run(spec, run_dir / "opt_ml")
+        folder = run.folder
         env = dict(os.environ)
-        env.update(spec.environment)
-        env.update(contract.training_environment(
-            folder, job_name=spec.job_name, entry_point=spec.entry_point,
-            hyperparameters=hyperparameters, channels=sorted(channels),
-            instance_type=spec.instance_type or "local",
-        ))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), env.get("PYTHONPATH")]))
+        env.update(run.env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), os.environ.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
-        args = contract.to_cmd_args(contract.user_hyperparameters(hyperparameters))
+        args = run.args
         cmd = self._entry_command(spec.entry_point) + args
         reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}")
         started = time.monotonic()
@@ -165,13 +83,10 @@ class ProcessBackend:
                 "fix the error shown in the log below and run again.",
                 exit_code=exit_code, log_tail=tail,
             )
-        output = run_dir / "output"
-        model_tar = pack_model(folder.model_dir, output / "model.tar.gz")
-        pack_model(folder.output_data_dir, output / "output.tar.gz")
+        model_data, output_data = package_outputs(folder.model_dir, folder.output_data_dir, run_dir / "output")
         return TrainingResult(
-            job_name=spec.job_name, backend=self.name, model_data=model_tar.resolve().as_uri(),
-            metrics=read_metrics(folder.output_data_dir),
-            output_data=(output / "output.tar.gz").resolve().as_uri(), duration_s=duration,
+            job_name=spec.job_name, backend=self.name, model_data=model_data,
+            metrics=read_metrics(folder.output_data_dir), output_data=output_data, duration_s=duration,
             details={"run_dir": str(run_dir), "log": str(run_dir / "training.log")},
         )
 

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagetwin.core.artifacts import local_path
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.requirements import unmet_requirements
+from sagetwin.core.spec import TrainingSpec
+
 OPT_ML = "/opt/ml"
 CURRENT_HOST = "algo-1"
 NETWORK_INTERFACE = "eth0"
@@ -226,3 +231,53 @@ def training_environment(
     out["SM_INPUT_CONFIG_DIR"] = str(folder.config_dir)
     out["SM_TRAINING_ENV"] = json.dumps(env)
     return out
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run folder filled in for one job: what to put in the environment and on the command line."""
+
+    folder: RunFolder
+    env: dict[str, str]
+    args: list[str]
+    hyperparameters: dict[str, Any]
+
+
+def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) -> PreparedRun:
+    """Lay out ``root`` as ``/opt/ml`` for ``spec``: code, channels, config files, ``SM_*`` env.
+
+    For backends that run the script outside a container (process, in-process plugins):
+    local channels only, ``/opt/ml`` values in hyperparameters mapped onto ``root``.
+    """
+    if spec.instance_count != 1:
+        raise ConfigurationError(
+            f"this backend runs one instance; instance_count={spec.instance_count} was asked for.",
+            "use instance_count=1 here, or --backend local to test multi-instance training in Docker.",
+        )
+    channels = {name: local_path(uri, f"input channel {name!r}") for name, uri in spec.inputs.items()}
+    for name, path in channels.items():
+        if not path.exists():
+            raise ConfigurationError(
+                f"input channel {name!r} points to {path}, which does not exist.",
+                "check the path passed to fit(), or prepare the data first (sagetwin run does it for you).",
+            )
+    requirements = spec.source_dir / "requirements.txt"
+    missing = unmet_requirements(requirements)
+    if missing:
+        raise ConfigurationError(
+            f"{requirements} asks for packages not installed here: {', '.join(missing)}. In a container the "
+            "toolkit would pip-install them; this backend does not change your environment.",
+            f"pip install -r {requirements}",
+        )
+    folder = RunFolder(root).create()
+    folder.copy_code(spec.source_dir)
+    for name, path in channels.items():
+        folder.add_channel(name, path)
+    hyperparameters = map_opt_ml(dict(spec.hyperparameters), folder.root)
+    folder.write_config(hyperparameters, sorted(channels))
+    env = dict(spec.environment)
+    env.update(training_environment(
+        folder, job_name=spec.job_name, entry_point=spec.entry_point, hyperparameters=hyperparameters,
+        channels=sorted(channels), instance_type=spec.instance_type or "local", num_gpus=num_gpus,
+    ))
+    return PreparedRun(folder, env, to_cmd_args(user_hyperparameters(hyperparameters)), hyperparameters)

@@ -34,11 +34,11 @@ class WorkflowOptions:
     backend: str | None = None
     model: str = "minilm"
     dataset: str = "sample"
-    epochs: float = 1
+    epochs: float = 2
     max_steps: int = -1
     train_batch_size: int = 32
     eval_batch_size: int = 64
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     warmup_steps: int = 10
     train_size: int = 2000
     test_size: int = 500

@@ -1,0 +1,71 @@
+"""Local artifacts: model.tar.gz packing as SageMaker does it, metrics, file:// paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sagetwin.core.errors import ConfigurationError
+
+
+def local_path(uri: str, what: str) -> Path:
+    """``file://`` URIs and plain paths → Path; anything remote is a clear error."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else uri).expanduser()
+    raise ConfigurationError(
+        f"{what} {uri} is not on this machine; this backend reads local data only.",
+        "download it first, pass a local path or file:// URI, or use --backend sagemaker for S3 data.",
+    )
+
+
+def pack_model(model_dir: Path, target: Path) -> Path:
+    """``model.tar.gz`` with the model folder's files at the archive root, as SageMaker packs it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(target, "w:gz", compresslevel=1) as tar:
+        for item in sorted(model_dir.iterdir()):
+            tar.add(item, arcname=item.name)
+    return target
+
+
+def unpack_model(archive: Path, target: Path) -> Path:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def read_metrics(output_data_dir: Path) -> dict[str, float]:
+    """``metrics.json`` if the script wrote one, else the guide's ``eval_results.txt`` lines."""
+    metrics_file = output_data_dir / "metrics.json"
+    if metrics_file.is_file():
+        try:
+            data = json.loads(metrics_file.read_text())
+            return {k: v for k, v in data.items() if isinstance(v, (int, float))}
+        except ValueError:
+            pass
+    metrics: dict[str, float] = {}
+    results = output_data_dir / "eval_results.txt"
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            key, sep, value = line.partition(" = ")
+            if sep:
+                try:
+                    metrics[key.strip().removeprefix("eval_")] = float(value)
+                except ValueError:
+                    continue
+    return metrics
+
+
+
+
+def package_outputs(model_dir: Path, output_data_dir: Path, target_dir: Path) -> tuple[str, str]:
+    """Pack ``model.tar.gz`` and ``output.tar.gz`` into ``target_dir``; return their file:// URIs."""
+    model_tar = pack_model(model_dir, target_dir / "model.tar.gz")
+    output_tar = pack_model(output_data_dir, target_dir / "output.tar.gz")
+    return model_tar.resolve().as_uri(), output_tar.resolve().as_uri()
