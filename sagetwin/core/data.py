@@ -138,7 +138,14 @@ def load_raw_dataset(source: str, *, train_size: int = 2000, test_size: int = 50
         })
     if source == "imdb":
         # The getting-started guide's loading code: needs access to the Hugging Face Hub.
-        train, test = datasets.load_dataset("imdb", split=["train", "test"])
+        try:
+            train, test = datasets.load_dataset("imdb", split=["train", "test"])
+        except Exception as exc:  # offline, no Hub access, proxy, ...
+            raise ConfigurationError(
+                f"could not load the IMDb dataset from the Hugging Face Hub ({type(exc).__name__}: {exc}).",
+                "check Hub access (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE unset, network, HF_TOKEN), or use "
+                "--dataset sample or --dataset PATH for offline work.",
+            ) from None
         return datasets.DatasetDict({"train": train.shuffle(seed=seed), "test": test.shuffle(seed=seed)})
     path = Path(source).expanduser()
     if not path.exists():

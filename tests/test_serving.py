@@ -1,0 +1,87 @@
+"""Serving follows the Hugging Face inference toolkit: task inference, content types, inference.py overrides."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import sagetwin
+from sagetwin.core.artifacts import pack_model
+from sagetwin.core.progress import SilentReporter
+from tests.conftest import TRAIN_SCRIPTS
+
+pytestmark = pytest.mark.slow
+
+
+def archive_with_code(trained, tmp_path: Path, inference_py: str) -> str:
+    model_dir = tmp_path / "model"
+    with tarfile.open(trained.model_data[len("file://"):]) as tar:
+        tar.extractall(model_dir, filter="data")
+    (model_dir / "code").mkdir()
+    (model_dir / "code" / "inference.py").write_text(inference_py)
+    return str(pack_model(model_dir, tmp_path / "model.tar.gz"))
+
+
+def deploy(model_data: str, **kwargs):
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process", reporter=SilentReporter())
+    return job.deploy(model_data=model_data, **kwargs)
+
+
+def test_task_from_hf_task_and_csv_input(trained_tiny, no_leftover_processes):
+    with deploy(trained_tiny.model_data, env={"HF_TASK": "text-classification"}) as predictor:
+        answer = predictor.predict("inputs\nfirst review\nsecond review\n", content_type="text/csv")
+        assert [set(a) for a in answer] == [{"label", "score"}] * 2
+
+
+def test_model_fn_and_predict_fn_overrides(trained_tiny, tmp_path, no_leftover_processes):
+    code = '''
+from transformers import pipeline
+
+def model_fn(model_dir):
+    return pipeline("text-classification", model=model_dir, tokenizer=model_dir)
+
+def predict_fn(data, model):
+    result = model(data["inputs"])
+    return {"custom": True, "label": result[0]["label"], "n_chars": len(data["inputs"])}
+'''
+    with deploy(archive_with_code(trained_tiny, tmp_path, code)) as predictor:
+        answer = predictor.predict({"inputs": "twelve chars"})
+    assert answer["custom"] is True and answer["n_chars"] == 12
+    assert answer["label"] in {"NEGATIVE", "POSITIVE"}
+
+
+def test_transform_fn_with_context_argument(trained_tiny, tmp_path, no_leftover_processes):
+    code = '''
+import json
+
+def transform_fn(model, input_data, content_type, accept, context):
+    text = json.loads(input_data)["inputs"]
+    return json.dumps({"upper": text.upper(), "accept": accept, "has_context": context is not None})
+'''
+    with deploy(archive_with_code(trained_tiny, tmp_path, code)) as predictor:
+        assert predictor.predict({"inputs": "abc"}) == {"upper": "ABC", "accept": "application/json",
+                                                        "has_context": True}
+
+
+def test_transform_fn_mixed_with_input_fn_fails_to_start_with_the_toolkit_message(trained_tiny, tmp_path,
+                                                                                   no_leftover_processes):
+    code = '''
+def input_fn(input_data, content_type):
+    return input_data
+
+def transform_fn(model, input_data, content_type, accept):
+    return input_data
+'''
+    with pytest.raises(sagetwin.EndpointError, match="failed to start") as info:
+        deploy(archive_with_code(trained_tiny, tmp_path, code))
+    assert "Cannot use transform_fn implementation in conjunction with" in info.value.details
+
+
+def test_body_that_is_not_an_object_gets_the_toolkits_400(trained_tiny, no_leftover_processes):
+    with deploy(trained_tiny.model_data) as predictor:
+        with pytest.raises(sagetwin.InvocationError) as info:
+            predictor.predict("just a string body")  # the toolkit calls data.pop("inputs", data)
+        assert info.value.status == 400 and "pop" in str(info.value)
+        assert predictor.predict({"inputs": "still serving"})[0]["label"] in {"NEGATIVE", "POSITIVE"}
