@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_steps", type=int, default=-1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--logging_steps", type=int, default=10)
+    parser.add_argument("--group_by_length", type=lambda v: str(v).lower() in ("1", "true", "yes"), default=True,
+                        help="batch reviews of similar length together (much less padding)")
     # data, model, and output directories
     parser.add_argument("--output_data_dir", type=str, default=os.environ["SM_OUTPUT_DATA_DIR"])
     parser.add_argument("--model_dir", type=str, default=os.environ["SM_MODEL_DIR"])
@@ -131,9 +133,9 @@ def version_kwargs(args: argparse.Namespace) -> dict:
     strategy_key = "eval_strategy" if "eval_strategy" in accepted else "evaluation_strategy"
     kwargs[strategy_key] = "no"
     if "train_sampling_strategy" in accepted:
-        kwargs["train_sampling_strategy"] = "group_by_length"
+        kwargs["train_sampling_strategy"] = "group_by_length" if args.group_by_length else "random"
     else:
-        kwargs["group_by_length"] = True
+        kwargs["group_by_length"] = args.group_by_length
     if "logging_dir" in accepted:  # removed in transformers 5
         kwargs["logging_dir"] = f"{args.output_data_dir}/logs"
     if "use_cpu" in accepted:
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         **{tokenizer_key: tokenizer},
     )
 
-    trainer.train()
+    train_result = trainer.train()
     eval_result = trainer.evaluate(eval_dataset=test_dataset)
 
     # writes eval result to file which can be accessed later in s3 output
@@ -197,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
         for key, value in sorted(eval_result.items()):
             writer.write(f"{key} = {value}\n")
             print(f"{key} = {value}")
-    metrics = {k.removeprefix("eval_"): v for k, v in eval_result.items()
-               if isinstance(v, (int, float))}
+    metrics = {k.removeprefix("eval_"): v for k, v in eval_result.items() if isinstance(v, (int, float))}
+    metrics.update({k if k.startswith("train_") else f"train_{k}": v
+                    for k, v in train_result.metrics.items() if isinstance(v, (int, float))})
     with open(os.path.join(args.output_data_dir, "metrics.json"), "w") as writer:
         json.dump(metrics, writer, indent=2)
 

