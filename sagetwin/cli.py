@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sagetwin.core.errors import SagetwinError
+from sagetwin.core.errors import ConfigurationError, SagetwinError
 from sagetwin.core.progress import StreamReporter
 
 
@@ -30,6 +30,77 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def parse_options(pairs: list[str] | None) -> dict[str, object]:
+    """``-o key=value`` pairs for the backend's constructor; values are JSON when they parse as JSON."""
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"backend option {pair!r} is not KEY=VALUE.", "write e.g. -o bucket=my-bucket.")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except ValueError:
+            options[key.replace("-", "_")] = value
+    return options
+
+
+def ask_before_launch(plan: list[str]) -> bool:
+    """Paid resources are launched only after a person says yes (or passes --yes)."""
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            "this backend launches billed resources and there is no terminal to confirm: " + "; ".join(plan) + ".",
+            "rerun with --yes once the plan above is what you want.",
+        )
+    print("This will launch billed resources:\n  " + "\n  ".join(plan), file=sys.stderr)
+    answer = input("Continue? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _cmd_endpoints(args: argparse.Namespace) -> int:
+    """List (and delete) endpoints that backends with an endpoint registry know about."""
+    from sagetwin.core.job import create_backend
+    from sagetwin.core.plugins import backend_entries
+
+    names = [args.backend] if args.backend else [
+        e.name for e in backend_entries().values() if hasattr(e.cls, "list_endpoints") and e.availability().usable]
+    rows = []
+    for name in names:
+        backend = create_backend(name, **parse_options(args.option))
+        if not hasattr(backend, "list_endpoints"):
+            raise ConfigurationError(f"backend {name!r} keeps no list of endpoints.",
+                                     "its endpoints end with the process that created them.")
+        for row in backend.list_endpoints():
+            row = {"backend": name, **row}
+            if args.delete_all or row["name"] in (args.delete or []):
+                if not args.yes and not _confirm_delete(row):
+                    row["action"] = "kept"
+                else:
+                    backend.delete_endpoint(row["name"])
+                    row["action"] = "deleted"
+            rows.append(row)
+    missing = set(args.delete or []) - {r["name"] for r in rows}
+    if missing:
+        raise ConfigurationError(f"no endpoint named {', '.join(sorted(missing))} was created by sagetwin.",
+                                 "run `sagetwin endpoints` to see the ones that exist.")
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no endpoints created by sagetwin are running")
+    for r in rows:
+        cost = f"${r['hourly_usd']:.3f}/h" if r.get("hourly_usd") is not None else "price unknown"
+        print(f"{r['backend']:<10} {r['name']:<50} {r['status']:<10} {r['age_hours']:>7.2f} h  {cost}  "
+              f"{', '.join(r.get('instances', []))}" + (f"  [{r['action']}]" if "action" in r else ""))
+    return 0
+
+
+def _confirm_delete(row: dict) -> bool:
+    if not sys.stdin.isatty():
+        raise ConfigurationError(f"deleting endpoint {row['name']} needs confirmation and there is no terminal.",
+                                 "rerun with --yes.")
+    return input(f"Delete endpoint {row['name']}? [y/N] ").strip().lower() in ("y", "yes")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from sagetwin.core.workflow import WorkflowOptions, run_workflow
 
@@ -38,13 +109,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, train_batch_size=args.train_batch_size, learning_rate=args.learning_rate,
         train_size=args.train_size, test_size=args.test_size,
         source_dir=Path(args.source_dir) if args.source_dir else None, entry_point=args.entry_point,
-        instance_type=args.instance_type,
+        instance_type=args.instance_type, endpoint_instance_type=args.endpoint_instance_type, role=args.role,
+        backend_options=parse_options(args.option),
     )
     if args.sentence:
         options.sentence = args.sentence
     reporter = StreamReporter(show_logs=not args.quiet)
+    confirm = None if args.yes else ask_before_launch
     with stdout_to_stderr() if args.json else contextlib.nullcontext():
-        result = run_workflow(options, reporter)
+        result = run_workflow(options, reporter, confirm=confirm)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -109,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--test-size", type=int, default=500)
     run.add_argument("--source-dir", default=None, help="folder with your training script (default: bundled)")
     run.add_argument("--entry-point", default="train.py")
-    run.add_argument("--instance-type", default=None)
+    run.add_argument("--instance-type", default=None, help="training instance type (backend default if unset)")
+    run.add_argument("--endpoint-instance-type", default=None, help="endpoint instance type")
+    run.add_argument("--role", default=None, help="IAM role for SageMaker (default: $SAGETWIN_ROLE)")
+    run.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                     help="backend option, e.g. -o bucket=my-bucket -o use_spot_instances=true")
     run.add_argument("--sentence", default=None, help="text to predict (default: the guide's example)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout; progress on stderr")
     run.add_argument("--quiet", action="store_true", help="hide the training and server log lines")
@@ -119,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     backends = sub.add_parser("backends", help="list installed backends and whether they are usable here")
     backends.add_argument("--json", action="store_true")
     backends.set_defaults(func=_cmd_backends)
+    endpoints = sub.add_parser("endpoints", help="list endpoints sagetwin created that are still up (and bill)")
+    endpoints.add_argument("--backend", default=None, help="only this backend (default: all that keep a list)")
+    endpoints.add_argument("--delete", action="append", metavar="NAME", help="delete this endpoint")
+    endpoints.add_argument("--delete-all", action="store_true", help="delete every endpoint listed")
+    endpoints.add_argument("--yes", action="store_true", help="do not ask before deleting")
+    endpoints.add_argument("-o", "--option", action="append", metavar="KEY=VALUE")
+    endpoints.add_argument("--json", action="store_true")
+    endpoints.set_defaults(func=_cmd_endpoints)
     return parser
 
 

@@ -37,6 +37,7 @@ from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 
 HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 300.0
 
 
 @hookimpl
@@ -116,7 +117,7 @@ class ProcessBackend:
         endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir)
         started = time.monotonic()
         try:
-            healthy = wait_until_healthy(HOST, port, timeout=spec.startup_timeout,
+            healthy = wait_until_healthy(HOST, port, timeout=spec.startup_timeout or STARTUP_TIMEOUT_S,
                                          alive=lambda: proc.poll() is None)
         except BaseException:
             endpoint.delete()
@@ -125,7 +126,7 @@ class ProcessBackend:
             code = proc.poll()
             endpoint.delete()
             why = (f"the model server exited with code {code}" if code is not None
-                   else f"/ping did not answer 200 within {spec.startup_timeout:.0f}s")
+                   else f"/ping did not answer 200 within {spec.startup_timeout or STARTUP_TIMEOUT_S:.0f}s")
             raise EndpointError(
                 f"endpoint {spec.endpoint_name} failed to start: {why}.",
                 "read the server log below; for slow-loading models raise startup_timeout.",

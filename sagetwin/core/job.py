@@ -137,12 +137,13 @@ class HuggingFaceJob:
     def model_data(self) -> str | None:
         return self.latest_training.model_data if self.latest_training else None
 
-    def fit(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None) -> TrainingResult:
-        """Run the training job; ``inputs`` maps channel names to data locations, like the SDK."""
+    def training_spec(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None
+                      ) -> TrainingSpec:
+        """The job as a backend sees it (also used to plan and price a launch before it starts)."""
         if isinstance(inputs, (str, os.PathLike)):
             inputs = {"training": str(inputs)}
         channels = {str(k): str(v) for k, v in (inputs or {}).items()}
-        spec = TrainingSpec(
+        return TrainingSpec(
             job_name=job_name or unique_name(self.base_job_name),
             entry_point=self.entry_point, source_dir=self.source_dir,
             hyperparameters=self.hyperparameters, inputs=channels,
@@ -151,6 +152,10 @@ class HuggingFaceJob:
             transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
             py_version=self.py_version, max_run=self.max_run, role=self.role,
         )
+
+    def fit(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None) -> TrainingResult:
+        """Run the training job; ``inputs`` maps channel names to data locations, like the SDK."""
+        spec = self.training_spec(inputs, job_name=job_name)
         backend = self.backend
         self.reporter.step(f"training job {spec.job_name} on backend {self.backend_name} ({self.backend_reason})")
         self.pm.hook.sagetwin_training_started(spec=spec, backend=self.backend_name)
@@ -173,7 +178,7 @@ class HuggingFaceJob:
         model_data: str | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
-        startup_timeout: float = 300.0,
+        startup_timeout: float | None = None,
     ) -> Predictor:
         """Serve the trained model; use as ``with job.deploy() as predictor:`` to always delete it."""
         model_data = model_data or self.model_data

@@ -21,6 +21,7 @@ from sagetwin.core.errors import BackendNotFoundError, ConfigurationError
 ENTRY_POINT_GROUP = "sagetwin"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "sagetwin.backends.process",
+    "sagetwin.backends.sagemaker",
 )
 
 

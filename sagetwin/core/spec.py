@@ -45,7 +45,7 @@ class DeploySpec:
     initial_instance_count: int = 1
     environment: dict[str, str] = field(default_factory=dict)
     port: int | None = None
-    startup_timeout: float = 300.0
+    startup_timeout: float | None = None  # None: the backend's own default
     transformers_version: str | None = None
     pytorch_version: str | None = None
     py_version: str | None = None

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sagetwin.core.data import prepare_datasets, resolve_model
+from sagetwin.core.errors import SagetwinError
 from sagetwin.core.job import HuggingFaceJob
 from sagetwin.core.progress import Reporter, StreamReporter
 
@@ -47,11 +49,29 @@ class WorkflowOptions:
     sentence: str = GUIDE_SENTENCE
     extra_hyperparameters: dict[str, Any] = field(default_factory=dict)
     instance_type: str | None = None
+    endpoint_instance_type: str | None = None
+    role: str | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
 
 
-def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Run the whole workflow; the endpoint is deleted before returning, also on errors."""
+Confirm = Callable[[list[str]], bool]
+
+
+def plan_launch(job: HuggingFaceJob, channels: dict[str, str], endpoint_instance_type: str | None) -> list[str]:
+    """Lines describing what a paid backend will launch and cost; empty for free backends."""
+    planner = getattr(job.backend, "launch_plan", None)
+    if planner is None:
+        return []
+    lines = planner(job.training_spec(channels), endpoint_instance_type)
+    return [line.render() if hasattr(line, "render") else str(line) for line in lines]
+
+
+def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None,
+                 confirm: Confirm | None = None) -> dict[str, Any]:
+    """Run the whole workflow; the endpoint is deleted before returning, also on errors.
+
+    For backends that cost money, ``confirm`` sees the launch plan first and may refuse it.
+    """
     reporter = reporter or StreamReporter()
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -74,14 +94,19 @@ def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None) -> 
     job = HuggingFaceJob(
         entry_point=options.entry_point, source_dir=options.source_dir or default_source_dir(),
         hyperparameters=hyperparameters, backend=options.backend, instance_type=options.instance_type,
-        reporter=reporter, backend_options=options.backend_options,
+        role=options.role, reporter=reporter, backend_options=options.backend_options,
     )
+    plan = plan_launch(job, channels, options.endpoint_instance_type)
+    for line in plan:
+        reporter.step(f"plan: {line}")
+    if plan and confirm is not None and not confirm(plan):
+        raise SagetwinError("cancelled: nothing was launched.", "rerun with --yes to skip the question.")
     mark = time.monotonic()
     training = job.fit(channels)
     timings["fit_s"] = time.monotonic() - mark
 
     mark = time.monotonic()
-    with job.deploy() as predictor:
+    with job.deploy(instance_type=options.endpoint_instance_type) as predictor:
         timings["deploy_s"] = time.monotonic() - mark
         mark = time.monotonic()
         prediction = predictor.predict({"inputs": options.sentence})
@@ -99,6 +124,6 @@ def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None) -> 
                      "model_data": training.model_data, **training.details},
         "endpoint": {"name": endpoint_name, "deleted": predictor.deleted},
         "input": options.sentence,
-        "prediction": prediction,
+        "prediction": prediction if not isinstance(prediction, bytes) else prediction.decode("utf-8", "replace"),
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
