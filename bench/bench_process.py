@@ -143,7 +143,7 @@ def main() -> None:
         print(f"latency p50: endpoint {lat['endpoint_p50_ms']:.2f} ms / in-process {lat['inprocess_p50_ms']:.2f} ms"
               f" (overhead {lat['overhead_p50_ms']:.2f} ms, ratio {lat['ratio']:.2f})")
     if "padding" in only:
-        report["padding"] = bench_padding(160 if args.quick else 480)
+        report["padding"] = bench_padding(64 if args.quick else 160)
         pad = report["padding"]
         for label, value in pad["examples_per_s"].items():
             print(f"padding: {label}: {value:.2f} examples/s")

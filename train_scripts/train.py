@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         **version_kwargs(args),
     )
+    logger.info("training on %s (SM_NUM_GPUS=%s)", training_args.device, args.n_gpus)
     trainer_params = inspect.signature(Trainer.__init__).parameters
     tokenizer_key = "processing_class" if "processing_class" in trainer_params else "tokenizer"
     trainer = Trainer(

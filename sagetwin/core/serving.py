@@ -178,7 +178,8 @@ def serve(model_dir: str, host: str, port: int) -> None:
         print(f"sagetwin-serving: {state.load_error}", file=sys.stderr, flush=True)
         server.shutdown()
         raise SystemExit(3) from None
-    print("sagetwin-serving: model loaded, ready", flush=True)
+    device = getattr(getattr(state.handler.service, "model", None), "device", "custom model_fn")
+    print(f"sagetwin-serving: model loaded on {device}, ready", flush=True)
     try:
         thread.join()
     except KeyboardInterrupt:
