@@ -101,6 +101,36 @@ def _confirm_delete(row: dict) -> bool:
     return input(f"Delete endpoint {row['name']}? [y/N] ").strip().lower() in ("y", "yes")
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sagetwin.core.check import as_json, run_check
+
+    try:
+        hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
+    except ValueError as exc:
+        raise ConfigurationError(f"--hyperparameters is not valid JSON ({exc}).",
+                                 """write e.g. --hyperparameters '{"epochs": 1}'.""") from None
+    channels = {}
+    for pair in args.channel or []:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise ConfigurationError(f"--channel {pair!r} is not NAME=PATH.", "write e.g. --channel extra=./data.")
+        channels[name] = path
+    reporter = StreamReporter(show_logs=args.verbose)
+    with stdout_to_stderr():
+        items = run_check(args.entry_point, args.source_dir, hyperparameters=hyperparameters, channels=channels,
+                          reporter=reporter)
+    if args.json:
+        print(json.dumps(as_json(items), indent=2))
+    else:
+        for item in items:
+            print(item.render())
+    failed = [i for i in items if i.ok is False]
+    if not args.json:
+        print(f"\n{len(items) - len(failed)} of {len(items)} checks passed" if failed else
+              f"\nall {len(items)} checks passed: the script follows the SageMaker contract")
+    return 1 if failed else 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from sagetwin.core.workflow import WorkflowOptions, run_workflow
 
@@ -196,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     backends = sub.add_parser("backends", help="list installed backends and whether they are usable here")
     backends.add_argument("--json", action="store_true")
     backends.set_defaults(func=_cmd_backends)
+    check = sub.add_parser("check", help="run your training script briefly and list what would break on SageMaker")
+    check.add_argument("entry_point")
+    check.add_argument("--source-dir", default=".", help="folder holding the script (default: .)")
+    check.add_argument("--hyperparameters", default=None, help="JSON object merged over the check's defaults")
+    check.add_argument("--channel", action="append", metavar="NAME=PATH", help="an extra input channel")
+    check.add_argument("--verbose", action="store_true", help="show the script's output")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=_cmd_check)
+
     endpoints = sub.add_parser("endpoints", help="list endpoints sagetwin created that are still up (and bill)")
     endpoints.add_argument("--backend", default=None, help="only this backend (default: all that keep a list)")
     endpoints.add_argument("--delete", action="append", metavar="NAME", help="delete this endpoint")

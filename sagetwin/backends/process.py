@@ -19,7 +19,7 @@ import weakref
 from pathlib import Path
 
 from sagetwin.core import contract
-from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, unpack_model
+from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, require_model_files, unpack_model
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import ConfigurationError, EndpointError, InvocationError, TrainingError
 from sagetwin.core.hookspecs import hookimpl
@@ -52,9 +52,11 @@ class ProcessBackend:
     description = "no Docker: SageMaker's container contract emulated in a local subprocess"
     auto_priority = 10
 
-    def __init__(self, work_dir: str | os.PathLike[str] | None = None, python: str | None = None) -> None:
+    def __init__(self, work_dir: str | os.PathLike[str] | None = None, python: str | None = None,
+                 audit_record: str | None = None) -> None:
         self.work_dir = Path(work_dir) if work_dir else home_dir()
         self.python = python or sys.executable
+        self.audit_record = audit_record  # `sagetwin check`: record opened files, block network
 
     @classmethod
     def availability(cls) -> Availability:
@@ -84,6 +86,9 @@ class ProcessBackend:
                 "fix the error shown in the log below and run again.",
                 exit_code=exit_code, log_tail=tail,
             )
+        if not any(folder.model_dir.iterdir()):
+            reporter.step(f"warning: {spec.entry_point} wrote nothing to SM_MODEL_DIR ({folder.model_dir}); "
+                          "model.tar.gz will be empty and cannot be served")
         model_data, output_data = package_outputs(folder.model_dir, folder.output_data_dir, run_dir / "output")
         return TrainingResult(
             job_name=spec.job_name, backend=self.name, model_data=model_data,
@@ -94,6 +99,8 @@ class ProcessBackend:
     def _entry_command(self, entry_point: str) -> list[str]:
         if entry_point.endswith(".sh"):
             return ["/bin/sh", entry_point]
+        if self.audit_record:
+            return [self.python, "-m", "sagetwin.core.audit", self.audit_record, entry_point]
         return [self.python, entry_point]
 
     # ------------------------------------------------------------------ serving
@@ -103,6 +110,7 @@ class ProcessBackend:
             raise ConfigurationError(
                 f"model_data {archive} does not exist.", "pass the model.tar.gz written by fit().",
             )
+        require_model_files(archive)
         port = choose_port(spec.port, HOST)
         endpoint_dir = self.work_dir / "endpoints" / spec.endpoint_name
         model_dir = unpack_model(archive, endpoint_dir / "model")

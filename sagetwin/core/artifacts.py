@@ -69,3 +69,17 @@ def package_outputs(model_dir: Path, output_data_dir: Path, target_dir: Path) ->
     model_tar = pack_model(model_dir, target_dir / "model.tar.gz")
     output_tar = pack_model(output_data_dir, target_dir / "output.tar.gz")
     return model_tar.resolve().as_uri(), output_tar.resolve().as_uri()
+
+
+def require_model_files(archive: Path) -> None:
+    """An empty model.tar.gz means the script saved its model somewhere other than SM_MODEL_DIR."""
+    from sagetwin.core.errors import EndpointError
+
+    with tarfile.open(archive, "r:gz") as tar:
+        if not any(member.isfile() for member in tar.getmembers()):
+            raise EndpointError(
+                f"{archive} is empty: the training script wrote nothing to SM_MODEL_DIR (/opt/ml/model), so "
+                "there is no model to serve.",
+                "save the model and tokenizer to os.environ['SM_MODEL_DIR'] (e.g. "
+                "trainer.save_model(os.environ['SM_MODEL_DIR'])); `sagetwin check` shows where it wrote instead.",
+            )

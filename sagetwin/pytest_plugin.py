@@ -1,0 +1,90 @@
+"""pytest plugin: test your own train/deploy/predict code offline, on any sagetwin backend.
+
+Installed with sagetwin (entry point ``pytest11``). Choose the backend with
+``--sagetwin-backend NAME`` (default ``process``; ``local`` for Docker, ``sagemaker`` for
+AWS or an emulation of it). Fixtures:
+
+- ``sagetwin_backend``: the backend name under test;
+- ``sagetwin_tiny_model``: a tiny offline BERT (``.hyperparameter`` for ``model_name``,
+  ``.channels()`` to ship it as the ``model`` channel);
+- ``sagetwin_sample_data``: small tokenized ``train``/``test`` channels;
+- ``sagetwin_channels``: both of the above, ready for ``job.fit(...)``;
+- ``sagetwin_endpoint``: ``sagetwin_endpoint(job)`` deploys and returns a Predictor that is
+  always deleted when the test ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sagetwin")
+    group.addoption("--sagetwin-backend", default=os.environ.get("SAGETWIN_TEST_BACKEND", "process"),
+                    help="sagetwin backend the sagetwin_* fixtures use (default: process)")
+    group.addoption("--sagetwin-train-size", type=int, default=64, help="examples in sagetwin_sample_data")
+
+
+@pytest.fixture(scope="session")
+def sagetwin_backend(request: pytest.FixtureRequest) -> str:
+    """The backend name under test; unknown names fail with the list of installed backends."""
+    from sagetwin.core.plugins import get_backend_entry
+
+    name = request.config.getoption("--sagetwin-backend")
+    entry = get_backend_entry(name)
+    availability = entry.availability()
+    if not availability.usable:
+        pytest.skip(f"sagetwin backend {name!r} cannot run here: {availability.reason}")
+    return name
+
+
+@pytest.fixture(scope="session")
+def sagetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private SAGETWIN_HOME for the session unless the person set one (then caches are shared)."""
+    if os.environ.get("SAGETWIN_HOME"):
+        return Path(os.environ["SAGETWIN_HOME"])
+    home = tmp_path_factory.mktemp("sagetwin-home")
+    os.environ["SAGETWIN_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def sagetwin_tiny_model(sagetwin_home: Path) -> Any:
+    from sagetwin.core.data import resolve_model
+
+    return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def sagetwin_sample_data(sagetwin_tiny_model: Any, request: pytest.FixtureRequest) -> dict[str, str]:
+    from sagetwin.core.data import prepare_datasets
+
+    size = request.config.getoption("--sagetwin-train-size")
+    return prepare_datasets("sample", sagetwin_tiny_model.tokenizer_source, train_size=size,
+                            test_size=max(8, size // 4))
+
+
+@pytest.fixture(scope="session")
+def sagetwin_channels(sagetwin_sample_data: dict[str, str], sagetwin_tiny_model: Any) -> dict[str, str]:
+    return {**sagetwin_sample_data, **sagetwin_tiny_model.channels()}
+
+
+@pytest.fixture
+def sagetwin_endpoint() -> Iterator[Callable[..., Any]]:
+    """Deploy with ``sagetwin_endpoint(job, **deploy_kwargs)``; every endpoint is deleted afterwards."""
+    created: list[Any] = []
+
+    def deploy(job: Any, **kwargs: Any) -> Any:
+        predictor = job.deploy(**kwargs)
+        created.append(predictor)
+        return predictor
+
+    yield deploy
+    for predictor in created:
+        if not predictor.deleted:
+            predictor.delete_endpoint()
