@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -99,6 +100,41 @@ def _confirm_delete(row: dict) -> bool:
         raise ConfigurationError(f"deleting endpoint {row['name']} needs confirmation and there is no terminal.",
                                  "rerun with --yes.")
     return input(f"Delete endpoint {row['name']}? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """Every installed plugin's view of whether it can run here, each problem with its fix."""
+    from sagetwin.core.check import CheckItem, as_json
+    from sagetwin.core.plugins import backend_entries, get_plugin_manager
+
+    items = []
+    for entry in backend_entries().values():
+        availability = entry.availability()
+        items.append(CheckItem(f"backend {entry.name}", availability.usable, availability.reason, availability.fix))
+    for found in get_plugin_manager().hook.sagetwin_doctor_checks():
+        items.extend(found)
+    if args.json:
+        print(json.dumps(as_json(items), indent=2))
+    else:
+        for item in items:
+            print(item.render())
+    return 1 if any(i.ok is False for i in items if not i.name.startswith("backend ")) else 0
+
+
+def _cmd_image_build(args: argparse.Namespace) -> int:
+    from sagetwin.backends import images
+    from sagetwin.core.versions import resolve_stack
+
+    reporter = StreamReporter(show_logs=args.verbose)
+    scopes = ["training", "inference"] if args.scope == "all" else [args.scope]
+    for scope in scopes:
+        stack = resolve_stack(args.transformers, args.pytorch_dlc, args.py, scope=scope)
+        rec = images.recipe(scope, stack, torch=args.torch)
+        started = time.monotonic()
+        tag = images.build(rec, reporter, force=args.force)
+        gaps = "; ".join(g.render() for g in rec.parity()) or "exact"
+        print(f"{scope:<9} {tag}  ({time.monotonic() - started:.1f}s; parity: {gaps})")
+    return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -234,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--verbose", action="store_true", help="show the script's output")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_cmd_check)
+
+    doctor = sub.add_parser("doctor", help="can each backend run here? Docker, compose, GPU, images, disk, AWS")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=_cmd_doctor)
+
+    image = sub.add_parser("image", help="local images at parity with the Hugging Face DLCs")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    build = image_sub.add_parser("build", help="build the training and inference images (no registry needed)")
+    build.add_argument("--scope", choices=["training", "inference", "all"], default="all")
+    build.add_argument("--transformers", default=None, help="transformers version from the SDK's DLC table")
+    build.add_argument("--pytorch", dest="pytorch_dlc", default=None, help="the DLC's PyTorch version")
+    build.add_argument("--py", default=None, help="the DLC's Python, e.g. py311")
+    build.add_argument("--torch", default=None, help="torch wheel to install locally (default: 2.13.0 CPU)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+    build.add_argument("--verbose", action="store_true", help="show the build output")
+    build.set_defaults(func=_cmd_image_build)
 
     endpoints = sub.add_parser("endpoints", help="list endpoints sagetwin created that are still up (and bill)")
     endpoints.add_argument("--backend", default=None, help="only this backend (default: all that keep a list)")

@@ -151,10 +151,11 @@ def test_unusable_backend_says_why_and_how_to_fix(registered):
 
 def test_auto_prefers_the_highest_priority_usable_backend(registered, monkeypatch):
     monkeypatch.delenv("SAGETWIN_BACKEND", raising=False)
-    registered(Recorder(make_backend("docker-ish", usable=False, priority=20),
-                        make_backend("paid", priority=None)), name="recorder")
+    registered(Recorder(make_backend("docker-ish", usable=False, priority=1000),
+                        make_backend("fallback", priority=500), make_backend("paid", priority=None)),
+               name="recorder")
     name, reason = choose_backend(None)
-    assert name == "process"
+    assert name == "fallback"
     assert "docker-ish: docker-ish is switched off" in reason
     monkeypatch.setenv("SAGETWIN_BACKEND", "paid")
     assert choose_backend(None) == ("paid", "from $SAGETWIN_BACKEND")

@@ -87,7 +87,9 @@ def with_lengths(dataset):
     fmt = dataset.format
     lengths = [len(ids) for ids in dataset.with_format(None)["input_ids"]]
     dataset = dataset.add_column("length", lengths)
-    dataset.set_format(fmt["type"], columns=fmt["columns"], output_all_columns=fmt["output_all_columns"])
+    # the sampler reads rows' "length" (transformers 4.x); the Trainer drops it before the model sees it
+    columns = None if fmt["columns"] is None else [*fmt["columns"], "length"]
+    dataset.set_format(fmt["type"], columns=columns, output_all_columns=fmt["output_all_columns"])
     return dataset
 
 

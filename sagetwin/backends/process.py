@@ -9,20 +9,18 @@ unchanged in a container.
 from __future__ import annotations
 
 import atexit
-import http.client
-import json
 import os
 import shutil
 import sys
 import time
-import weakref
 from pathlib import Path
 
 from sagetwin.core import contract
 from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, require_model_files, unpack_model
 from sagetwin.core.backend import Availability
-from sagetwin.core.errors import ConfigurationError, EndpointError, InvocationError, TrainingError
+from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError
 from sagetwin.core.hookspecs import hookimpl
+from sagetwin.core.http_endpoint import HttpInvoker
 from sagetwin.core.paths import home_dir
 from sagetwin.core.processes import (
     choose_port,
@@ -145,7 +143,7 @@ class ProcessBackend:
         return endpoint
 
 
-_live_endpoints: weakref.WeakSet[ProcessEndpoint] = weakref.WeakSet()
+_live_endpoints: set[ProcessEndpoint] = set()  # strong: a dropped Predictor is still stopped at exit
 
 
 @atexit.register
@@ -164,49 +162,21 @@ class ProcessEndpoint:
         self.url = f"http://{host}:{port}"
         self.proc = proc
         self.work_dir = work_dir
-        self._conn: http.client.HTTPConnection | None = None
         self.deleted = False
+        self._http = HttpInvoker(name, host, port, alive=lambda: proc.poll() is None,
+                                 log_hint=f"see {work_dir / 'server.log'}.")
         _live_endpoints.add(self)
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         if self.deleted:
             raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
-        headers = {"Content-Type": content_type, "Accept": accept}
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
-            try:
-                self._conn.request("POST", "/invocations", body=body, headers=headers)
-                response = self._conn.getresponse()
-                payload = response.read()
-                break
-            except (ConnectionError, http.client.HTTPException):
-                self._conn.close()
-                self._conn = None
-                if attempt == 2 or self.proc.poll() is not None:
-                    raise EndpointError(
-                        f"endpoint {self.name} did not answer (server exit code {self.proc.poll()}).",
-                        f"see {self.work_dir / 'server.log'}.",
-                    ) from None
-        answer_type = response.getheader("Content-Type", "application/json")
-        if response.status >= 400:
-            try:
-                message = json.loads(payload).get("message", payload.decode())
-            except ValueError:
-                message = payload.decode("utf-8", "replace")
-            raise InvocationError(
-                f"endpoint {self.name} answered HTTP {response.status}: {message}",
-                'send JSON such as {"inputs": "text"} with content type application/json.',
-                status=response.status, body=payload.decode("utf-8", "replace"),
-            )
-        return payload, answer_type
+        return self._http.invoke(body, content_type, accept)
 
     def delete(self) -> None:
         if self.deleted:
             return
         self.deleted = True
-        if self._conn is not None:
-            self._conn.close()
+        self._http.close()
         stop(self.proc)
         shutil.rmtree(self.work_dir / "model", ignore_errors=True)
         _live_endpoints.discard(self)

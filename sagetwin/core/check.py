@@ -28,7 +28,7 @@ class CheckItem:
     fix: str = ""
 
     def render(self) -> str:
-        mark = {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
+        mark = {True: "PASS", False: "FAIL", None: "NOTE"}[self.ok]
         text = f"[{mark}] {self.name}" + (f": {self.detail}" if self.detail else "")
         if self.fix and self.ok is False:
             text += f"\n       fix: {self.fix}"

@@ -24,6 +24,11 @@ def sagetwin_register_backends(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def sagetwin_doctor_checks() -> list:
+    """Return ``CheckItem``s about whether this plugin's backends can run here (for `sagetwin doctor`)."""
+
+
+@hookspec
 def sagetwin_training_started(spec: TrainingSpec, backend: str) -> None:
     """A training job is about to start on ``backend``."""
 

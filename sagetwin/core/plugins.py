@@ -21,6 +21,7 @@ from sagetwin.core.errors import BackendNotFoundError, ConfigurationError
 ENTRY_POINT_GROUP = "sagetwin"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "sagetwin.backends.process",
+    "sagetwin.backends.local",
     "sagetwin.backends.sagemaker",
 )
 
@@ -112,8 +113,7 @@ def backend_entries(pm: pluggy.PluginManager | None = None) -> dict[str, Backend
                     "uninstall one of the two plugins or rename one backend.",
                 )
             entries[name] = BackendEntry(name, cls, plugin_name, _distribution_of(pm, plugin))
-    # pluggy calls the last-registered plugin first; list built-ins first.
-    return dict(reversed(list(entries.items())))
+    return entries  # get_hookimpls() is in registration order: built-ins first
 
 
 def get_backend_entry(name: str, pm: pluggy.PluginManager | None = None) -> BackendEntry:

@@ -1,0 +1,131 @@
+"""Benchmarks for the local backend, each against a baseline measured in the same run.
+
+1. cold image build time (no sagetwin images; `--cold` removes them first) and a no-op rebuild
+   (target <= 3 s);
+2. `local` fit wall time / `process` fit wall time on the same tiny job;
+3. `local` deploy time to first answer / the SDK's own local-mode deploy of the same artifact
+   with the same image (target <= 15 s).
+
+Usage: python bench/bench_local.py [--cold] [--json bench/results/local.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+import sagetwin  # noqa: E402
+from sagetwin.backends import images  # noqa: E402
+from sagetwin.core.data import prepare_datasets, resolve_model  # noqa: E402
+from sagetwin.core.progress import SilentReporter  # noqa: E402
+
+SAGETWIN = str(Path(sys.executable).with_name("sagetwin"))
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def bench_build(cold: bool) -> dict:
+    result = {}
+    if cold:
+        tags = [images.recipe(s).tag for s in ("training", "inference")] + [images.recipe("training").base_tag]
+        subprocess.run(["docker", "rmi", "-f", *tags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result["cold_build_s"] = timed([SAGETWIN, "image", "build"])
+    result["noop_rebuild_s"] = timed([SAGETWIN, "image", "build"])
+    result["target"] = "no-op rebuild <= 3 s"
+    return result
+
+
+def job(backend: str, hps: dict) -> sagetwin.HuggingFaceJob:
+    return sagetwin.HuggingFaceJob("train.py", source_dir=REPO / "train_scripts", hyperparameters=hps,
+                                   backend=backend, reporter=SilentReporter())
+
+
+def bench_fit(channels: dict[str, str], hps: dict) -> tuple[dict, str]:
+    started = time.monotonic()
+    job("process", hps).fit(channels)
+    process_s = time.monotonic() - started
+    started = time.monotonic()
+    local = job("local", hps).fit(channels)
+    local_s = time.monotonic() - started
+    return {"local_fit_s": local_s, "process_fit_s": process_s, "ratio": local_s / process_s}, local.model_data
+
+
+def bench_deploy(model_data: str) -> dict:
+    started = time.monotonic()
+    with job("local", {}).deploy(model_data=model_data) as predictor:
+        predictor.predict({"inputs": "a wonderful film"})
+        sagetwin_s = time.monotonic() - started
+    sdk_s = sdk_deploy_to_first_answer(model_data)
+    return {"sagetwin_deploy_to_first_answer_s": sagetwin_s, "sdk_deploy_to_first_answer_s": sdk_s,
+            "ratio": sagetwin_s / sdk_s, "target": "<= 15 s"}
+
+
+def sdk_deploy_to_first_answer(model_data: str) -> float:
+    """The baseline: the SDK's own local-mode deploy of the same artifact, same image, no sagetwin."""
+    import boto3
+    from sagemaker.huggingface import HuggingFaceModel
+    from sagemaker.local import LocalSession
+
+    from sagetwin.backends import _aws, local
+
+    session = LocalSession(boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="x",
+                                                      aws_secret_access_key="x"),
+                           default_bucket="bench-local", sagemaker_config=_aws.SDK_CONFIG)
+    session.config = {"local": {"local_code": True}}
+    image = images.recipe("inference").tag
+    before = local.our_containers(image)
+    model = HuggingFaceModel(model_data=model_data, image_uri=image, role=local.LOCAL_ROLE,
+                             transformers_version="4.48.0", pytorch_version="2.3.0", py_version="py311",
+                             sagemaker_session=session, code_location="s3://bench-local/code")
+    started = time.monotonic()
+    predictor = model.deploy(1, "local")
+    try:
+        from sagemaker.deserializers import JSONDeserializer
+        from sagemaker.serializers import JSONSerializer
+
+        predictor.serializer, predictor.deserializer = JSONSerializer(), JSONDeserializer()
+        predictor.predict({"inputs": "a wonderful film"})
+        return time.monotonic() - started
+    finally:
+        predictor.delete_endpoint()
+        local.remove_containers(local.our_containers(image) - before)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cold", action="store_true", help="remove the images first and time a cold build")
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "local.json"))
+    args = parser.parse_args()
+    report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    report["build"] = bench_build(args.cold)
+    print(f"build: {json.dumps(report['build'])}")
+    model = resolve_model("tiny")
+    channels = {**prepare_datasets("sample", model.tokenizer_source, train_size=200, test_size=50),
+                **model.channels()}
+    hps = {"epochs": 1, "max_steps": 20, "train_batch_size": 16, "model_name": model.hyperparameter,
+           "warmup_steps": 0}
+    report["fit"], model_data = bench_fit(channels, hps)
+    print(f"fit: {json.dumps(report['fit'])}")
+    report["deploy"] = bench_deploy(model_data)
+    print(f"deploy: {json.dumps(report['deploy'])}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The local backend end to end: SDK local mode in Docker with the images sagetwin builds.
+
+These tests need a Docker engine. Elsewhere they skip with the reason; with
+SAGETWIN_REQUIRE_DOCKER=1 (CI) a missing engine fails them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import sagetwin
+from sagetwin.core.progress import SilentReporter
+from tests.conftest import TRAIN_SCRIPTS, run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docker_engine():
+    from sagetwin.backends.local import LocalBackend
+
+    availability = LocalBackend.availability()
+    if not availability.usable:
+        if os.environ.get("SAGETWIN_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"SAGETWIN_REQUIRE_DOCKER=1 but the local backend cannot run: {availability.reason}")
+        pytest.skip(f"needs a Docker engine: {availability.reason} ({availability.fix})")
+
+
+def all_containers() -> set[str]:
+    return set(subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True,
+                              check=True).stdout.split())
+
+
+@pytest.fixture
+def no_leftover_containers():
+    """`docker ps -a` shows nothing of ours afterwards, whatever happened in the test."""
+    before = all_containers()
+    yield
+    left = all_containers() - before
+    assert not left, f"containers left behind: {left}"
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True,
+                              text=True).stdout.split()
+    assert "sagemaker-local" not in networks
+
+
+def user_workflow(backend: str, channels: dict[str, str], hyperparameters: dict) -> dict:
+    """A person's own code: identical for every backend but for the name."""
+    job = sagetwin.HuggingFaceJob(entry_point="train.py", source_dir=str(TRAIN_SCRIPTS),
+                                  hyperparameters=hyperparameters, backend=backend, reporter=SilentReporter())
+    training = job.fit(channels)
+    with job.deploy() as predictor:
+        prediction = predictor.predict({"inputs": ["I loved every minute of it.", "A dull, lifeless mess."]})
+    return {"training": training, "prediction": prediction}
+
+
+def test_same_user_code_on_process_and_local(sample_channels, tiny_hyperparameters, no_leftover_containers,
+                                             no_leftover_processes):
+    offline = user_workflow("process", sample_channels, tiny_hyperparameters)
+    docker = user_workflow("local", sample_channels, tiny_hyperparameters)
+    assert docker["training"].backend == "local"
+    assert docker["training"].model_data.startswith("file://") and docker["training"].model_data.endswith(
+        "model.tar.gz")
+    assert set(docker["training"].metrics) >= {"accuracy", "f1", "precision", "recall"}
+    for result in (offline, docker):
+        assert [set(item) for item in result["prediction"]] == [{"label", "score"}] * 2
+        assert {item["label"] for item in result["prediction"]} <= {"NEGATIVE", "POSITIVE"}
+
+
+def test_cli_run_local_json(no_leftover_containers):
+    result = run_cli("run", "--backend", "local", "--model", "tiny", "--max-steps", "10", "--json",
+                     "--train-size", "64", "--test-size", "16")
+    assert result.returncode == 0, result.stderr[-4000:]
+    data = json.loads(result.stdout)
+    assert data["backend"] == "local"
+    assert set(data["training"]["metrics"]) >= {"accuracy", "f1"}
+    assert data["training"]["model_data"].endswith("model.tar.gz")
+    assert data["prediction"][0]["label"] in {"NEGATIVE", "POSITIVE"}
+    assert data["endpoint"]["deleted"] is True
+    assert "parity: pytorch" in result.stderr  # where the local image differs from the DLC, run says so
+
+
+def test_training_failure_reports_exit_code_and_log(tmp_path: Path, sample_channels, no_leftover_containers):
+    (tmp_path / "train.py").write_text("print('loading the widget')\nraise SystemExit('no widget in this container')\n")
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=tmp_path, backend="local", reporter=SilentReporter())
+    with pytest.raises(sagetwin.TrainingError) as info:
+        job.fit({"train": sample_channels["train"]})
+    assert info.value.exit_code == 1
+    assert "no widget in this container" in info.value.log_tail
+
+
+def test_busy_port_8080_and_a_dying_server(trained_tiny, tmp_path: Path, no_leftover_containers):
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="local", reporter=SilentReporter())
+    with socket.socket() as busy:
+        try:
+            busy.bind(("127.0.0.1", 8080))
+            busy.listen()
+        except OSError:
+            pass  # something else already holds 8080: the point stands
+        with job.deploy(model_data=trained_tiny.model_data) as predictor:
+            assert predictor.endpoint.port != 8080
+            assert predictor.predict({"inputs": "fine"})[0]["label"] in {"NEGATIVE", "POSITIVE"}
+
+    import tarfile
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"],
+                                                    "model_type": "bert"}))  # no weights: cannot load
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(broken / "config.json", arcname="config.json")
+    with pytest.raises(sagetwin.EndpointError, match="the model failed to load") as info:
+        job.deploy(model_data=str(archive))
+    assert "Could not load model" in info.value.details or "worker" in info.value.details
+
+
+def test_a_serving_container_that_exits_fails_fast_with_its_exit_code(trained_tiny, no_leftover_containers):
+    from sagetwin.backends import images
+
+    # the training image has no `serve`: its container exits at once, as a wrong image_uri would
+    training_image = images.recipe("training").tag
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="local", reporter=SilentReporter(),
+                                  backend_options={"inference_image_uri": training_image})
+    with pytest.raises(sagetwin.EndpointError, match="exited before answering /ping") as info:
+        job.deploy(model_data=trained_tiny.model_data)
+    assert "container exit code" in str(info.value)
