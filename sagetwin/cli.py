@@ -181,6 +181,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.sentence:
         options.sentence = args.sentence
     reporter = StreamReporter(show_logs=not args.quiet)
+    if args.dry_run:
+        from sagetwin.core.workflow import dry_run
+
+        with stdout_to_stderr():
+            planned = dry_run(options, reporter)
+        print(json.dumps(planned, indent=2, default=str))
+        return 0
     confirm = None if args.yes else ask_before_launch
     with stdout_to_stderr() if args.json else contextlib.nullcontext():
         result = run_workflow(options, reporter, confirm=confirm)
@@ -257,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout; progress on stderr")
     run.add_argument("--quiet", action="store_true", help="hide the training and server log lines")
     run.add_argument("--yes", action="store_true", help="do not ask before launching paid resources")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the exact requests a paid backend would send (CreateTrainingJob, CreateModel, "
+                          "CreateEndpointConfig, CreateEndpoint) and send none")
     run.set_defaults(func=_cmd_run)
 
     backends = sub.add_parser("backends", help="list installed backends and whether they are usable here")

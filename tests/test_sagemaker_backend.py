@@ -251,3 +251,32 @@ def test_local_inputs_are_uploaded_once(aws, tmp_path):
     (folder / "a.txt").write_text("new bytes")
     second, uploaded = _aws.upload_once(session, folder, BUCKET)
     assert uploaded and second != first
+
+
+def test_dry_run_prints_the_exact_requests_and_sends_none(monkeypatch, tmp_path, capfd):
+    # no credentials and no endpoint at all: a dry run must not need either
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("SAGETWIN_ROLE", ROLE)
+    from sagetwin.cli import main
+
+    capfd.readouterr()
+    with loopback_only(monkeypatch) as attempts:  # in this process, so the guard sees every connection
+        code = main(["run", "--backend", "sagemaker", "--model", "tiny", "--dry-run", "--train-size", "16",
+                     "--test-size", "8"])
+    out, err = capfd.readouterr()
+    assert code == 0, err[-3000:]
+    assert not attempts, attempts
+    data = json.loads(out)
+    assert [r["operation"] for r in data["requests"]] == ["CreateTrainingJob", "CreateModel",
+                                                         "CreateEndpointConfig", "CreateEndpoint"]
+    training = data["requests"][0]["request"]
+    assert training["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
+    assert training["AlgorithmSpecification"]["TrainingImage"] == expected_image("training", "ml.p3.2xlarge")
+    assert training["RoleArn"] == ROLE and training["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    config = data["requests"][2]["request"]
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+    assert data["plan"][0].startswith("training: 1 x ml.p3.2xlarge at $3.825/h")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sys
 import tarfile
 import time
@@ -80,6 +81,7 @@ class SageMakerBackend:
     def __init__(self, *, role: str | None = None, bucket: str | None = None, region: str | None = None,
                  use_spot_instances: bool = False, max_wait: int | None = None,
                  checkpoint_s3_uri: str | None = None, check_quota: bool = True) -> None:
+        self.recorder: _aws.RequestRecorder | None = None
         self.role = role
         self.bucket = bucket
         self.region = region
@@ -108,9 +110,40 @@ class SageMakerBackend:
     @property
     def boto(self) -> Any:
         if self._boto is None:
-            self._boto = _aws.boto_session(self.region)
-            _aws.check_credentials(self._boto)
+            if self.recorder is not None:
+                import boto3
+
+                # dry run: placeholder credentials (nothing is signed or sent), so the credential
+                # chain never probes the instance metadata service; every request is answered locally
+                self._boto = boto3.Session(region_name=self.region, aws_access_key_id="dry-run",
+                                           aws_secret_access_key="dry-run")
+                self.recorder.attach(self._boto)
+            else:
+                self._boto = _aws.boto_session(self.region)
+                _aws.check_credentials(self._boto)
         return self._boto
+
+    def dry_run(self, training: TrainingSpec, endpoint_instance_type: str | None, reporter: Reporter
+                ) -> list[dict[str, Any]]:
+        """The exact CreateTrainingJob / CreateModel / CreateEndpointConfig / CreateEndpoint requests
+        fit and deploy would send, produced by the real SDK code with every AWS call answered locally."""
+        if self._boto is not None:
+            raise ConfigurationError("dry_run needs a fresh backend.", "create a new SageMakerBackend for it.")
+        import boto3
+
+        self.recorder = _aws.RequestRecorder(region=self.region or boto3.Session().region_name or "us-east-1")
+        self.region = self.recorder.region
+        self.check_quota = False
+        self.role = self.role or training.role or os.environ.get("SAGETWIN_ROLE") or \
+            f"arn:aws:iam::{self.recorder.account}:role/ROLE-TO-BE-GIVEN"
+        # the SDK also builds clients from boto3's default session (e.g. for TensorBoard links):
+        # with no credentials those would probe the EC2 metadata service, so keep that off
+        with _aws.no_metadata_probe():
+            result = self.fit(training, reporter)
+            spec = DeploySpec(endpoint_name=f"{training.job_name}-ep", model_data=result.model_data,
+                              instance_type=endpoint_instance_type)
+            self.deploy(spec, reporter).delete()
+        return self.recorder.launches()
 
     @property
     def session(self) -> Any:

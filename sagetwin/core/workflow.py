@@ -15,6 +15,7 @@ from typing import Any
 from sagetwin.core.data import prepare_datasets, resolve_model
 from sagetwin.core.errors import SagetwinError
 from sagetwin.core.job import HuggingFaceJob
+from sagetwin.core.plugins import get_backend_entry
 from sagetwin.core.progress import Reporter, StreamReporter
 
 GUIDE_SENTENCE = (
@@ -66,21 +67,27 @@ def plan_launch(job: HuggingFaceJob, channels: dict[str, str], endpoint_instance
     return [line.render() if hasattr(line, "render") else str(line) for line in lines]
 
 
-def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None,
-                 confirm: Confirm | None = None) -> dict[str, Any]:
-    """Run the whole workflow; the endpoint is deleted before returning, also on errors.
-
-    For backends that cost money, ``confirm`` sees the launch plan first and may refuse it.
-    """
+def dry_run(options: WorkflowOptions, reporter: Reporter | None = None) -> dict[str, Any]:
+    """What fit + deploy would send to a paid backend, without sending it (backends with ``dry_run``)."""
     reporter = reporter or StreamReporter()
-    timings: dict[str, float] = {}
-    started = time.monotonic()
+    job, channels, _ = _prepare_job(options, reporter)
+    # no availability check: a dry run needs no credentials, it sends nothing
+    backend = get_backend_entry(job.backend_name).cls(**options.backend_options)
+    runner = getattr(backend, "dry_run", None)
+    if runner is None:
+        raise SagetwinError(f"backend {job.backend_name!r} launches nothing billable, so there is nothing to dry-run.",
+                            "drop --dry-run, or use it with --backend sagemaker.")
+    requests = runner(job.training_spec(channels), options.endpoint_instance_type, reporter)
+    plan = [line.render() for line in backend.launch_plan(job.training_spec(channels),
+                                                          options.endpoint_instance_type)]
+    return {"backend": job.backend_name, "plan": plan, "requests": requests}
+
+
+def _prepare_job(options: WorkflowOptions, reporter: Reporter) -> tuple[HuggingFaceJob, dict[str, str], Any]:
     model = resolve_model(options.model)
     channels = prepare_datasets(options.dataset, model.tokenizer_source, train_size=options.train_size,
                                 test_size=options.test_size, reporter=reporter)
     channels.update(model.channels())
-    timings["prepare_s"] = time.monotonic() - started
-
     hyperparameters = {
         "epochs": options.epochs,
         "train_batch_size": options.train_batch_size,
@@ -96,6 +103,20 @@ def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None,
         hyperparameters=hyperparameters, backend=options.backend, instance_type=options.instance_type,
         role=options.role, reporter=reporter, backend_options=options.backend_options,
     )
+    return job, channels, model
+
+
+def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None,
+                 confirm: Confirm | None = None) -> dict[str, Any]:
+    """Run the whole workflow; the endpoint is deleted before returning, also on errors.
+
+    For backends that cost money, ``confirm`` sees the launch plan first and may refuse it.
+    """
+    reporter = reporter or StreamReporter()
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    job, channels, model = _prepare_job(options, reporter)
+    timings["prepare_s"] = time.monotonic() - started
     plan = plan_launch(job, channels, options.endpoint_instance_type)
     for line in plan:
         reporter.step(f"plan: {line}")
