@@ -128,6 +128,19 @@ class ProgressPrinter(TrainerCallback):
         print(f"step {state.global_step}/{state.max_steps} ({rate:.2f} it/s) {json.dumps(shown)}", flush=True)
 
 
+def distributed_from_sagemaker_hosts() -> None:
+    """Several containers (SM_HOSTS) and no launcher: set torch.distributed's environment so the
+    Trainer runs data-parallel across them (gloo on CPU). torchrun/SageMaker launchers set it already."""
+    hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
+    if len(hosts) < 2 or "WORLD_SIZE" in os.environ:
+        return
+    rank = hosts.index(os.environ["SM_CURRENT_HOST"])
+    os.environ.update({"MASTER_ADDR": hosts[0], "MASTER_PORT": os.environ.get("MASTER_PORT", "29500"),
+                       "WORLD_SIZE": str(len(hosts)), "RANK": str(rank), "LOCAL_RANK": "0",
+                       "LOCAL_WORLD_SIZE": "1"})
+    logger.info("data-parallel over %s: this is rank %d", hosts, rank)
+
+
 def version_kwargs(args: argparse.Namespace) -> dict:
     """TrainingArguments spelled the way the installed transformers wants them."""
     accepted = inspect.signature(TrainingArguments.__init__).parameters
@@ -142,6 +155,8 @@ def version_kwargs(args: argparse.Namespace) -> dict:
         kwargs["logging_dir"] = f"{args.output_data_dir}/logs"
     if "use_cpu" in accepted:
         kwargs["use_cpu"] = not torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        kwargs["ddp_backend"] = "gloo"
     return kwargs
 
 
@@ -149,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[logging.StreamHandler(sys.stdout)],
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
+    distributed_from_sagemaker_hosts()
 
     train_dataset = with_lengths(load_from_disk(args.training_dir))
     test_dataset = load_from_disk(args.test_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +251,15 @@ class _FakeHTTPResponse:
     headers: dict[str, str] = {}
     raw = None
     content = b""
+
+
+def delete_endpoint_resources(client: Any, name: str, *, missing_ok: Callable[[Exception], bool]) -> None:
+    """Endpoint, endpoint config and model of one name (sagetwin names all three alike)."""
+    for call, kwargs in ((client.delete_endpoint, {"EndpointName": name}),
+                         (client.delete_endpoint_config, {"EndpointConfigName": name}),
+                         (client.delete_model, {"ModelName": name})):
+        try:
+            call(**kwargs)
+        except Exception as exc:
+            if not missing_ok(exc):
+                raise

@@ -12,7 +12,6 @@ containers wrote are handed back to the invoking user.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -20,7 +19,6 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from sagetwin.core.artifacts import local_path, read_metrics
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError
 from sagetwin.core.hookspecs import hookimpl
-from sagetwin.core.http_endpoint import HttpInvoker
+from sagetwin.core.http_endpoint import LocalHttpEndpoint
 from sagetwin.core.processes import choose_port, port_is_free
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
@@ -347,52 +345,20 @@ class LocalBackend:
         return endpoint
 
 
-_live_endpoints: set[LocalEndpoint] = set()  # strong: a dropped Predictor still gets its containers removed
-
-
-def _delete_forgotten_endpoints() -> None:
-    for endpoint in list(_live_endpoints):
-        endpoint.delete()
-
-
-# The SDK's serving thread is not a daemon: an endpoint nobody deleted would keep Python from
-# exiting (and the container running). threading's own exit hooks run before it joins threads.
-getattr(threading, "_register_atexit", atexit.register)(_delete_forgotten_endpoints)
-
-
-class LocalEndpoint:
+class LocalEndpoint(LocalHttpEndpoint):
     """A local-mode endpoint: the serving container on 127.0.0.1:port."""
 
     def __init__(self, name: str, port: int, session: Any, image: str, containers_before: set[str]) -> None:
-        self.name = name
-        self.port = port
-        self.host = "127.0.0.1"
+        super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.")
         self.session = session
         self.image = image
         self._before = containers_before
-        self.deleted = False
-        self._http = HttpInvoker(name, self.host, port, log_hint="see `docker logs` of the serving container.")
-        _live_endpoints.add(self)
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        if self.deleted:
-            raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
-        return self._http.invoke(body, content_type, accept)
-
-    def delete(self) -> None:
+    def _release(self) -> None:
         """Stop serving (the SDK's delete) and remove the containers and network it leaves."""
-        if self.deleted:
-            return
-        self.deleted = True
-        self._http.close()
-        client = self.session.sagemaker_client
-        for call, kwargs in ((client.delete_endpoint, {"EndpointName": self.name}),
-                             (client.delete_endpoint_config, {"EndpointConfigName": self.name}),
-                             (client.delete_model, {"ModelName": self.name})):
-            with contextlib.suppress(Exception):
-                call(**kwargs)
+        # the SDK's local client stops the compose process; what it leaves is removed just below
+        _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
         remove_containers(our_containers(self.image) - self._before)
-        _live_endpoints.discard(self)
 
 
 def _metrics_from_output_tar(path: Path) -> dict[str, float]:

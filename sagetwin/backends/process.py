@@ -8,7 +8,6 @@ unchanged in a container.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import sys
@@ -20,7 +19,7 @@ from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, r
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError
 from sagetwin.core.hookspecs import hookimpl
-from sagetwin.core.http_endpoint import HttpInvoker
+from sagetwin.core.http_endpoint import LocalHttpEndpoint
 from sagetwin.core.paths import home_dir
 from sagetwin.core.processes import (
     choose_port,
@@ -143,40 +142,15 @@ class ProcessBackend:
         return endpoint
 
 
-_live_endpoints: set[ProcessEndpoint] = set()  # strong: a dropped Predictor is still stopped at exit
-
-
-@atexit.register
-def _stop_live_endpoints() -> None:
-    for endpoint in list(_live_endpoints):
-        endpoint.delete()
-
-
-class ProcessEndpoint:
+class ProcessEndpoint(LocalHttpEndpoint):
     """A model server subprocess on 127.0.0.1, spoken to over one keep-alive connection."""
 
     def __init__(self, name: str, host: str, port: int, proc, work_dir: Path) -> None:
-        self.name = name
-        self.host = host
-        self.port = port
-        self.url = f"http://{host}:{port}"
+        super().__init__(name, host, port, alive=lambda: proc.poll() is None,
+                         log_hint=f"see {work_dir / 'server.log'}.")
         self.proc = proc
         self.work_dir = work_dir
-        self.deleted = False
-        self._http = HttpInvoker(name, host, port, alive=lambda: proc.poll() is None,
-                                 log_hint=f"see {work_dir / 'server.log'}.")
-        _live_endpoints.add(self)
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        if self.deleted:
-            raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
-        return self._http.invoke(body, content_type, accept)
-
-    def delete(self) -> None:
-        if self.deleted:
-            return
-        self.deleted = True
-        self._http.close()
+    def _release(self) -> None:
         stop(self.proc)
         shutil.rmtree(self.work_dir / "model", ignore_errors=True)
-        _live_endpoints.discard(self)

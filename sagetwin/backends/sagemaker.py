@@ -439,15 +439,12 @@ class SageMakerEndpoint:
 
         if self.deleted:
             return
-        client = self.session.sagemaker_client
-        for call, kwargs in ((client.delete_endpoint, {"EndpointName": self.name}),
-                             (client.delete_endpoint_config, {"EndpointConfigName": self.name}),
-                             (client.delete_model, {"ModelName": self.name})):
-            try:
-                call(**kwargs)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
-                    raise
+
+        def missing(exc: Exception) -> bool:  # SageMaker says ValidationException for "could not find"
+            return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+                "ValidationException", "ResourceNotFound")
+
+        _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=missing)
         self.deleted = True
 
 

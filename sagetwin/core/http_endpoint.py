@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
+import threading
 from collections.abc import Callable
 
 from sagetwin.core.errors import EndpointError, InvocationError
@@ -21,8 +23,11 @@ class HttpInvoker:
         self.log_hint = log_hint
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self.retired = False
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        if self.retired:
+            raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
         headers = {"Content-Type": content_type, "Accept": accept}
         for attempt in (1, 2):  # a keep-alive connection the server closed is retried once
             if self._conn is None:
@@ -49,7 +54,57 @@ class HttpInvoker:
             )
         return payload, answer_type
 
+    def retire(self) -> None:
+        """The endpoint is gone: close the connection and refuse further invocations."""
+        self.retired = True
+        self.close()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class LocalHttpEndpoint:
+    """An endpoint served on this machine: invocations over HTTP, released once on delete.
+
+    Every live one is also released when Python exits, so a Predictor nobody deleted still
+    stops its server or containers (threading's exit hooks run before non-daemon threads are
+    joined, which the SDK's serving thread would otherwise block).
+    """
+
+    _live: set[LocalHttpEndpoint] = set()
+
+    def __init__(self, name: str, host: str, port: int, **invoker_options: object) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.deleted = False
+        self._http = HttpInvoker(name, host, port, **invoker_options)  # type: ignore[arg-type]
+        LocalHttpEndpoint._live.add(self)
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        return self._http.invoke(body, content_type, accept)
+
+    def delete(self) -> None:
+        if self.deleted:
+            return
+        self.deleted = True
+        self._http.retire()
+        try:
+            self._release()
+        finally:
+            LocalHttpEndpoint._live.discard(self)
+
+    def _release(self) -> None:
+        """Stop whatever serves this endpoint (subclasses)."""
+        raise NotImplementedError
+
+
+def _release_forgotten_endpoints() -> None:
+    for endpoint in list(LocalHttpEndpoint._live):
+        endpoint.delete()
+
+
+getattr(threading, "_register_atexit", atexit.register)(_release_forgotten_endpoints)
