@@ -130,3 +130,12 @@ def test_a_serving_container_that_exits_fails_fast_with_its_exit_code(trained_ti
     with pytest.raises(sagetwin.EndpointError, match="exited before answering /ping") as info:
         job.deploy(model_data=trained_tiny.model_data)
     assert "container exit code" in str(info.value)
+
+
+def test_two_containers_train_data_parallel(sample_channels, tiny_hyperparameters, no_leftover_containers):
+    """instance_count=2: containers algo-1 and algo-2 see each other and train with torch distributed (gloo)."""
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="local", instance_count=2,
+                                  hyperparameters=tiny_hyperparameters, reporter=SilentReporter())
+    result = job.fit(sample_channels)
+    assert result.metrics["world_size"] == 2
+    assert set(result.metrics) >= {"accuracy", "f1"}

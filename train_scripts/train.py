@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {k.removeprefix("eval_"): v for k, v in eval_result.items() if isinstance(v, (int, float))}
     metrics.update({k if k.startswith("train_") else f"train_{k}": v
                     for k, v in train_result.metrics.items() if isinstance(v, (int, float))})
+    metrics["world_size"] = training_args.world_size  # processes that trained together (data-parallel)
     with open(os.path.join(args.output_data_dir, "metrics.json"), "w") as writer:
         json.dump(metrics, writer, indent=2)
 
