@@ -13,6 +13,7 @@ containers wrote are handed back to the invoking user.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -76,8 +77,10 @@ def docker_reachable(run: Runner = _run) -> tuple[bool, str]:
     return True, f"Docker {result.stdout.strip()}"
 
 
+@functools.lru_cache(maxsize=4)
 def compose_command(run: Runner = _run) -> tuple[list[str] | None, str]:
-    """As the SDK decides: ``docker compose`` if its version says v2, else ``docker-compose``."""
+    """As the SDK decides: ``docker compose`` if its version says v2, else ``docker-compose``.
+    Cached per process: starting docker-compose v1 just to read its version takes half a second."""
     v2 = run(["docker", "compose", "version"])
     if v2.returncode == 0 and "v2" in v2.stdout:
         return ["docker", "compose"], v2.stdout.strip()
@@ -355,10 +358,11 @@ class LocalEndpoint(LocalHttpEndpoint):
         self._before = containers_before
 
     def _release(self) -> None:
-        """Stop serving (the SDK's delete) and remove the containers and network it leaves."""
-        # the SDK's local client stops the compose process; what it leaves is removed just below
-        _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
+        """Remove the serving container first (MMS ignores SIGTERM, so compose's graceful stop would
+        wait 10 s for nothing), then let the SDK's local client forget the endpoint and its compose run."""
         remove_containers(our_containers(self.image) - self._before)
+        _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
+        _run(["docker", "network", "rm", NETWORK])
 
 
 def _metrics_from_output_tar(path: Path) -> dict[str, float]:
