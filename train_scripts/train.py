@@ -229,6 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     trainer.save_model(args.model_dir)
     tokenizer.save_pretrained(args.model_dir)
 
+    # Data-parallel runs: leave together and close the process group, or gloo can abort the
+    # interpreter at exit ("terminate called without an active exception").
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
 
 if __name__ == "__main__":
     main()
