@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.backends import _aws, images
-from sagetwin.core.artifacts import local_path, read_metrics
+from sagetwin.core.artifacts import local_path, metrics_from_archive
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError
 from sagetwin.core.hookspecs import hookimpl
@@ -291,7 +290,7 @@ class LocalBackend:
         output_tar = local_path(model_data, "model_data").with_name("output.tar.gz")
         return TrainingResult(
             job_name=spec.job_name, backend=self.name, model_data=model_data,
-            metrics=_metrics_from_output_tar(output_tar), output_data=output_tar.as_uri(), duration_s=duration,
+            metrics=metrics_from_archive(output_tar), output_data=output_tar.as_uri(), duration_s=duration,
             details={"image": image, "instance_type": instance_type, "parity": [g.render() for g in gaps]},
         )
 
@@ -363,14 +362,6 @@ class LocalEndpoint(LocalHttpEndpoint):
         remove_containers(our_containers(self.image) - self._before)
         _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
         _run(["docker", "network", "rm", NETWORK])
-
-
-def _metrics_from_output_tar(path: Path) -> dict[str, float]:
-    if not path.is_file():
-        return {}
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(path) as tar:
-        tar.extractall(tmp, filter="data")
-        return read_metrics(Path(tmp)) or read_metrics(Path(tmp) / "data")
 
 
 MODEL_LOAD_FAILED = ("Load model failed", "Could not load model", "Backend worker process died")

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
-import tarfile
 import time
 from typing import Any
 from urllib.parse import urlparse
 
 from sagetwin.backends import _aws
-from sagetwin.core.artifacts import local_path
+from sagetwin.core.artifacts import local_path, metrics_from_archive
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import (
     ConfigurationError,
@@ -61,13 +59,7 @@ def metrics_from_output(session: Any, output_uri: str) -> dict[str, float]:
         body = session.client("s3", config=_aws.botocore_config()).get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError:
         return {}
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
-        names = tar.getnames()
-        for name in ("metrics.json", "./metrics.json"):
-            if name in names:
-                data = json.load(tar.extractfile(name))
-                return {k: v for k, v in data.items() if isinstance(v, (int, float))}
-    return {}
+    return metrics_from_archive(io.BytesIO(body))
 
 
 class SageMakerBackend:
@@ -196,9 +188,6 @@ class SageMakerBackend:
             return  # quota API unavailable or not permitted: SageMaker itself will say ResourceLimitExceeded
 
     # ------------------------------------------------------------------ training
-    def _stack(self, transformers: str | None, pytorch: str | None, py: str | None, scope: str) -> Stack:
-        return resolve_stack(transformers, pytorch, py, scope=scope)
-
     def _s3_inputs(self, spec: TrainingSpec, reporter: Reporter) -> dict[str, str]:
         inputs = {}
         for channel, uri in spec.inputs.items():
@@ -240,7 +229,7 @@ class SageMakerBackend:
         from sagemaker.exceptions import UnexpectedStatusException
 
         role = _aws.resolve_role(self.role or spec.role, self.boto)
-        stack = self._stack(spec.transformers_version, spec.pytorch_version, spec.py_version, "training")
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         instance = spec.instance_type or TRAINING_INSTANCE
         for line in self.launch_plan(spec, endpoint_instance_type=None)[:1]:
             reporter.step(f"sagemaker: {line.render()}")
@@ -342,7 +331,7 @@ class SageMakerBackend:
         from sagemaker.huggingface import HuggingFaceModel
 
         role = _aws.resolve_role(self.role or spec.role, self.boto)
-        stack = self._stack(spec.transformers_version, spec.pytorch_version, spec.py_version, "inference")
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
         model_data = spec.model_data
         if not model_data.startswith("s3://"):
             path = local_path(model_data, "model_data")

@@ -6,6 +6,7 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 from sagetwin.core.errors import ConfigurationError
@@ -83,3 +84,17 @@ def require_model_files(archive: Path) -> None:
                 "save the model and tokenizer to os.environ['SM_MODEL_DIR'] (e.g. "
                 "trainer.save_model(os.environ['SM_MODEL_DIR'])); `sagetwin check` shows where it wrote instead.",
             )
+
+
+def metrics_from_archive(archive: Path | IO[bytes]) -> dict[str, float]:
+    """Metrics from an ``output.tar.gz`` (a path or an open file), at its root or under ``data/``."""
+    import tempfile
+
+    if isinstance(archive, Path) and not archive.is_file():
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        opened = tarfile.open(archive, "r:gz") if isinstance(archive, Path) else tarfile.open(
+            fileobj=archive, mode="r:gz")
+        with opened as tar:
+            tar.extractall(tmp, filter="data")
+        return read_metrics(Path(tmp)) or read_metrics(Path(tmp) / "data")
