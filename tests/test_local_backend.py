@@ -127,7 +127,7 @@ def test_a_serving_container_that_exits_fails_fast_with_its_exit_code(trained_ti
     training_image = images.recipe("training").tag
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="local", reporter=SilentReporter(),
                                   backend_options={"inference_image_uri": training_image})
-    with pytest.raises(sagetwin.EndpointError, match="exited before answering /ping") as info:
+    with pytest.raises(sagetwin.EndpointError, match="serving container exited before the model was loaded") as info:
         job.deploy(model_data=trained_tiny.model_data)
     assert "container exit code" in str(info.value)
 

@@ -30,14 +30,51 @@ def import_sdk() -> Any:
 
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
     logging.getLogger("botocore.configprovider").setLevel(logging.WARNING)
-    if "sagemaker" in sys.modules:
-        return sys.modules["sagemaker"]
-    # Importing the SDK builds a default Session (sagemaker.jumpstart.constants), which walks the
-    # credential chain; without credentials that ends probing the EC2 metadata service over the
-    # network. Keep that probe off for the import only: our own sessions still use instance roles.
-    with no_metadata_probe():
-        import sagemaker
-    return sagemaker
+    if "sagemaker" not in sys.modules:
+        # Importing the SDK builds a default Session (sagemaker.jumpstart.constants), which walks the
+        # credential chain; without credentials that ends probing the EC2 metadata service over the
+        # network. Keep that probe off for the import only: our own sessions still use instance roles.
+        with no_metadata_probe():
+            import sagemaker  # noqa: F401
+    _validate_each_config_once()
+    return sys.modules["sagemaker"]
+
+
+def _validate_each_config_once() -> None:
+    """The SDK checks its whole defaults config against its JSON schema (the schema itself included)
+    at session creation and on every config lookup: 0.14 s each, about 30 times per local deploy, 4 s
+    of a 2-core laptop spent before the container even starts."""
+    import importlib
+
+    import sagemaker.config.config as config_module
+
+    original = config_module.validate_sagemaker_config
+    if hasattr(original, "__wrapped__"):
+        return
+    remembering = remember_valid_configs(original)
+    for name in ("sagemaker.config.config", "sagemaker.config", "sagemaker.session", "sagemaker.utils",
+                 "sagemaker.local.local_session"):
+        module = importlib.import_module(name)
+        if getattr(module, "validate_sagemaker_config", None) is original:
+            module.validate_sagemaker_config = remembering
+
+
+def remember_valid_configs(validate: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Validation is pure: a config that passed once passes again, and any other is still checked
+    (and still raises)."""
+    import functools
+    import json
+
+    valid: set[str] = set()
+
+    @functools.wraps(validate)
+    def validate_once(config: Any = None) -> None:
+        key = json.dumps(config, sort_keys=True, default=repr)
+        if key not in valid:
+            validate(config)
+            valid.add(key)
+
+    return validate_once
 
 
 @contextlib.contextmanager

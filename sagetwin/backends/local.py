@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagetwin.backends import _aws, images
+from sagetwin.backends import _aws, images, local_serving
 from sagetwin.core.artifacts import local_path, metrics_from_archive
 from sagetwin.core.backend import Availability
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError
@@ -239,6 +239,7 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ training
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
+        session = self.session  # imports the SDK quietly, before the class import below
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         image, gaps = images.choose_image("training", stack, spec.options.get("image_uri") or self.image_uri,
                                           reporter, build_missing=self.build_images)
@@ -261,7 +262,7 @@ class LocalBackend:
             instance_type=instance_type, instance_count=spec.instance_count, role=LOCAL_ROLE,
             transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
             hyperparameters=dict(spec.hyperparameters), environment=dict(spec.environment) or None,
-            sagemaker_session=self.session, output_path=output.as_uri(), max_run=spec.max_run,
+            sagemaker_session=session, output_path=output.as_uri(), max_run=spec.max_run,
         )
         before = our_containers(image)
         reporter.step(f"local: training job {spec.job_name} in {spec.instance_count} container(s) of {image}")
@@ -296,6 +297,7 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ serving
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
+        session = self.session  # imports the SDK quietly, before the class import below
         from sagemaker.huggingface import HuggingFaceModel
 
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
@@ -308,7 +310,6 @@ class LocalBackend:
             raise ConfigurationError(f"model_data {archive} does not exist.", "pass the model.tar.gz from fit().")
         port = choose_port(spec.port, "127.0.0.1") if spec.port else (
             DEFAULT_SERVING_PORT if port_is_free(DEFAULT_SERVING_PORT) else choose_port(None))
-        session = self.session
         session.config["local"]["serving_port"] = port
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
@@ -321,18 +322,19 @@ class LocalBackend:
             # with a code location the SDK does not resolve (and create) a default S3 bucket via STS
             code_location=f"s3://{LOCAL_BUCKET}/{spec.endpoint_name}",
         )
-        before = our_containers(image)
+        before, threads_before = our_containers(image), local_serving.compose_threads()
         reporter.step(f"local: serving container from {image} on http://127.0.0.1:{port}")
         started = time.monotonic()
-        endpoint = LocalEndpoint(spec.endpoint_name, port, session, image, before)
+        endpoint = LocalEndpoint(spec.endpoint_name, port, session)
         try:
-            with _fast_health_check(image, before, spec.startup_timeout or 600.0):
+            with _fast_health_check(image, before, threads_before, spec.startup_timeout or 600.0):
                 # Local mode serves synchronously inside CreateEndpoint (with the health check above);
                 # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.
                 model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance_type,
                              endpoint_name=spec.endpoint_name, wait=False)
         except BaseException as exc:
-            code, tail = container_report(our_containers(image) - before)
+            endpoint.claim(our_containers(image) - before, local_serving.compose_threads() - threads_before)
+            code, tail = container_report(endpoint.containers)
             endpoint.delete()
             if isinstance(exc, Exception):
                 raise EndpointError(
@@ -343,77 +345,44 @@ class LocalBackend:
                             + "\n".join("  | " + line for line in tail.splitlines()),
                 ) from exc
             raise
-        reporter.step(f"local: endpoint answered /ping after {time.monotonic() - started:.1f}s")
+        endpoint.claim(our_containers(image) - before, local_serving.compose_threads() - threads_before)
+        reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
         return endpoint
 
 
 class LocalEndpoint(LocalHttpEndpoint):
     """A local-mode endpoint: the serving container on 127.0.0.1:port."""
 
-    def __init__(self, name: str, port: int, session: Any, image: str, containers_before: set[str]) -> None:
+    def __init__(self, name: str, port: int, session: Any) -> None:
         super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.")
         self.session = session
-        self.image = image
-        self._before = containers_before
+        self.containers: set[str] = set()
+        self.compose_threads: set[Any] = set()
+
+    def claim(self, containers: set[str], compose_threads: set[Any]) -> None:
+        """What deploying started: removed on delete, and nothing else (other endpoints may share the image)."""
+        self.containers, self.compose_threads = containers, compose_threads
 
     def _release(self) -> None:
         """Remove the serving container first (MMS ignores SIGTERM, so compose's graceful stop would
         wait 10 s for nothing), then let the SDK's local client forget the endpoint and its compose run."""
-        remove_containers(our_containers(self.image) - self._before)
+        local_serving.silence_on_release(self.compose_threads)
+        remove_containers(self.containers)
         _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
         _run(["docker", "network", "rm", NETWORK])
 
 
-MODEL_LOAD_FAILED = ("Load model failed", "Could not load model", "Backend worker process died")
-MODEL_LOADED = "Model model loaded io_fd="  # an MMS worker finished loading (printed after the handler's init)
-
-
-def container_alive(container_ids: list[str]) -> bool:
-    """Running (or still being created); a container whose process could not even start is dead."""
-    if not container_ids:
-        return True  # compose is still creating it
-    out = _run(["docker", "inspect", "--format", "{{.State.Status}}|{{.State.ExitCode}}|{{.State.Error}}",
-                *container_ids]).stdout.splitlines()
-    for line in out:
-        status, _, rest = line.partition("|")
-        code, _, error = rest.partition("|")
-        if status in ("running", "restarting") or (status == "created" and code in ("", "0") and not error):
-            return True
-    return False
-
-
 @contextlib.contextmanager
-def _fast_health_check(image: str, before: set[str], timeout: float) -> Iterator[None]:
-    """Replace the SDK's health check (a /ping every 5 s, capped at 120 s) with one that polls every
-    0.2 s, notices a container that exited, and waits until a worker loaded the model: MMS answers
-    /ping before its workers have the model, and keeps answering when they fail to load it."""
+def _fast_health_check(image: str, before: set[str], threads_before: set[Any], timeout: float) -> Iterator[None]:
+    """Replace the SDK's health check (a /ping every 5 s, capped at 120 s) with one that follows the
+    serving container's log until a worker loaded the model (``local_serving.wait_for_model``)."""
     from sagemaker.local import entities
 
-    from sagetwin.core.processes import wait_until_healthy
-
-    def containers() -> list[str]:
-        return sorted(our_containers(image) - before)
-
-    def alive() -> bool:
-        return container_alive(containers())
-
     def wait(serving_port: int) -> None:
-        deadline = time.monotonic() + timeout
-        if not wait_until_healthy("127.0.0.1", serving_port, timeout=timeout, alive=alive, interval=0.2):
-            raise RuntimeError("the serving container exited before answering /ping" if not alive()
-                               else f"/ping did not answer 200 within {timeout:.0f}s")
-        while time.monotonic() < deadline:
-            mine = containers()
-            logs = _run(["docker", "logs", "--tail", "400", *mine[:1]]) if mine else None
-            text = (logs.stdout + logs.stderr) if logs is not None else ""
-            if any(marker in text for marker in MODEL_LOAD_FAILED):
-                raise RuntimeError("the model failed to load in the serving container")
-            if MODEL_LOADED in text:
-                return
-            if not alive():
-                raise RuntimeError("the serving container exited while loading the model")
-            time.sleep(0.3)
-        raise RuntimeError(f"the model did not finish loading within {timeout:.0f}s")
+        local_serving.wait_for_model(
+            find_containers=lambda: sorted(our_containers(image) - before),
+            compose_running=lambda: bool(local_serving.compose_threads() - threads_before),
+            serving_port=serving_port, timeout=timeout)
 
     original = entities._wait_for_serving_container
     entities._wait_for_serving_container = wait
