@@ -78,20 +78,20 @@ def test_compose_that_ends_without_a_container_fails_at_once():
         local_serving.wait_for_model(lambda: [], lambda: False, serving_port=1, timeout=600)
 
 
-def test_tracebacks_of_released_compose_threads_are_dropped(monkeypatch):
+def test_tracebacks_of_adopted_compose_threads_are_dropped(monkeypatch):
     reported: list[threading.Thread] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.thread))
 
     def compose_killed_on_delete() -> None:
         raise RuntimeError("Failed to run: docker-compose up. Process exited with code: -15")
 
-    released = threading.Thread(target=compose_killed_on_delete)
-    local_serving.silence_on_release({released})
+    adopted = threading.Thread(target=compose_killed_on_delete)
+    local_serving.adopt({adopted})
     other = threading.Thread(target=compose_killed_on_delete)
-    for thread in (released, other):
+    for thread in (adopted, other):
         thread.start()
         thread.join()
-    assert reported == [other]  # only the thread nobody released reaches the hook
+    assert reported == [other]  # only the thread nobody adopted reaches the hook
 
 
 def test_valid_config_is_validated_once_and_invalid_ones_still_raise():

@@ -322,18 +322,18 @@ class LocalBackend:
             # with a code location the SDK does not resolve (and create) a default S3 bucket via STS
             code_location=f"s3://{LOCAL_BUCKET}/{spec.endpoint_name}",
         )
-        before, threads_before = our_containers(image), local_serving.compose_threads()
+        before = our_containers(image)
         reporter.step(f"local: serving container from {image} on http://127.0.0.1:{port}")
         started = time.monotonic()
         endpoint = LocalEndpoint(spec.endpoint_name, port, session)
         try:
-            with _fast_health_check(image, before, threads_before, spec.startup_timeout or 600.0):
+            with _fast_health_check(image, before, spec.startup_timeout or 600.0):
                 # Local mode serves synchronously inside CreateEndpoint (with the health check above);
                 # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.
                 model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance_type,
                              endpoint_name=spec.endpoint_name, wait=False)
         except BaseException as exc:
-            endpoint.claim(our_containers(image) - before, local_serving.compose_threads() - threads_before)
+            endpoint.containers = our_containers(image) - before
             code, tail = container_report(endpoint.containers)
             endpoint.delete()
             if isinstance(exc, Exception):
@@ -345,7 +345,7 @@ class LocalBackend:
                             + "\n".join("  | " + line for line in tail.splitlines()),
                 ) from exc
             raise
-        endpoint.claim(our_containers(image) - before, local_serving.compose_threads() - threads_before)
+        endpoint.containers = our_containers(image) - before
         reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
         return endpoint
 
@@ -356,32 +356,31 @@ class LocalEndpoint(LocalHttpEndpoint):
     def __init__(self, name: str, port: int, session: Any) -> None:
         super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.")
         self.session = session
+        # what deploying started, removed on delete; nothing else: other endpoints may share the image
         self.containers: set[str] = set()
-        self.compose_threads: set[Any] = set()
-
-    def claim(self, containers: set[str], compose_threads: set[Any]) -> None:
-        """What deploying started: removed on delete, and nothing else (other endpoints may share the image)."""
-        self.containers, self.compose_threads = containers, compose_threads
 
     def _release(self) -> None:
         """Remove the serving container first (MMS ignores SIGTERM, so compose's graceful stop would
         wait 10 s for nothing), then let the SDK's local client forget the endpoint and its compose run."""
-        local_serving.silence_on_release(self.compose_threads)
         remove_containers(self.containers)
         _aws.delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
         _run(["docker", "network", "rm", NETWORK])
 
 
 @contextlib.contextmanager
-def _fast_health_check(image: str, before: set[str], threads_before: set[Any], timeout: float) -> Iterator[None]:
+def _fast_health_check(image: str, before: set[str], timeout: float) -> Iterator[None]:
     """Replace the SDK's health check (a /ping every 5 s, capped at 120 s) with one that follows the
     serving container's log until a worker loaded the model (``local_serving.wait_for_model``)."""
     from sagemaker.local import entities
 
+    threads_before = local_serving.compose_threads()
+
     def wait(serving_port: int) -> None:
+        ours = local_serving.compose_threads() - threads_before  # started just before this call
+        local_serving.adopt(ours)
         local_serving.wait_for_model(
             find_containers=lambda: sorted(our_containers(image) - before),
-            compose_running=lambda: bool(local_serving.compose_threads() - threads_before),
+            compose_running=lambda: any(thread.is_alive() for thread in ours),
             serving_port=serving_port, timeout=timeout)
 
     original = entities._wait_for_serving_container

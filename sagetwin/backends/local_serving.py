@@ -115,23 +115,24 @@ def compose_threads() -> set[threading.Thread]:
     return {thread for thread in threading.enumerate() if isinstance(thread, _HostingContainer)}
 
 
-def silence_on_release(threads: set[threading.Thread]) -> None:
-    """Removing an endpoint's container makes compose exit non-zero, and the SDK's thread then
-    raises into threading's excepthook: a traceback on every delete. Deleting is what was asked
-    for, so drop that traceback for these threads only."""
-    _install_release_filter()
+def adopt(threads: set[threading.Thread]) -> None:
+    """sagetwin reports a failed serving start itself (exit code, log tail), and removing the
+    container on delete makes compose exit non-zero; either way the SDK's compose thread then
+    raises into threading's excepthook, a traceback that tells the person nothing more. Keep the
+    tracebacks of these threads out of their terminal; every other thread's still shows."""
+    _install_adopted_filter()
     for thread in threads:
-        thread.sagetwin_released = True  # type: ignore[attr-defined]
+        thread.sagetwin_adopted = True  # type: ignore[attr-defined]
 
 
-def _install_release_filter() -> None:
+def _install_adopted_filter() -> None:
     previous = threading.excepthook
-    if getattr(previous, "skips_released_endpoints", False):
+    if getattr(previous, "skips_adopted_threads", False):
         return
 
     def excepthook(args: threading.ExceptHookArgs) -> None:
-        if not getattr(args.thread, "sagetwin_released", False):
+        if not getattr(args.thread, "sagetwin_adopted", False):
             previous(args)
 
-    excepthook.skips_released_endpoints = True  # type: ignore[attr-defined]
+    excepthook.skips_adopted_threads = True  # type: ignore[attr-defined]
     threading.excepthook = excepthook
