@@ -6,6 +6,7 @@ SAGETWIN_REQUIRE_DOCKER=1 (CI) a missing engine fails them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -139,3 +140,72 @@ def test_two_containers_train_data_parallel(sample_channels, tiny_hyperparameter
     result = job.fit(sample_channels)
     assert result.metrics["world_size"] == 2
     assert set(result.metrics) >= {"accuracy", "f1"}
+
+
+def start_until_serving(command: list[str], before: set[str]) -> tuple[subprocess.Popen, str]:
+    """Start a sagetwin process (its own session, as a terminal would) and wait for its serving container."""
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        serving = [c for c in all_containers() - before if "inference" in subprocess.run(
+            ["docker", "inspect", "--format", "{{.Config.Image}}", c], capture_output=True, text=True).stdout]
+        if serving:
+            return process, serving[0]
+        time.sleep(0.5)
+    process.kill()
+    raise AssertionError(f"no serving container appeared; stderr: {process.communicate()[1][-3000:]}")
+
+
+CLI_RUN = ["-m", "sagetwin.cli", "run", "--backend", "local", "--model", "tiny", "--max-steps", "4",
+           "--train-size", "64", "--test-size", "16"]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_run_removes_its_containers(how: str, no_leftover_containers):
+    """Ctrl-C (SIGINT to the terminal's process group) or `kill` (SIGTERM to sagetwin) while the
+    endpoint starts: the run stops with 130 / 143 and `docker ps -a` shows nothing of it."""
+    import signal
+
+    process, _ = start_until_serving(CLI_RUN, all_containers())
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == (130 if how == "ctrl-c" else 143), stderr[-3000:]
+    assert "everything this run started has been stopped" in stderr
+
+
+KILLED_DEPLOY = """
+import sys, time, sagetwin
+job = sagetwin.HuggingFaceJob("train.py", source_dir=sys.argv[1], backend="local")
+job.deploy(model_data=sys.argv[2])
+time.sleep(600)
+"""
+
+
+def test_containers_of_a_killed_run_are_found_and_removed(trained_tiny, no_leftover_containers):
+    """SIGKILL leaves no chance to clean up: doctor names the container, the next local run removes it."""
+    import signal
+
+    from sagetwin.backends.local import LocalBackend, orphaned_containers, reap_orphans
+    from sagetwin.core.progress import StreamReporter
+
+    work_dir = LocalBackend().work_dir
+    assert orphaned_containers(work_dir) == []
+    process, container = start_until_serving(["-c", KILLED_DEPLOY, str(TRAIN_SCRIPTS), trained_tiny.model_data],
+                                             all_containers())
+    assert orphaned_containers(work_dir) == []  # its owner is alive: not an orphan
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert orphaned_containers(work_dir) == [container]
+    doctor = run_cli("doctor")
+    assert "[FAIL] local: no containers left by killed runs: 1 left" in doctor.stdout
+    said = io.StringIO()
+    reap_orphans(work_dir, StreamReporter(said))
+    assert orphaned_containers(work_dir) == []
+    assert "removed 1 container(s) left by a sagetwin run that was killed" in said.getvalue()

@@ -134,3 +134,34 @@ def test_a_container_that_could_not_start_is_dead(monkeypatch):
 
     monkeypatch.setattr(local_serving.subprocess, "run", inspect)
     assert [local_serving.container_status(c) for c in answers] == ["running", "created", "dead"]
+
+
+def test_an_interrupt_the_sdk_swallows_is_raised_again():
+    """SDK v2's telemetry wrapper returns from `finally:`, dropping a KeyboardInterrupt raised inside."""
+    import os
+    import signal
+
+    def sdk_call() -> str:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the SDK works
+            for _ in range(1000):
+                signal.getsignal(signal.SIGINT)  # let the handler run
+            return "never"
+        finally:
+            return "carried on"  # noqa: B012  (what the SDK's decorator does)
+
+    assert sdk_call() == "carried on"  # the SDK's behaviour, on its own
+    with pytest.raises(KeyboardInterrupt):
+        with _aws.interrupts_kept():
+            sdk_call()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_sdk_leaves_the_root_logger_alone():
+    import subprocess
+
+    code = ("import logging, sys\nfrom sagetwin.backends import _aws\n_aws.import_sdk()\n"
+            "import sagemaker.experiments\nroot = logging.getLogger()\n"
+            "print(len(root.handlers), logging.getLevelName(root.level))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "WARNING"]  # without root_logging_kept: ["1", "INFO"]

@@ -36,8 +36,64 @@ def import_sdk() -> Any:
         # network. Keep that probe off for the import only: our own sessions still use instance roles.
         with no_metadata_probe():
             import sagemaker  # noqa: F401
+    if "sagemaker.experiments" not in sys.modules:
+        # Imported by Estimator.fit, it calls logging.basicConfig(level=INFO) for the whole process
+        # (sagemaker/experiments/_metrics.py): import it now, and leave the person's logging as it was.
+        with root_logging_kept():
+            import sagemaker.experiments  # noqa: F401
     _validate_each_config_once()
     return sys.modules["sagemaker"]
+
+
+@contextlib.contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """Undo a library's logging.basicConfig: handlers and level of the root logger stay as they were."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """SDK v2's telemetry decorator (around fit, deploy, ...) returns from a ``finally:`` block, which
+    silently drops a KeyboardInterrupt raised inside the call: Ctrl-C during local training or while
+    an endpoint starts would be lost and the run carry on. Remember the interrupt and raise it
+    again when the SDK returns. Only Python-level handlers (Ctrl-C's, the CLI's SIGTERM) are wrapped."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[BaseException] = []
+    previous: dict[int, Callable[..., Any]] = {}
+
+    def remember(signum: int, frame: Any) -> None:
+        try:
+            previous[signum](signum, frame)
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            previous[signum] = handler
+            signal.signal(signum, remember)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if caught:
+        raise caught[0]
 
 
 def _validate_each_config_once() -> None:

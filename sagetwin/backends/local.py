@@ -142,6 +142,30 @@ def remove_containers(container_ids: set[str]) -> None:
     _run(["docker", "network", "rm", NETWORK])  # fails harmlessly while something still uses it
 
 
+COMPOSE_DIR_LABEL = "com.docker.compose.project.working_dir"  # set by compose v1 and v2
+
+
+def orphaned_containers(work_dir: Path, run: Runner = _run) -> list[str]:
+    """Containers the SDK's compose started under our work dir whose `compose up` no longer runs:
+    the Python process that owned them was killed outright (SIGKILL, a closed pipe) before it
+    could remove them. Nobody can reach them through sagetwin any more."""
+    out = run(["docker", "ps", "-a", "--no-trunc", "--format", f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_DIR_LABEL}"}}}}'])
+    ours = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line] if out.returncode == 0 else []
+    ours = [(cid, folder) for cid, folder in ours if folder.startswith(str(work_dir) + os.sep)]
+    if not ours:
+        return []
+    running = run(["ps", "-ww", "-eo", "args="]).stdout.splitlines()  # -ww: never cut to the terminal width
+    live = [args for args in running if "compose" in args and "<defunct>" not in args]
+    return [cid for cid, folder in ours if not any(f"{folder}{os.sep}docker-compose.yaml" in args for args in live)]
+
+
+def reap_orphans(work_dir: Path, reporter: Reporter) -> None:
+    orphans = orphaned_containers(work_dir)
+    if orphans:
+        remove_containers(set(orphans))
+        reporter.step(f"local: removed {len(orphans)} container(s) left by a sagetwin run that was killed")
+
+
 def give_back_to_user(path: Path, image: str) -> None:
     """Containers write as root into mounted folders; chown what they wrote to the invoking user."""
     uid, gid = os.getuid(), os.getgid()
@@ -240,6 +264,7 @@ class LocalBackend:
     # ------------------------------------------------------------------ training
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         session = self.session  # imports the SDK quietly, before the class import below
+        reap_orphans(self.work_dir, reporter)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         image, gaps = images.choose_image("training", stack, spec.options.get("image_uri") or self.image_uri,
                                           reporter, build_missing=self.build_images)
@@ -269,7 +294,8 @@ class LocalBackend:
         started = time.monotonic()
         failure: BaseException | None = None
         try:
-            estimator.fit(inputs, job_name=spec.job_name, wait=True, logs=True)
+            with _aws.interrupts_kept():
+                estimator.fit(inputs, job_name=spec.job_name, wait=True, logs=True)
         except BaseException as exc:  # KeyboardInterrupt included: containers are removed below
             failure = exc
         finally:
@@ -298,6 +324,7 @@ class LocalBackend:
     # ------------------------------------------------------------------ serving
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
         session = self.session  # imports the SDK quietly, before the class import below
+        reap_orphans(self.work_dir, reporter)
         from sagemaker.huggingface import HuggingFaceModel
 
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
@@ -327,7 +354,7 @@ class LocalBackend:
         started = time.monotonic()
         endpoint = LocalEndpoint(spec.endpoint_name, port, session)
         try:
-            with _fast_health_check(image, before, spec.startup_timeout or 600.0):
+            with _aws.interrupts_kept(), _fast_health_check(image, before, spec.startup_timeout or 600.0):
                 # Local mode serves synchronously inside CreateEndpoint (with the health check above);
                 # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.
                 model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance_type,
@@ -421,6 +448,10 @@ def doctor_checks() -> list:
         items.append(CheckItem(f"local: {scope} image", present,
                                f"{rec.tag} ({'present' if present else 'not built'}); parity: {gaps}",
                                "run `sagetwin image build` (a few minutes, no registry needed)"))
+    orphans = orphaned_containers(LocalBackend().work_dir)
+    items.append(CheckItem("local: no containers left by killed runs", not orphans,
+                           f"{len(orphans)} left: {', '.join(c[:12] for c in orphans)}" if orphans else "none",
+                           "the next local fit or deploy removes them, or: docker rm -f " + " ".join(orphans)))
     root = _run(["docker", "info", "--format", "{{.DockerRootDir}}"]).stdout.strip() or "/var/lib/docker"
     free_gb = shutil.disk_usage(root if Path(root).exists() else "/").free / 1e9
     items.append(CheckItem("local: disk space for images", free_gb >= 10, f"{free_gb:.0f} GB free under {root}",

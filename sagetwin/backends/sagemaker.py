@@ -241,7 +241,8 @@ class SageMakerBackend:
                       f"pytorch {stack.pytorch}, {stack.py}) on {spec.instance_count} x {instance}")
         started = time.monotonic()
         try:
-            estimator.fit(inputs, job_name=spec.job_name, wait=True, logs="All")
+            with _aws.interrupts_kept():
+                estimator.fit(inputs, job_name=spec.job_name, wait=True, logs="All")
         except KeyboardInterrupt:
             self._offer_to_stop(spec.job_name, reporter)
             raise
@@ -353,8 +354,9 @@ class SageMakerBackend:
         reporter.step(f"sagemaker: creating endpoint {spec.endpoint_name} on {spec.initial_instance_count} x "
                       f"{instance} (SageMaker takes several minutes)")
         try:
-            model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance,
-                         endpoint_name=spec.endpoint_name, tags=tags, wait=False)
+            with _aws.interrupts_kept():
+                model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance,
+                             endpoint_name=spec.endpoint_name, tags=tags, wait=False)
             self._wait_in_service(spec.endpoint_name, spec.startup_timeout or ENDPOINT_TIMEOUT_S, reporter)
         except BaseException as exc:
             endpoint.delete()  # a half-created endpoint still bills
