@@ -14,6 +14,7 @@ Tags are content-addressed (recipe + Dockerfile + base), so an unchanged rebuild
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -64,6 +65,7 @@ class ImageRecipe:
     torch: str
     packages: tuple[str, ...]
     base_packages: tuple[str, ...] = field(default=tuple(BASE_PACKAGES))
+    configured_base: str = ""  # SAGETWIN_BASE_IMAGE: a pullable image to start from instead of debootstrap
 
     @property
     def suite(self) -> str:
@@ -82,16 +84,26 @@ class ImageRecipe:
         return [f"torch=={self.torch}", f"transformers=={self.stack.transformers}", *self.packages]
 
     def base_key(self) -> str:
-        data = {"suite": self.suite, "packages": sorted(self.base_packages), "arch": platform.machine()}
+        data = {"suite": self.suite, "packages": sorted(self.base_packages), "arch": platform.machine(),
+                **({"configured": self.configured_base, "completion": COMPLETE_BASE} if self.configured_base else {})}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def digest(self) -> str:
-        data = {**asdict(self), "dockerfile": self.dockerfile(), "base": self.base_key(),
+        recipe = {k: v for k, v in asdict(self).items() if k != "configured_base"}  # base_key() covers it
+        data = {**recipe, "dockerfile": self.dockerfile(), "base": self.base_key(),
                 "files": {k: hashlib.sha256(v).hexdigest() for k, v in self.extra_files().items()}}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+    def wheelhouse_key(self) -> str:
+        """Wheels depend on the requirements and the Python only, whatever the base."""
+        data = {"requirements": self.requirements(), "python": self.python, "arch": platform.machine()}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
     @property
     def base_tag(self) -> str:
+        if self.configured_base:
+            name = re.sub(r"[^a-z0-9_.-]+", "-", self.configured_base.lower().rsplit("/", 1)[-1]).strip("-.")
+            return f"sagetwin/base:{name}-{self.base_key()}"
         return f"sagetwin/base:{self.suite}-{self.base_key()}"
 
     @property
@@ -114,7 +126,8 @@ def recipe(scope: str, stack: Stack | None = None, *, torch: str | None = None) 
         raise ConfigurationError(f"unknown image scope {scope!r}.", "use 'training' or 'inference'.")
     stack = stack or default_stack()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"  # wheels are built on this host
-    return ImageRecipe(scope, stack, python, torch or LOCAL_TORCH, tuple(TOOLKITS[scope]))
+    return ImageRecipe(scope, stack, python, torch or LOCAL_TORCH, tuple(TOOLKITS[scope]),
+                       configured_base=os.environ.get("SAGETWIN_BASE_IMAGE", ""))
 
 
 # --------------------------------------------------------------------------- docker helpers
@@ -159,17 +172,20 @@ def _stream(cmd: list[str], reporter: Reporter, what: str, cwd: Path | None = No
 # --------------------------------------------------------------------------- build steps
 
 
-def ensure_base(rec: ImageRecipe, reporter: Reporter, configured: str | None = None) -> str:
-    """The base image: already built, else the configured one if pullable, else debootstrapped."""
+def ensure_base(rec: ImageRecipe, reporter: Reporter) -> str:
+    """The base image: already built, else the configured one (pulled, completed with the OS
+    packages the DLC contract needs), else Debian bootstrapped from Debian's packages."""
     if image_exists(rec.base_tag):
         return rec.base_tag
-    configured = configured or os.environ.get("SAGETWIN_BASE_IMAGE")
-    if configured:
-        pulled = docker("pull", configured, check=False, timeout=300)
-        if pulled.returncode == 0:
-            reporter.step(f"image: using configured base {configured}")
-            return configured
-        reporter.step(f"image: cannot pull {configured} ({pulled.stderr.strip()[:120]}); bootstrapping Debian")
+    if rec.configured_base:
+        pulled = docker("pull", rec.configured_base, check=False, timeout=600)
+        if pulled.returncode == 0 or image_exists(rec.configured_base):
+            return complete_base(rec, reporter)
+        reporter.step(f"image: cannot pull SAGETWIN_BASE_IMAGE={rec.configured_base} "
+                      f"({pulled.stderr.strip()[:160]}); bootstrapping Debian instead")
+        rec = dataclasses.replace(rec, configured_base="")
+        if image_exists(rec.base_tag):
+            return rec.base_tag
     if shutil.which("debootstrap") is None:
         raise BackendUnavailableError(
             "building a base image without a registry needs debootstrap, which is not installed.",
@@ -190,6 +206,34 @@ def ensure_base(rec: ImageRecipe, reporter: Reporter, configured: str | None = N
         if imported.returncode != 0:
             raise SagetwinError(f"image build failed at: docker import of the base ({imported.stderr.strip()}).",
                                 "check that the Docker engine has disk space (`sagetwin doctor`).")
+    return rec.base_tag
+
+
+# Run once on top of a configured base (python:3.11-slim, say): add what the DLC contract needs and
+# the base lacks. The one build step that needs the network; people who can pull a base have it.
+COMPLETE_BASE = r"""
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN missing=""; \
+    command -v python3 >/dev/null || missing="$missing python3"; \
+    python3 -c "import ensurepip, venv" 2>/dev/null || missing="$missing python3-venv"; \
+    command -v java >/dev/null || missing="$missing openjdk-17-jre-headless"; \
+    command -v ps >/dev/null || missing="$missing procps"; \
+    if [ -n "$missing" ]; then \
+      command -v apt-get >/dev/null || { echo "base image lacks:$missing (and has no apt-get)"; exit 1; }; \
+      echo "installing:$missing"; \
+      apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+"""
+
+
+def complete_base(rec: ImageRecipe, reporter: Reporter) -> str:
+    reporter.step(f"image: completing the configured base {rec.configured_base} as {rec.base_tag}")
+    with tempfile.TemporaryDirectory(prefix="sagetwin-base-") as ctx:
+        (Path(ctx) / "Dockerfile").write_text(COMPLETE_BASE)
+        _stream(["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={rec.configured_base}",
+                 "-t", rec.base_tag, ctx], reporter, "docker build (completing the configured base)")
     return rec.base_tag
 
 
@@ -220,7 +264,7 @@ def build(rec: ImageRecipe, reporter: Reporter, *, force: bool = False) -> str:
         reporter.step(f"image: {rec.tag} is up to date")
         return rec.tag
     base = ensure_base(rec, reporter)
-    wheelhouse = build_wheelhouse(rec, home_dir() / "wheelhouse" / f"{rec.scope}-{rec.digest()}", reporter)
+    wheelhouse = build_wheelhouse(rec, home_dir() / "wheelhouse" / f"{rec.scope}-{rec.wheelhouse_key()}", reporter)
     with tempfile.TemporaryDirectory(prefix="sagetwin-build-") as ctx:
         context = Path(ctx)
         (context / "Dockerfile").write_text(rec.dockerfile())
