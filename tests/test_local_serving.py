@@ -26,26 +26,19 @@ def log_file(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def test_model_loaded_line_means_ready(tmp_path: Path):
-    log = log_file(tmp_path, MMS_START + "[INFO ] W-9000-model-stdout - Model model loaded io_fd=0242acfffe\n"
-                                         "[INFO ] ACCESS_LOG - /172.18.0.1 \"GET /ping HTTP/1.1\" 200 24\n")
-    watch = ContainerLogWatch(log, follow=PRINT_FILE, status=lambda cid: "running")
-    assert watch.wait(10) == LOADED
-    watch.close()
-
-
-def test_failed_load_is_reported_not_waited_for(tmp_path: Path):
-    log = log_file(tmp_path, MMS_START + "[WARN ] W-9000-model-stderr - OSError: no file named model.safetensors\n"
-                                         "[INFO ] W-9000-model - Backend worker process died.\n")
-    watch = ContainerLogWatch(log, follow=PRINT_FILE, status=lambda cid: "running")
-    assert watch.wait(10) == FAILED
-    watch.close()
-
-
-def test_container_that_stops_before_loading(tmp_path: Path):
-    log = log_file(tmp_path, "Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'\n")
-    watch = ContainerLogWatch(log, follow=PRINT_FILE, status=lambda cid: "exited")
-    assert watch.wait(10) == EXITED
+@pytest.mark.parametrize(("log", "status", "outcome"), [
+    pytest.param(MMS_START + "[INFO ] W-9000-model-stdout - Model model loaded io_fd=0242acfffe\n"
+                             "[INFO ] ACCESS_LOG - /172.18.0.1 \"GET /ping HTTP/1.1\" 200 24\n",
+                 "running", LOADED, id="model-loaded-line-means-ready"),
+    pytest.param(MMS_START + "[WARN ] W-9000-model-stderr - OSError: no file named model.safetensors\n"
+                             "[INFO ] W-9000-model - Backend worker process died.\n",
+                 "running", FAILED, id="failed-load-is-reported-not-waited-for"),
+    pytest.param("Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'\n",
+                 "exited", EXITED, id="container-that-stops-before-loading"),
+])
+def test_log_outcome(tmp_path: Path, log: str, status: str, outcome: str):
+    watch = ContainerLogWatch(log_file(tmp_path, log), follow=PRINT_FILE, status=lambda cid: status)
+    assert watch.wait(10) == outcome
     watch.close()
 
 

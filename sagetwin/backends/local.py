@@ -197,6 +197,7 @@ class LocalBackend:
         self.work_dir = Path(work_dir or Path(tempfile.gettempdir()) / f"sagetwin-local-{os.getuid()}")
         self.build_images = build_images
         self._session: Any = None
+        self._orphans_reaped = False
 
     @classmethod
     def availability(cls) -> Availability:
@@ -227,6 +228,12 @@ class LocalBackend:
             session.config = {"local": {"local_code": True, "container_root": str(self.work_dir)}}
             self._session = session
         return self._session
+
+    def _reap_orphans_once(self, reporter: Reporter) -> None:
+        """Containers of killed runs go at this backend's first fit or deploy; later ones need no look."""
+        if not self._orphans_reaped:
+            reap_orphans(self.work_dir, reporter)
+            self._orphans_reaped = True
 
     def choose_instance_type(self, requested: str | None, reporter: Reporter) -> str:
         if requested in ("local", "local_gpu"):
@@ -264,7 +271,7 @@ class LocalBackend:
     # ------------------------------------------------------------------ training
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         session = self.session  # imports the SDK quietly, before the class import below
-        reap_orphans(self.work_dir, reporter)
+        self._reap_orphans_once(reporter)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         image, gaps = images.choose_image("training", stack, spec.options.get("image_uri") or self.image_uri,
                                           reporter, build_missing=self.build_images)
@@ -324,7 +331,7 @@ class LocalBackend:
     # ------------------------------------------------------------------ serving
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
         session = self.session  # imports the SDK quietly, before the class import below
-        reap_orphans(self.work_dir, reporter)
+        self._reap_orphans_once(reporter)
         from sagemaker.huggingface import HuggingFaceModel
 
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
