@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import sagetwin  # noqa: E402
-from sagetwin.backends import images  # noqa: E402
-from sagetwin.core.data import prepare_datasets, resolve_model  # noqa: E402
+from sagetwin.backends.local import images  # noqa: E402
 from sagetwin.core.progress import SilentReporter  # noqa: E402
+from sagetwin.guide.data import prepare_datasets, resolve_model  # noqa: E402
 
 SAGETWIN = str(Path(sys.executable).with_name("sagetwin"))
 
@@ -106,7 +106,8 @@ def _sdk_deploy_to_first_answer(model_data: str) -> float:
     from sagemaker.huggingface import HuggingFaceModel
     from sagemaker.local import LocalSession
 
-    from sagetwin.backends import _aws, local
+    from sagetwin.backends.aws import sdk as _aws
+    from sagetwin.backends.local import backend as local
 
     session = LocalSession(boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="x",
                                                       aws_secret_access_key="x"),

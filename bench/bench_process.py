@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import sagetwin  # noqa: E402
-from sagetwin.core import contract  # noqa: E402
-from sagetwin.core.data import prepare_datasets, resolve_model  # noqa: E402
 from sagetwin.core.paths import unique_name  # noqa: E402
 from sagetwin.core.progress import SilentReporter  # noqa: E402
 from sagetwin.core.spec import TrainingSpec  # noqa: E402
+from sagetwin.emulation import contract  # noqa: E402
+from sagetwin.guide.data import prepare_datasets, resolve_model  # noqa: E402
 
 TRAIN_SCRIPTS = REPO / "train_scripts"
 

@@ -10,7 +10,9 @@ AWS or an emulation of it). Fixtures:
 - ``sagetwin_sample_data``: small tokenized ``train``/``test`` channels;
 - ``sagetwin_channels``: both of the above, ready for ``job.fit(...)``;
 - ``sagetwin_endpoint``: ``sagetwin_endpoint(job)`` deploys and returns a Predictor that is
-  always deleted when the test ends, pass or fail.
+  always deleted when the test ends, pass or fail;
+- ``sagetwin_register_plugin``: ``sagetwin_register_plugin(plugin)`` registers a plugin object
+  (a module or an instance with ``@sagetwin.hookimpl`` methods) for this test only.
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ def sagetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sagetwin_tiny_model(sagetwin_home: Path) -> Any:
-    from sagetwin.core.data import resolve_model
+    from sagetwin.guide.data import resolve_model
 
     return resolve_model("tiny")
 
 
 @pytest.fixture(scope="session")
 def sagetwin_sample_data(sagetwin_tiny_model: Any, request: pytest.FixtureRequest) -> dict[str, str]:
-    from sagetwin.core.data import prepare_datasets
+    from sagetwin.guide.data import prepare_datasets
 
     size = request.config.getoption("--sagetwin-train-size")
     return prepare_datasets("sample", sagetwin_tiny_model.tokenizer_source, train_size=size,
@@ -88,3 +90,23 @@ def sagetwin_endpoint() -> Iterator[Callable[..., Any]]:
     for predictor in created:
         if not predictor.deleted:
             predictor.delete_endpoint()
+
+
+@pytest.fixture
+def sagetwin_register_plugin() -> Iterator[Callable[..., Any]]:
+    """Register plugin objects on sagetwin's plugin manager for one test; always unregistered after,
+    so a plugin author tests a backend or hook without installing the package."""
+    from sagetwin.core.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    added: list[Any] = []
+
+    def register(plugin: Any, name: str | None = None) -> Any:
+        pm.register(plugin, name=name)
+        added.append(plugin)
+        return plugin
+
+    yield register
+    for plugin in reversed(added):
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)

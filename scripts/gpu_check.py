@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 def prepare(target: Path) -> None:
     import shutil
 
-    from sagetwin.core.data import build_tiny_model, prepare_datasets
+    from sagetwin.guide.data import build_tiny_model, prepare_datasets
 
     model = build_tiny_model(target / "model")
     for split, path in prepare_datasets("sample", str(model), train_size=2000, test_size=500).items():
@@ -39,8 +39,8 @@ def main() -> int:
     import torch
 
     import sagetwin
-    from sagetwin.core.data import prepare_datasets, resolve_model
     from sagetwin.core.progress import StreamReporter
+    from sagetwin.guide.data import prepare_datasets, resolve_model
 
     report: dict = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
                     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

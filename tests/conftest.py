@@ -12,6 +12,9 @@ import pytest
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Plugins installed in this environment stay out of the project's own tests (as llm and datasette
+# do); the tests of entry-point loading switch it back on for their subprocess.
+os.environ["SAGETWIN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPTS = REPO / "train_scripts"
@@ -44,14 +47,14 @@ def no_leftover_processes():
 
 @pytest.fixture(scope="session")
 def tiny_model(sagetwin_home: Path):
-    from sagetwin.core.data import resolve_model
+    from sagetwin.guide.data import resolve_model
 
     return resolve_model("tiny")
 
 
 @pytest.fixture(scope="session")
 def sample_channels(tiny_model) -> dict[str, str]:
-    from sagetwin.core.data import prepare_datasets
+    from sagetwin.guide.data import prepare_datasets
 
     channels = prepare_datasets("sample", tiny_model.tokenizer_source, train_size=64, test_size=32)
     return {**channels, **tiny_model.channels()}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import sagetwin
-from sagetwin.core import contract
 from sagetwin.core.progress import SilentReporter
+from sagetwin.emulation import contract
 
 ENV_DUMP_SCRIPT = '''
 import json, os, sys

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sagetwin.core import data, sample_data
 from sagetwin.core.errors import ConfigurationError
+from sagetwin.guide import data, sample_data
 
 
 def test_sample_data_is_balanced_reproducible_and_varied():

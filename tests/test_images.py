@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from sagetwin.backends import images
+from sagetwin.backends.local import images
 from sagetwin.core.progress import StreamReporter
 
 

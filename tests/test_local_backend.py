@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module", autouse=True)
 def docker_engine():
-    from sagetwin.backends.local import LocalBackend
+    from sagetwin.backends.local.backend import LocalBackend
 
     availability = LocalBackend.availability()
     if not availability.usable:
@@ -122,7 +122,7 @@ def test_busy_port_8080_and_a_dying_server(trained_tiny, tmp_path: Path, no_left
 
 
 def test_a_serving_container_that_exits_fails_fast_with_its_exit_code(trained_tiny, no_leftover_containers):
-    from sagetwin.backends import images
+    from sagetwin.backends.local import images
 
     # the training image has no `serve`: its container exits at once, as a wrong image_uri would
     training_image = images.recipe("training").tag
@@ -192,7 +192,7 @@ def test_containers_of_a_killed_run_are_found_and_removed(trained_tiny, no_lefto
     """SIGKILL leaves no chance to clean up: doctor names the container, the next local run removes it."""
     import signal
 
-    from sagetwin.backends.local import LocalBackend, orphaned_containers, reap_orphans
+    from sagetwin.backends.local.backend import LocalBackend, orphaned_containers, reap_orphans
     from sagetwin.core.progress import StreamReporter
 
     work_dir = LocalBackend().work_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sagetwin.backends.local import compose_command, detect_gpu, docker_reachable
+from sagetwin.backends.local.backend import compose_command, detect_gpu, docker_reachable
 
 NVIDIA_SMI_TWO = ("GPU 0: NVIDIA A10G (UUID: GPU-1f0c2e4a-2b9d-4c1e-9d8a-3f0b5c6d7e8f)\n"
                   "GPU 1: NVIDIA A10G (UUID: GPU-2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d)\n")

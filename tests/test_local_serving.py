@@ -10,8 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sagetwin.backends import _aws, local_serving
-from sagetwin.backends.local_serving import EXITED, FAILED, LOADED, ContainerLogWatch
+from sagetwin.backends.aws import sdk as _aws
+from sagetwin.backends.local import readiness as local_serving
+from sagetwin.backends.local.readiness import EXITED, FAILED, LOADED, ContainerLogWatch
 
 # Prints the lines of the file named by the last argument, one every 10 ms, like `docker logs -f ID`.
 PRINT_FILE = [sys.executable, "-c",
@@ -153,7 +154,7 @@ def test_an_interrupt_the_sdk_swallows_is_raised_again():
 def test_the_sdk_leaves_the_root_logger_alone():
     import subprocess
 
-    code = ("import logging, sys\nfrom sagetwin.backends import _aws\n_aws.import_sdk()\n"
+    code = ("import logging, sys\nfrom sagetwin.backends.aws import sdk\nsdk.import_sdk()\n"
             "import sagemaker.experiments\nroot = logging.getLogger()\n"
             "print(len(root.handlers), logging.getLevelName(root.level))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

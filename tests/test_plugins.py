@@ -19,6 +19,7 @@ from sagetwin.core.spec import TrainingResult
 from tests.conftest import REPO, TRAIN_SCRIPTS, run_cli
 
 EXAMPLE_PLUGIN = REPO / "examples" / "sagetwin-inline"
+AUTOLOAD_ON = {"SAGETWIN_DISABLE_PLUGIN_AUTOLOAD": ""}  # this suite switches it off (conftest); these tests need it
 
 
 class EchoEndpoint:
@@ -83,28 +84,18 @@ class Recorder:
 
 
 @pytest.fixture
-def registered():
-    """Register plugin objects on the live manager for one test, and always unregister them."""
-    pm = plugins.get_plugin_manager()
-    added = []
-
-    def register(plugin, name=None):
-        pm.register(plugin, name=name)
-        added.append(plugin)
-        return plugin
-
-    yield register
-    for plugin in added:
-        pm.unregister(plugin)
+def registered(sagetwin_register_plugin):
+    """The public fixture plugin authors use (sagetwin's pytest plugin), under this suite's old name."""
+    return sagetwin_register_plugin
 
 
 def test_builtin_process_backend_is_registered_through_the_hook():
     entries = plugins.backend_entries()
-    assert entries["process"].plugin == "sagetwin.backends.process"
+    assert entries["process"].plugin == "sagetwin.backends.process.plugin"
     assert entries["process"].distribution == "sagetwin (built-in)"
     impls = {plugins.get_plugin_manager().get_name(i.plugin)
              for i in plugins.get_plugin_manager().hook.sagetwin_register_backends.get_hookimpls()}
-    assert "sagetwin.backends.process" in impls
+    assert "sagetwin.backends.process.plugin" in impls
 
 
 def test_runtime_plugin_runs_the_workflow_and_sees_lifecycle_events(registered):
@@ -172,7 +163,7 @@ def installed_example(tmp_path_factory) -> Path:
 
 
 def test_example_plugin_is_discovered_through_its_entry_point(installed_example):
-    env = {"PYTHONPATH": os.pathsep.join([str(installed_example), str(REPO)])}
+    env = {"PYTHONPATH": os.pathsep.join([str(installed_example), str(REPO)]), **AUTOLOAD_ON}
     result = run_cli("backends", "--json", env=env)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
@@ -184,9 +175,22 @@ def test_example_plugin_is_discovered_through_its_entry_point(installed_example)
     assert "inline" not in {row["name"] for row in json.loads(hidden.stdout)}
 
 
+def test_plugins_add_commands_and_help_lists_them_all(installed_example, tmp_path):
+    env = {"PYTHONPATH": os.pathsep.join([str(installed_example), str(REPO)]), "SAGETWIN_HOME": str(tmp_path),
+           **AUTOLOAD_ON}
+    helped = run_cli("--help", env=env)
+    assert helped.returncode == 0, helped.stderr
+    for command in ("run", "backends", "doctor", "check", "image", "endpoints", "inline-runs"):
+        assert command in helped.stdout, command
+    listed = run_cli("inline-runs", env=env)
+    assert listed.returncode == 0 and "no inline runs under" in listed.stdout, listed.stderr
+    without = run_cli("--help", env={**env, "SAGETWIN_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert "inline-runs" not in without.stdout and "check" in without.stdout
+
+
 @pytest.mark.slow
 def test_example_plugin_runs_the_standard_workflow(installed_example, no_leftover_processes):
-    env = {"PYTHONPATH": os.pathsep.join([str(installed_example), str(REPO)])}
+    env = {"PYTHONPATH": os.pathsep.join([str(installed_example), str(REPO)]), **AUTOLOAD_ON}
     result = run_cli("run", "--backend", "inline", "--model", "tiny", "--max-steps", "5", "--json",
                      "--train-size", "64", "--test-size", "32", env=env)
     assert result.returncode == 0, result.stderr[-3000:]

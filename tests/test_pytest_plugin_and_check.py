@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sagetwin.core.check import inference_signature_problems
+from sagetwin.backends.process.check import inference_signature_problems
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

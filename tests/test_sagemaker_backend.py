@@ -25,7 +25,7 @@ from tests.conftest import TRAIN_SCRIPTS, run_cli
 def moto_server():
     from moto.server import ThreadedMotoServer
 
-    from sagetwin.core.processes import free_port
+    from sagetwin.emulation.processes import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -175,7 +175,7 @@ def test_deploy_records_instance_image_and_tags(aws, trained_tiny):
 
 
 def test_cost_plan_before_launch(aws):
-    from sagetwin.backends.sagemaker import SageMakerBackend
+    from sagetwin.backends.sagemaker.backend import SageMakerBackend
 
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="sagemaker", reporter=SilentReporter())
     lines = [line.render() for line in SageMakerBackend().launch_plan(job.training_spec({}), None)]
@@ -196,7 +196,7 @@ def test_cli_refuses_to_launch_without_confirmation(aws):
 
 
 def test_missing_credentials_region_and_role_are_clear(aws, monkeypatch, tmp_path):
-    from sagetwin.backends.sagemaker import SageMakerBackend
+    from sagetwin.backends.sagemaker.backend import SageMakerBackend
 
     monkeypatch.delenv("SAGETWIN_ROLE")
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="sagemaker", reporter=SilentReporter())
@@ -237,7 +237,7 @@ def test_cli_run_against_moto(aws, tmp_path):
 
 
 def test_local_inputs_are_uploaded_once(aws, tmp_path):
-    from sagetwin.backends import _aws
+    from sagetwin.backends.aws import boto as _aws
 
     folder = tmp_path / "data"
     folder.mkdir()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import sagetwin
-from sagetwin.core.artifacts import pack_model
 from sagetwin.core.progress import SilentReporter
+from sagetwin.emulation.artifacts import pack_model
 from tests.conftest import TRAIN_SCRIPTS
 
 pytestmark = pytest.mark.slow

@@ -18,18 +18,31 @@ import traceback
 from pathlib import Path
 
 from sagetwin import hookimpl
-from sagetwin.core import contract
-from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, unpack_model
-from sagetwin.core.backend import Availability
-from sagetwin.core.errors import ConfigurationError, InvocationError, TrainingError
+from sagetwin.core.backend import Check
+from sagetwin.core.errors import InvocationError, TrainingError
 from sagetwin.core.paths import home_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
+from sagetwin.emulation import contract
+from sagetwin.emulation.artifacts import local_model_archive, package_outputs, read_metrics, unpack_model
 
 
 @hookimpl
 def sagetwin_register_backends(register):
     register(InlineBackend)
+
+
+@hookimpl
+def sagetwin_register_commands(subparsers):
+    runs = subparsers.add_parser("inline-runs", help="list the training runs of the inline backend")
+    runs.set_defaults(func=_list_runs)
+
+
+def _list_runs(args) -> int:
+    root = InlineBackend().work_dir / "runs"
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    print("\n".join(names) if names else f"no inline runs under {root}")
+    return 0
 
 
 @contextlib.contextmanager
@@ -52,14 +65,14 @@ def _as_script(env: dict[str, str], argv: list[str], cwd: Path):
 class InlineBackend:
     name = "inline"
     description = "example plugin: train and serve inside this Python process (debugger-friendly)"
-    auto_priority = None  # never chosen by `auto`: it shares the caller's process
+    # no auto_priority: `auto` never chooses it, since it shares the caller's process
 
     def __init__(self, work_dir: str | None = None) -> None:
         self.work_dir = Path(work_dir) if work_dir else home_dir() / "inline"
 
     @classmethod
-    def availability(cls) -> Availability:
-        return Availability(True, "runs inside the calling Python process")
+    def availability(cls) -> Check:
+        return Check(True, "runs inside the calling Python process")
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         run_dir = self.work_dir / "runs" / spec.job_name
@@ -84,12 +97,10 @@ class InlineBackend:
                               output_data, time.monotonic() - started, {"run_dir": str(run_dir)})
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> InlineEndpoint:
-        from sagetwin.core.serving import ToolkitHandler
+        from sagetwin.emulation.serving import ToolkitHandler
 
-        archive = local_path(spec.model_data, "model_data")
-        if not archive.is_file():
-            raise ConfigurationError(f"model_data {archive} does not exist.", "pass the model.tar.gz from fit().")
-        model_dir = unpack_model(archive, self.work_dir / "endpoints" / spec.endpoint_name / "model")
+        model_dir = unpack_model(local_model_archive(spec.model_data),
+                                 self.work_dir / "endpoints" / spec.endpoint_name / "model")
         with _as_script(spec.environment, sys.argv[:], Path.cwd()):
             handler = ToolkitHandler(str(model_dir))
         return InlineEndpoint(spec.endpoint_name, handler)
@@ -101,7 +112,7 @@ class InlineEndpoint:
         self.handler = handler
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        from sagetwin.core.serving import PredictionError
+        from sagetwin.emulation.serving import PredictionError
 
         try:
             return self.handler.invoke(body, {"Content-Type": content_type, "Accept": accept})

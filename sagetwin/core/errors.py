@@ -7,6 +7,13 @@ Every error sagetwin raises on bad input is a :class:`SagetwinError` carrying a
 from __future__ import annotations
 
 
+def log_excerpt(source: str, text: str) -> str:
+    """The last lines of a log, quoted under a heading that names it; empty text gives ''."""
+    if not text.strip():
+        return ""
+    return f"Last lines of {source}:\n" + "\n".join("  | " + line for line in text.splitlines())
+
+
 class SagetwinError(Exception):
     """A problem the user can act on: what went wrong, and what to do about it."""
 
@@ -43,12 +50,7 @@ class TrainingError(SagetwinError):
     def __init__(self, problem: str, fix: str = "", *, exit_code: int | None = None, log_tail: str = "") -> None:
         self.exit_code = exit_code
         self.log_tail = log_tail
-        details = ""
-        if log_tail:
-            details = "Last lines of the training log:\n" + "\n".join(
-                "  | " + line for line in log_tail.splitlines()
-            )
-        super().__init__(problem, fix, details=details)
+        super().__init__(problem, fix, details=log_excerpt("the training log", log_tail))
 
 
 class EndpointError(SagetwinError):

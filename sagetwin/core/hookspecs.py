@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,18 @@ def sagetwin_register_backends(register: Callable[[type], None]) -> None:
 
 @hookspec
 def sagetwin_doctor_checks() -> list:
-    """Return ``CheckItem``s about whether this plugin's backends can run here (for `sagetwin doctor`)."""
+    """Return :class:`~sagetwin.core.backend.Check` items about whether this plugin's backends can
+    run here (for `sagetwin doctor`)."""
+
+
+@hookspec
+def sagetwin_register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add commands to the ``sagetwin`` CLI: ``subparsers.add_parser(name, help=...)``, then
+    ``parser.set_defaults(func=handler)`` where ``handler(args) -> int`` is the exit code.
+
+    The core CLI has only ``run``, ``backends`` and ``doctor``; the built-in plugins add the rest
+    (``check``, ``image build``, ``endpoints``) through this same hook.
+    """
 
 
 @hookspec

@@ -8,18 +8,17 @@ plugin manager by name.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from sagetwin.core.backend import Backend
+from sagetwin.core.backend import AutoSelectable, Backend
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
 from sagetwin.core.paths import unique_name
 from sagetwin.core.plugins import backend_entries, get_backend_entry, get_plugin_manager
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, StreamReporter
-from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec, check_hyperparameters
+from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
 
 AUTO = "auto"
 BACKEND_ENV = "SAGETWIN_BACKEND"
@@ -37,7 +36,8 @@ def choose_backend(requested: str | None = None, pm: pluggy.PluginManager | None
     if env_value and env_value != AUTO and not requested:
         return env_value, f"from ${BACKEND_ENV}"
     candidates = sorted(
-        (e for e in backend_entries(pm).values() if getattr(e.cls, "auto_priority", None) is not None),
+        (e for e in backend_entries(pm).values()
+         if isinstance(e.cls, AutoSelectable) and e.cls.auto_priority is not None),
         key=lambda e: -e.cls.auto_priority,
     )
     skipped: list[str] = []
@@ -68,7 +68,7 @@ class HuggingFaceJob:
     """Fine-tune with a training script, then deploy: the same code on every backend.
 
     Mirrors ``sagemaker.huggingface.HuggingFace``: ``entry_point``, ``source_dir``,
-    ``hyperparameters``, ``instance_type``, ``instance_count``, versions; plus ``backend``.
+    ``hyperparameters``, ``instance_type``, ``instance_count``, versions, ``image_uri``; plus ``backend``.
     """
 
     def __init__(
@@ -88,26 +88,15 @@ class HuggingFaceJob:
         output_path: str | None = None,
         base_job_name: str | None = None,
         max_run: int = 24 * 3600,
+        image_uri: str | None = None,
         reporter: Reporter | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
-        source = Path(source_dir) if source_dir is not None else Path(entry_point).parent
-        entry = entry_point if source_dir is not None else Path(entry_point).name
-        if not source.is_dir():
-            raise ConfigurationError(
-                f"source_dir {source} does not exist or is not a folder.",
-                "pass the folder that holds your training script, e.g. source_dir='train_scripts'.",
-            )
-        if not (source / entry).is_file():
-            raise ConfigurationError(
-                f"entry_point {entry!r} was not found in source_dir {source}.",
-                f"check the file name; {source} contains: "
-                + (", ".join(sorted(p.name for p in source.iterdir() if p.is_file())) or "no files") + ".",
-            )
+        entry, source = locate_entry_point(entry_point, source_dir)
         if instance_count < 1:
             raise ConfigurationError(f"instance_count must be >= 1, got {instance_count}.", "use 1 or more.")
         self.entry_point = entry
-        self.source_dir = source.resolve()
+        self.source_dir = source
         self.hyperparameters = check_hyperparameters(hyperparameters or {})
         self.instance_type = instance_type
         self.instance_count = instance_count
@@ -119,6 +108,7 @@ class HuggingFaceJob:
         self.output_path = output_path
         self.base_job_name = base_job_name or "huggingface"
         self.max_run = max_run
+        self.image_uri = image_uri
         self.reporter = reporter or StreamReporter()
         self.pm = get_plugin_manager()
         self.backend_name, self.backend_reason = choose_backend(backend, self.pm)
@@ -150,12 +140,15 @@ class HuggingFaceJob:
             instance_type=self.instance_type, instance_count=self.instance_count,
             environment=self.environment, output_path=self.output_path,
             transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
-            py_version=self.py_version, max_run=self.max_run, role=self.role,
+            py_version=self.py_version, max_run=self.max_run, role=self.role, image_uri=self.image_uri,
         )
 
-    def fit(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None) -> TrainingResult:
-        """Run the training job; ``inputs`` maps channel names to data locations, like the SDK."""
-        spec = self.training_spec(inputs, job_name=job_name)
+    def fit(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None,
+            spec: TrainingSpec | None = None) -> TrainingResult:
+        """Run the training job; ``inputs`` maps channel names to data locations, like the SDK.
+
+        ``spec`` runs a job described earlier by :meth:`training_spec` (the one a launch plan showed)."""
+        spec = spec or self.training_spec(inputs, job_name=job_name)
         backend = self.backend
         self.reporter.step(f"training job {spec.job_name} on backend {self.backend_name} ({self.backend_reason})")
         self.pm.hook.sagetwin_training_started(spec=spec, backend=self.backend_name)

@@ -1,7 +1,8 @@
 """The plugin manager: built-in backends and entry-point plugins loaded the same way.
 
 Built-in backends are modules listed in ``DEFAULT_PLUGINS``; third-party ones are found
-through the ``sagetwin`` entry-point group. Both implement ``sagetwin_register_backends``.
+through the ``sagetwin`` entry-point group. Both implement the same hooks
+(``sagetwin_register_backends``, ``sagetwin_register_commands``, ...).
 Set ``SAGETWIN_DISABLE_PLUGIN_AUTOLOAD=1`` to load the built-ins only.
 """
 
@@ -15,15 +16,18 @@ from types import ModuleType
 import pluggy
 
 from sagetwin.core import hookspecs
-from sagetwin.core.backend import Availability
+from sagetwin.core.backend import Check
 from sagetwin.core.errors import BackendNotFoundError, ConfigurationError
 
 ENTRY_POINT_GROUP = "sagetwin"
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "sagetwin.backends.process",
-    "sagetwin.backends.local",
-    "sagetwin.backends.sagemaker",
+    "sagetwin.backends.process.plugin",
+    "sagetwin.backends.local.plugin",
+    "sagetwin.backends.sagemaker.plugin",
 )
+
+
+BACKEND_MEMBERS = ("name", "description", "availability", "fit", "deploy")  # the Backend protocol
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,11 @@ class BackendEntry:
     plugin: str
     distribution: str
 
-    def availability(self) -> Availability:
+    def availability(self) -> Check:
         try:
             return self.cls.availability()
         except Exception as exc:  # a broken plugin must not break `sagetwin backends`
-            return Availability(False, f"availability check failed: {exc}")
+            return Check(False, f"availability check failed: {exc}")
 
 
 def _builtin_module(name: str) -> ModuleType | None:
@@ -101,12 +105,15 @@ def backend_entries(pm: pluggy.PluginManager | None = None) -> dict[str, Backend
         found: list[type] = []
         impl.function(register=found.append)
         for cls in found:
-            name = getattr(cls, "name", None)
-            if not isinstance(name, str) or not name:
+            missing = [member for member in BACKEND_MEMBERS if member not in dir(cls)]
+            if missing or not isinstance(cls.name, str) or not cls.name:
                 raise ConfigurationError(
-                    f"plugin {plugin_name} registered {cls!r} without a string `name` attribute.",
-                    "give the backend class a class attribute such as name = 'mybackend'.",
+                    f"plugin {plugin_name} registered {cls!r}, which is not a backend class: it lacks "
+                    + (", ".join(missing) if missing else "a non-empty string `name`") + ".",
+                    "give it name = 'mybackend', description, availability(), fit() and deploy() "
+                    "(see docs/plugins.md).",
                 )
+            name = cls.name
             if name in entries:
                 raise ConfigurationError(
                     f"backend name {name!r} is registered twice: by {entries[name].plugin} and {plugin_name}.",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
+
+from sagetwin.core.prompt import confirm
 
 
 class Reporter(Protocol):
@@ -15,6 +17,14 @@ class Reporter(Protocol):
 
     def log(self, line: str) -> None:
         """A line of output from the work itself (training log, server log)."""
+
+
+@runtime_checkable
+class Asks(Protocol):
+    """A reporter that can put a yes/no question to a person; backends ask through it and
+    never prompt themselves (a library caller's reporter answers with the default)."""
+
+    def ask(self, question: str, *, default: bool) -> bool: ...
 
 
 class StreamReporter:
@@ -32,6 +42,13 @@ class StreamReporter:
     def log(self, line: str) -> None:
         if self.show_logs:
             print(f"    | {line}", file=self.stream, flush=True)
+
+    def ask(self, question: str, *, default: bool) -> bool:
+        """On a terminal, the person answers; otherwise the default stands."""
+        try:
+            return confirm(question, default=default, without_terminal=default)
+        except KeyboardInterrupt:
+            return default
 
 
 class SilentReporter:

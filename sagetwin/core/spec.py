@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ class TrainingSpec:
     py_version: str | None = None
     max_run: int = 24 * 3600
     role: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    image_uri: str | None = None  # a container image of the person's own, as the SDK's image_uri=
 
     @property
     def entry_point_path(self) -> Path:
@@ -50,7 +51,7 @@ class DeploySpec:
     pytorch_version: str | None = None
     py_version: str | None = None
     role: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    image_uri: str | None = None
 
 
 @dataclass
@@ -75,6 +76,24 @@ class TrainingResult:
             "duration_s": round(self.duration_s, 3),
             **({"details": self.details} if self.details else {}),
         }
+
+
+def locate_entry_point(entry_point: str, source_dir: str | os.PathLike[str] | None) -> tuple[str, Path]:
+    """``(entry_point, source_dir)`` as the SDK takes them → the script's name and its resolved folder."""
+    source = Path(source_dir) if source_dir is not None else Path(entry_point).parent
+    entry = entry_point if source_dir is not None else Path(entry_point).name
+    if not source.is_dir():
+        raise ConfigurationError(
+            f"source_dir {source} does not exist or is not a folder.",
+            "pass the folder that holds your training script, e.g. source_dir='train_scripts'.",
+        )
+    if not (source / entry).is_file():
+        raise ConfigurationError(
+            f"entry_point {entry!r} was not found in source_dir {source}.",
+            f"check the file name; {source} contains: "
+            + (", ".join(sorted(p.name for p in source.iterdir() if p.is_file())) or "no files") + ".",
+        )
+    return entry, source.resolve()
 
 
 def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:

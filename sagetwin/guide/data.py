@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.paths import home_dir
+from sagetwin.core.paths import building, home_dir
 from sagetwin.core.progress import Reporter, SilentReporter
-from sagetwin.core.sample_data import LABEL_NAMES, generate_records, vocabulary
+from sagetwin.guide.sample_data import LABEL_NAMES, generate_records, vocabulary
 
 PREPARED_MARKER = "sagetwin-prepared.json"
 DATA_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -85,12 +85,16 @@ def build_tiny_model(target: Path, *, num_labels: int = 2, seed: int = 0) -> Pat
     """A randomly initialised 2-layer BERT with a WordPiece tokenizer, built offline in seconds."""
     if (target / "config.json").is_file() and (target / PREPARED_MARKER).is_file():
         return target
+    shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is an interrupted old build
+    with building(target) as tmp:
+        _write_tiny_model(tmp, num_labels, seed)
+    return target
+
+
+def _write_tiny_model(tmp: Path, num_labels: int, seed: int) -> None:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     punctuation = list(".,;:!?'-\"()")
@@ -107,9 +111,6 @@ def build_tiny_model(target: Path, *, num_labels: int = 2, seed: int = 0) -> Pat
     BertForSequenceClassification(config).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / PREPARED_MARKER).write_text(json.dumps({"kind": "tiny-bert", "seed": seed}))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
 
 
 def _bert_tokenizer(vocab_file: Path) -> Any:
@@ -216,15 +217,12 @@ def prepare_datasets(source: str, tokenizer_source: str, *, out_dir: Path | None
     datasets.disable_progress_bars()  # our own progress lines say what happens
     raw = load_raw_dataset(source, train_size=train_size, test_size=test_size, seed=seed, profile=profile)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split in ("train", "test"):
-        tokenize_dataset(raw[split], tokenizer, max_length=max_length,
-                         pad_to_max_length=pad_to_max_length).save_to_disk(str(tmp / split))
-    (tmp / PREPARED_MARKER).write_text(json.dumps(key_data, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)  # a folder without the marker is an interrupted old build
+    with building(out_dir) as tmp:
+        for split in ("train", "test"):
+            tokenize_dataset(raw[split], tokenizer, max_length=max_length,
+                             pad_to_max_length=pad_to_max_length).save_to_disk(str(tmp / split))
+        (tmp / PREPARED_MARKER).write_text(json.dumps(key_data, indent=2))
     reporter.step(f"data: {len(raw['train'])} train / {len(raw['test'])} test examples in {out_dir}")
     return channels
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
-from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.errors import ConfigurationError, EndpointError
 
 
 def local_path(uri: str, what: str) -> Path:
@@ -21,6 +21,28 @@ def local_path(uri: str, what: str) -> Path:
         f"{what} {uri} is not on this machine; this backend reads local data only.",
         "download it first, pass a local path or file:// URI, or use --backend sagemaker for S3 data.",
     )
+
+
+def local_input(uri: str, channel: str) -> Path:
+    """The local file or folder behind input channel ``channel``; a missing one is a clear error."""
+    path = local_path(uri, f"input channel {channel!r}")
+    if not path.exists():
+        raise ConfigurationError(
+            f"input channel {channel!r} points to {path}, which does not exist.",
+            "check the path passed to fit(), or prepare the data first (sagetwin run does it for you).",
+        )
+    return path
+
+
+def local_model_archive(uri: str) -> Path:
+    """The local ``model.tar.gz`` behind ``model_data``; a missing one is a clear error."""
+    path = local_path(uri, "model_data")
+    if not path.is_file():
+        raise ConfigurationError(
+            f"model_data {path} does not exist or is not a file.",
+            "pass the model.tar.gz written by fit() (TrainingResult.model_data), as a path or file:// URI.",
+        )
+    return path
 
 
 def pack_model(model_dir: Path, target: Path) -> Path:
@@ -63,8 +85,6 @@ def read_metrics(output_data_dir: Path) -> dict[str, float]:
     return metrics
 
 
-
-
 def package_outputs(model_dir: Path, output_data_dir: Path, target_dir: Path) -> tuple[str, str]:
     """Pack ``model.tar.gz`` and ``output.tar.gz`` into ``target_dir``; return their file:// URIs."""
     model_tar = pack_model(model_dir, target_dir / "model.tar.gz")
@@ -74,8 +94,6 @@ def package_outputs(model_dir: Path, output_data_dir: Path, target_dir: Path) ->
 
 def require_model_files(archive: Path) -> None:
     """An empty model.tar.gz means the script saved its model somewhere other than SM_MODEL_DIR."""
-    from sagetwin.core.errors import EndpointError
-
     with tarfile.open(archive, "r:gz") as tar:
         if not any(member.isfile() for member in tar.getmembers()):
             raise EndpointError(

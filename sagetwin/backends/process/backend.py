@@ -14,14 +14,22 @@ import sys
 import time
 from pathlib import Path
 
-from sagetwin.core import contract
-from sagetwin.core.artifacts import local_path, package_outputs, read_metrics, require_model_files, unpack_model
-from sagetwin.core.backend import Availability
-from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError
-from sagetwin.core.hookspecs import hookimpl
-from sagetwin.core.http_endpoint import LocalHttpEndpoint
+from sagetwin.core.backend import Check
+from sagetwin.core.errors import EndpointError, TrainingError, log_excerpt
 from sagetwin.core.paths import home_dir
-from sagetwin.core.processes import (
+from sagetwin.core.progress import Reporter
+from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
+from sagetwin.emulation import contract
+from sagetwin.emulation.artifacts import (
+    local_model_archive,
+    local_path,
+    package_outputs,
+    read_metrics,
+    require_model_files,
+    unpack_model,
+)
+from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
+from sagetwin.emulation.processes import (
     choose_port,
     pump_to_file,
     run_streaming,
@@ -30,16 +38,9 @@ from sagetwin.core.processes import (
     tail_of,
     wait_until_healthy,
 )
-from sagetwin.core.progress import Reporter
-from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 300.0
-
-
-@hookimpl
-def sagetwin_register_backends(register):
-    register(ProcessBackend)
 
 
 class ProcessBackend:
@@ -56,10 +57,9 @@ class ProcessBackend:
         self.audit_record = audit_record  # `sagetwin check`: record opened files, block network
 
     @classmethod
-    def availability(cls) -> Availability:
-        return Availability(True, "runs with this Python; no Docker needed")
+    def availability(cls) -> Check:
+        return Check(True, "runs with this Python; no Docker needed")
 
-    # ------------------------------------------------------------------ training
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else self.work_dir / "runs"
         run_dir = base / spec.job_name
@@ -97,16 +97,11 @@ class ProcessBackend:
         if entry_point.endswith(".sh"):
             return ["/bin/sh", entry_point]
         if self.audit_record:
-            return [self.python, "-m", "sagetwin.core.audit", self.audit_record, entry_point]
+            return [self.python, "-m", "sagetwin.backends.process.audit", self.audit_record, entry_point]
         return [self.python, entry_point]
 
-    # ------------------------------------------------------------------ serving
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> ProcessEndpoint:
-        archive = local_path(spec.model_data, "model_data")
-        if not archive.is_file():
-            raise ConfigurationError(
-                f"model_data {archive} does not exist.", "pass the model.tar.gz written by fit().",
-            )
+        archive = local_model_archive(spec.model_data)
         require_model_files(archive)
         port = choose_port(spec.port, HOST)
         endpoint_dir = self.work_dir / "endpoints" / spec.endpoint_name
@@ -114,7 +109,7 @@ class ProcessBackend:
         log_path = endpoint_dir / "server.log"
         env = dict(os.environ)
         env.update(spec.environment)
-        cmd = [self.python, "-m", "sagetwin.core.serving", "--model-dir", str(model_dir),
+        cmd = [self.python, "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
                "--host", HOST, "--port", str(port)]
         reporter.step(f"process: starting model server on http://{HOST}:{port} (log: {log_path})")
         proc = spawn(cmd, env=env, cwd=endpoint_dir)
@@ -135,8 +130,7 @@ class ProcessBackend:
             raise EndpointError(
                 f"endpoint {spec.endpoint_name} failed to start: {why}.",
                 "read the server log below; for slow-loading models raise startup_timeout.",
-                details="Last lines of the server log:\n" + "\n".join(
-                    "  | " + line for line in tail_of(log_path).splitlines()),
+                details=log_excerpt("the server log", tail_of(log_path)),
             )
         reporter.step(f"process: endpoint answered /ping after {time.monotonic() - started:.1f}s")
         return endpoint

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sagetwin.core.data import prepare_datasets, resolve_model
+from sagetwin.core.backend import Backend, DryRuns, Plans
 from sagetwin.core.errors import SagetwinError
 from sagetwin.core.job import HuggingFaceJob
 from sagetwin.core.plugins import get_backend_entry
 from sagetwin.core.progress import Reporter, StreamReporter
+from sagetwin.core.spec import TrainingSpec
+from sagetwin.guide.data import prepare_datasets, resolve_model
 
 GUIDE_SENTENCE = (
     "It feels like a curtain closing...there was an elegance in the way they moved toward conclusion. "
@@ -58,29 +60,26 @@ class WorkflowOptions:
 Confirm = Callable[[list[str]], bool]
 
 
-def plan_launch(job: HuggingFaceJob, channels: dict[str, str], endpoint_instance_type: str | None) -> list[str]:
+def plan_launch(backend: Backend, spec: TrainingSpec, endpoint_instance_type: str | None) -> list[str]:
     """Lines describing what a paid backend will launch and cost; empty for free backends."""
-    planner = getattr(job.backend, "launch_plan", None)
-    if planner is None:
+    if not isinstance(backend, Plans):
         return []
-    lines = planner(job.training_spec(channels), endpoint_instance_type)
-    return [line.render() if hasattr(line, "render") else str(line) for line in lines]
+    return [line.render() for line in backend.launch_plan(spec, endpoint_instance_type)]
 
 
 def dry_run(options: WorkflowOptions, reporter: Reporter | None = None) -> dict[str, Any]:
-    """What fit + deploy would send to a paid backend, without sending it (backends with ``dry_run``)."""
+    """What fit + deploy would send to a paid backend, without sending it (backends that are ``DryRuns``)."""
     reporter = reporter or StreamReporter()
     job, channels, _ = _prepare_job(options, reporter)
     # no availability check: a dry run needs no credentials, it sends nothing
     backend = get_backend_entry(job.backend_name).cls(**options.backend_options)
-    runner = getattr(backend, "dry_run", None)
-    if runner is None:
+    if not isinstance(backend, DryRuns):
         raise SagetwinError(f"backend {job.backend_name!r} launches nothing billable, so there is nothing to dry-run.",
                             "drop --dry-run, or use it with --backend sagemaker.")
-    requests = runner(job.training_spec(channels), options.endpoint_instance_type, reporter)
-    plan = [line.render() for line in backend.launch_plan(job.training_spec(channels),
-                                                          options.endpoint_instance_type)]
-    return {"backend": job.backend_name, "plan": plan, "requests": requests}
+    spec = job.training_spec(channels)  # one job: the plan and the requests name the same one
+    requests = backend.dry_run(spec, options.endpoint_instance_type, reporter)
+    return {"backend": job.backend_name, "plan": plan_launch(backend, spec, options.endpoint_instance_type),
+            "requests": requests}
 
 
 def _prepare_job(options: WorkflowOptions, reporter: Reporter) -> tuple[HuggingFaceJob, dict[str, str], Any]:
@@ -117,13 +116,14 @@ def run_workflow(options: WorkflowOptions, reporter: Reporter | None = None,
     started = time.monotonic()
     job, channels, model = _prepare_job(options, reporter)
     timings["prepare_s"] = time.monotonic() - started
-    plan = plan_launch(job, channels, options.endpoint_instance_type)
+    spec = job.training_spec(channels)  # one job: the plan shown is the job that runs
+    plan = plan_launch(job.backend, spec, options.endpoint_instance_type)
     for line in plan:
         reporter.step(f"plan: {line}")
     if plan and confirm is not None and not confirm(plan):
         raise SagetwinError("cancelled: nothing was launched.", "rerun with --yes to skip the question.")
     mark = time.monotonic()
-    training = job.fit(channels)
+    training = job.fit(spec=spec)
     timings["fit_s"] = time.monotonic() - mark
 
     mark = time.monotonic()

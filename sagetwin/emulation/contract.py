@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagetwin.core.artifacts import local_path
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.requirements import unmet_requirements
 from sagetwin.core.spec import TrainingSpec
+from sagetwin.emulation.artifacts import local_input
+from sagetwin.emulation.requirements import unmet_requirements
 
 OPT_ML = "/opt/ml"
 CURRENT_HOST = "algo-1"
@@ -164,9 +164,12 @@ def count_gpus() -> int:
         out = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return 0
-    if out.returncode != 0:
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.strip().startswith("GPU"))
+    return gpus_listed(out.stdout) if out.returncode == 0 else 0
+
+
+def gpus_listed(nvidia_smi_list_gpus: str) -> int:
+    """GPUs in the output of ``nvidia-smi --list-gpus`` (one ``GPU n: ...`` line each)."""
+    return sum(1 for line in nvidia_smi_list_gpus.splitlines() if line.strip().startswith("GPU "))
 
 
 def training_environment(
@@ -216,6 +219,12 @@ def training_environment(
                             "network_interface_name": NETWORK_INTERFACE},
         "user_entry_point": entry_point,
     }
+    return _sm_variables(env, user_hps, channels, folder, args)
+
+
+def _sm_variables(env: dict[str, Any], user_hps: dict[str, Any], channels: list[str], folder: RunFolder,
+                  args: list[str]) -> dict[str, str]:
+    """The training environment flattened into ``SM_*`` variables, as the toolkit exports them."""
     out: dict[str, str] = {}
     for key, value in env.items():
         if key in ("channel_input_dirs", "hyperparameters"):
@@ -254,13 +263,7 @@ def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) 
             f"this backend runs one instance; instance_count={spec.instance_count} was asked for.",
             "use instance_count=1 here, or --backend local to test multi-instance training in Docker.",
         )
-    channels = {name: local_path(uri, f"input channel {name!r}") for name, uri in spec.inputs.items()}
-    for name, path in channels.items():
-        if not path.exists():
-            raise ConfigurationError(
-                f"input channel {name!r} points to {path}, which does not exist.",
-                "check the path passed to fit(), or prepare the data first (sagetwin run does it for you).",
-            )
+    channels = {name: local_input(uri, name) for name, uri in spec.inputs.items()}
     requirements = spec.source_dir / "requirements.txt"
     missing = unmet_requirements(requirements)
     if missing:

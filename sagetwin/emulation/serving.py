@@ -6,7 +6,7 @@ HTTP server with MMS's routes and error shape (``GET /ping``, ``POST /invocation
 client errors as HTTP 400 with a JSON body), so task inference, content types and
 ``code/inference.py`` overrides behave exactly as on SageMaker.
 
-Run as ``python -m sagetwin.core.serving --model-dir DIR --port N``.
+Run as ``python -m sagetwin.emulation.serving --model-dir DIR --port N``.
 """
 
 from __future__ import annotations

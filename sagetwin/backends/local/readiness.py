@@ -8,12 +8,14 @@ the answer within milliseconds of the load, and a dead container or a failed loa
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from sagetwin.core.processes import wait_until_healthy
+from sagetwin.backends.local.containers import container_status
+from sagetwin.emulation.processes import wait_until_healthy
 
 MODEL_LOADED = "Model model loaded io_fd="  # an MMS worker finished loading (printed after the handler's init)
 MODEL_LOAD_FAILED = ("Load model failed", "Could not load model", "Backend worker process died")
@@ -65,17 +67,6 @@ class ContainerLogWatch:
             if self._status(self.container_id) not in ("created", "running", "restarting"):
                 return self._finish(EXITED)
             time.sleep(0.1)
-
-
-def container_status(container_id: str) -> str:
-    """Docker's status, except that a container whose process could not even start (a wrong
-    entrypoint, say) stays "created" for ever: that one is "dead"."""
-    out = subprocess.run(["docker", "inspect", "--format", "{{.State.Status}}|{{.State.ExitCode}}|{{.State.Error}}",
-                          container_id], capture_output=True, text=True, timeout=10)
-    if out.returncode != 0:
-        return "gone"
-    status, code, error = (out.stdout.strip().split("|", 2) + ["", ""])[:3]
-    return "dead" if status == "created" and (code not in ("", "0") or error) else status
 
 
 def wait_for_model(find_containers: Callable[[], list[str]], compose_running: Callable[[], bool],
@@ -136,3 +127,25 @@ def _install_adopted_filter() -> None:
 
     excepthook.skips_adopted_threads = True  # type: ignore[attr-defined]
     threading.excepthook = excepthook
+
+
+@contextlib.contextmanager
+def fast_health_check(find_containers: Callable[[], list[str]], timeout: float) -> Iterator[None]:
+    """Replace the SDK's health check (a /ping every 5 s, capped at 120 s) with one that follows the
+    serving container's log until a worker loaded the model (:func:`wait_for_model`)."""
+    from sagemaker.local import entities
+
+    threads_before = compose_threads()
+
+    def wait(serving_port: int) -> None:
+        ours = compose_threads() - threads_before  # started just before this call
+        adopt(ours)
+        wait_for_model(find_containers=find_containers, compose_running=lambda: any(t.is_alive() for t in ours),
+                       serving_port=serving_port, timeout=timeout)
+
+    original = entities._wait_for_serving_container
+    entities._wait_for_serving_container = wait
+    try:
+        yield
+    finally:
+        entities._wait_for_serving_container = original

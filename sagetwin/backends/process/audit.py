@@ -1,6 +1,6 @@
 """Run a script under an audit hook: record the files it opens, refuse network access.
 
-``python -m sagetwin.core.audit RECORD.json SCRIPT [ARGS...]`` runs SCRIPT as ``__main__``
+``python -m sagetwin.backends.process.audit RECORD.json SCRIPT [ARGS...]`` runs SCRIPT as ``__main__``
 and writes ``{"opened": [[path, mode], ...], "network": [...]}`` to RECORD.json on exit.
 Connections to anything but loopback raise, as they would in a SageMaker job without internet.
 """

@@ -1,0 +1,146 @@
+"""boto3 plumbing shared by the SDK-based backends: clients that honour endpoint overrides and
+retry throttling, clear errors for missing credentials, region and role, S3 uploads by content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sagetwin.backends.aws.sdk import SDK_CONFIG, import_sdk
+from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
+
+MANAGED_TAG = "sagetwin:managed"
+RUN_TAG = "sagetwin:run"
+UPLOAD_MARKER = ".sagetwin-complete"
+
+
+def botocore_config() -> Any:
+    from botocore.config import Config
+
+    # Throttling is retried by botocore's standard retry mode, with backoff.
+    return Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=10, read_timeout=120)
+
+
+def boto_session(region: str | None = None) -> Any:
+    import boto3
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    if not session.region_name:
+        raise ConfigurationError(
+            "no AWS region is configured.",
+            "set AWS_REGION / AWS_DEFAULT_REGION, `aws configure set region us-east-1`, or pass region=.",
+        )
+    return session
+
+
+def check_credentials(session: Any) -> None:
+    if session.get_credentials() is None:
+        raise BackendUnavailableError(
+            "no AWS credentials were found (environment, ~/.aws, SSO or instance role).",
+            "run `aws configure` or `aws sso login`, or set AWS_PROFILE / AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY; use --backend process or local to work offline.",
+        )
+
+
+def account_id(session: Any) -> str:
+    """Through a client boto3 builds itself, so AWS_ENDPOINT_URL(_STS) is honoured (the SDK's is not)."""
+    return session.client("sts", config=botocore_config()).get_caller_identity()["Account"]
+
+
+def ensure_bucket(session: Any, bucket: str) -> str:
+    from botocore.exceptions import ClientError
+
+    s3 = session.client("s3", config=botocore_config())
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise ConfigurationError(f"S3 bucket {bucket} is not usable: {exc}.",
+                                     "pass bucket= a bucket you own, or check your permissions.") from None
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if session.region_name != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": session.region_name}
+        s3.create_bucket(**kwargs)
+    return bucket
+
+
+def resolve_role(role: str | None, session: Any) -> str:
+    """Argument > ``$SAGETWIN_ROLE`` > the SageMaker execution role this code runs under.
+
+    The execution role is read from STS through a client that honours endpoint overrides
+    (the SDK's own ``get_execution_role`` builds one that does not).
+    """
+    role = role or os.environ.get("SAGETWIN_ROLE")
+    if role:
+        return role
+    try:
+        arn = session.client("sts", config=botocore_config()).get_caller_identity()["Arn"]
+    except Exception:
+        arn = ""
+    # In a notebook or job: arn:aws:sts::ACCOUNT:assumed-role/ROLE_NAME/SESSION
+    parts = arn.split(":")
+    if len(parts) == 6 and parts[5].startswith("assumed-role/") and "sagemaker" in parts[5].lower():
+        return f"arn:aws:iam::{parts[4]}:role/{parts[5].split('/')[1]}"
+    raise ConfigurationError(
+        "no IAM role for SageMaker was given, and this code does not run under a SageMaker execution role"
+        + (f" (it runs as {arn})" if arn else "") + ".",
+        "pass --role / role='arn:aws:iam::ACCOUNT:role/NAME' or set SAGETWIN_ROLE to a role SageMaker can assume.",
+    )
+
+
+def sagemaker_session(session: Any, bucket: str) -> Any:
+    sdk = import_sdk()
+    config = botocore_config()
+    return sdk.Session(
+        boto_session=session,
+        sagemaker_client=session.client("sagemaker", config=config),
+        sagemaker_runtime_client=session.client("sagemaker-runtime", config=config),
+        default_bucket=bucket,
+        sagemaker_config=SDK_CONFIG,
+    )
+
+
+def folder_digest(path: Path) -> str:
+    """Content hash of a file or folder: relative names and bytes, so moves and touches don't matter."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+def upload_once(session: Any, path: Path, bucket: str, prefix: str = "sagetwin/inputs") -> tuple[str, bool]:
+    """Upload a local file/folder under its content hash; reuse an earlier upload. Returns (uri, uploaded)."""
+    s3 = session.client("s3", config=botocore_config())
+    key_prefix = f"{prefix}/{folder_digest(path)}"
+    uri = f"s3://{bucket}/{key_prefix}"
+    marker = f"{key_prefix}{UPLOAD_MARKER}"  # beside the data, so it never lands in the channel
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=marker, MaxKeys=1)
+    if listed.get("KeyCount", 0):
+        return uri, False
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        relative = file.name if path.is_file() else str(file.relative_to(path))
+        s3.upload_file(str(file), bucket, f"{key_prefix}/{relative}")
+    s3.put_object(Bucket=bucket, Key=marker, Body=b"")
+    return uri, True
+
+
+def delete_endpoint_resources(client: Any, name: str, *, missing_ok: Callable[[Exception], bool]) -> None:
+    """Endpoint, endpoint config and model of one name (sagetwin names all three alike)."""
+    for call, kwargs in ((client.delete_endpoint, {"EndpointName": name}),
+                         (client.delete_endpoint_config, {"EndpointConfigName": name}),
+                         (client.delete_model, {"ModelName": name})):
+        try:
+            call(**kwargs)
+        except Exception as exc:
+            if not missing_ok(exc):
+                raise

@@ -1,0 +1,270 @@
+"""The ``local`` backend: SageMaker Python SDK v2 local mode in Docker.
+
+The SDK's own ``HuggingFace`` estimator and ``HuggingFaceModel`` run the job in containers
+that honour the DLC contract (images from ``images``, at version parity with the cloud),
+on the GPU when Docker can reach one. This module owns the sharp edges of local mode:
+region, role and credentials exist only in its own session; telemetry is off; inputs are
+staged outside the folders the SDK refuses; the serving port is free; a dead serving
+container fails fast instead of after 120 s (``readiness``); containers and the
+``sagemaker-local`` network are removed after training, on ``delete_endpoint``, on errors and
+on Ctrl-C (``containers``); files the containers wrote are handed back to the invoking user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sagetwin.backends.aws import sdk as _aws
+from sagetwin.backends.aws.boto import delete_endpoint_resources, folder_digest
+from sagetwin.backends.local import images, readiness
+from sagetwin.backends.local.containers import (
+    container_report,
+    give_back_to_user,
+    our_containers,
+    reap_orphans,
+    remove_containers,
+    remove_network,
+)
+from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable
+from sagetwin.core.backend import Check
+from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError, log_excerpt
+from sagetwin.core.paths import building
+from sagetwin.core.progress import Reporter
+from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
+from sagetwin.core.versions import resolve_stack
+from sagetwin.emulation.artifacts import local_input, local_model_archive, local_path, metrics_from_archive
+from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
+from sagetwin.emulation.processes import choose_port, port_is_free
+
+LOCAL_ROLE = "arn:aws:iam::000000000000:role/sagetwin-local"  # contains "/": the SDK skips IAM
+LOCAL_REGION = "us-east-1"
+LOCAL_BUCKET = "sagetwin-local"  # never contacted: local_code keeps everything on this machine
+# SDK >= 2.256 refuses file:// data under these folders (and ~ is /root for root).
+REFUSED_PREFIXES = ("/root", "/etc", "/var/lib", str(Path.home() / ".aws"), str(Path.home() / ".ssh"),
+                    str(Path.home() / ".docker"), str(Path.home() / ".config"))
+DEFAULT_SERVING_PORT = 8080
+
+
+class LocalBackend:
+    """SageMaker local mode: the job in Docker containers honouring the DLC contract."""
+
+    name = "local"
+    description = "SageMaker SDK v2 local mode in Docker, images at parity with the DLCs (GPU if available)"
+    auto_priority = 20
+
+    def __init__(self, *, instance_type: str | None = None, image_uri: str | None = None,
+                 inference_image_uri: str | None = None, work_dir: str | None = None,
+                 build_images: bool = True) -> None:
+        if instance_type not in (None, "local", "local_gpu"):
+            raise ConfigurationError(f"the local backend runs instance_type 'local' or 'local_gpu', not "
+                                     f"{instance_type!r}.", "omit it to choose by GPU availability.")
+        self.instance_type = instance_type
+        self.image_uri = image_uri
+        self.inference_image_uri = inference_image_uri
+        self.work_dir = Path(work_dir or Path(tempfile.gettempdir()) / f"sagetwin-local-{os.getuid()}")
+        self.build_images = build_images
+        self._session: Any = None
+        self._orphans_reaped = False
+
+    @classmethod
+    def availability(cls) -> Check:
+        ok, why = docker_reachable()
+        if not ok:
+            return Check(False, why, "start Docker (`bash scripts/docker-engine.sh`), or use --backend process")
+        compose, version = compose_command()
+        if compose is None:
+            return Check(False, version, "install docker-compose or the docker compose plugin")
+        return Check(True, f"{why}, {version}")
+
+    @property
+    def session(self) -> Any:
+        """A LocalSession with its own region and credentials; nothing is read from or written to ~/.aws."""
+        if self._session is None:
+            import boto3
+
+            _aws.import_sdk()
+            from sagemaker.local import LocalSession
+
+            boto = boto3.Session(region_name=LOCAL_REGION, aws_access_key_id="sagetwin-local",
+                                 aws_secret_access_key="sagetwin-local")
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            session = LocalSession(boto_session=boto, default_bucket=LOCAL_BUCKET,
+                                   sagemaker_config=_aws.SDK_CONFIG)
+            session.config = {"local": {"local_code": True, "container_root": str(self.work_dir)}}
+            self._session = session
+        return self._session
+
+    def _prepare(self, reporter: Reporter) -> Any:
+        """The session (importing the SDK quietly), and containers of killed runs gone, once per backend."""
+        session = self.session
+        if not self._orphans_reaped:
+            reap_orphans(self.work_dir, reporter)
+            self._orphans_reaped = True
+        return session
+
+    def _image(self, scope: str, stack: Any, explicit: str | None, reporter: Reporter) -> tuple[str, list]:
+        image, gaps = images.choose_image(scope, stack, explicit, reporter, build_missing=self.build_images)
+        for gap in gaps:
+            reporter.step(f"parity: {gap.render()}")
+        return image, gaps
+
+    def choose_instance_type(self, requested: str | None, reporter: Reporter) -> str:
+        if requested in ("local", "local_gpu"):
+            chosen = requested
+        elif requested and not requested.startswith("local"):
+            reporter.step(f"local: instance type {requested} is simulated by a local container")
+            chosen = self.instance_type or ("local_gpu" if detect_gpu().usable else "local")
+        else:
+            gpu = detect_gpu()
+            chosen = self.instance_type or ("local_gpu" if gpu.usable else "local")
+            reporter.step(f"local: {'GPU' if chosen == 'local_gpu' else 'CPU'} ({gpu.reason})")
+        if chosen == "local_gpu" and compose_command()[0] == ["docker-compose"]:
+            raise BackendUnavailableError(
+                "local_gpu needs docker compose v2: the SDK adds a `deploy:` key that docker-compose v1 rejects.",
+                "install the docker compose v2 plugin, or pass instance_type='local' to train on the CPU.")
+        return chosen
+
+    def stage(self, path: Path) -> Path:
+        """Inputs under folders the SDK refuses are hard-linked (or copied) into the work dir, once."""
+        resolved = path.resolve()
+        if not str(resolved).startswith(REFUSED_PREFIXES):
+            return resolved
+        target = self.work_dir / "inputs" / folder_digest(resolved)
+        if not target.exists():
+            with building(target) as tmp:
+                if resolved.is_file():
+                    images.link_or_copy(str(resolved), str(tmp / resolved.name))
+                else:
+                    shutil.copytree(resolved, tmp, copy_function=images.link_or_copy, symlinks=False,
+                                    dirs_exist_ok=True)
+        return target
+
+    def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
+        session = self._prepare(reporter)
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
+        image, gaps = self._image("training", stack, spec.image_uri or self.image_uri, reporter)
+        instance_type = self.choose_instance_type(spec.instance_type, reporter)
+        inputs = {channel: self.stage(local_input(uri, channel)).as_uri() for channel, uri in spec.inputs.items()}
+        from sagemaker.huggingface import HuggingFace
+
+        output = self.work_dir / "runs" / spec.job_name
+        output.mkdir(parents=True, exist_ok=True)
+        estimator = HuggingFace(
+            entry_point=spec.entry_point, source_dir=str(spec.source_dir), image_uri=image,
+            instance_type=instance_type, instance_count=spec.instance_count, role=LOCAL_ROLE,
+            transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
+            hyperparameters=dict(spec.hyperparameters), environment=dict(spec.environment) or None,
+            sagemaker_session=session, output_path=output.as_uri(), max_run=spec.max_run,
+        )
+        reporter.step(f"local: training job {spec.job_name} in {spec.instance_count} container(s) of {image}")
+        started = time.monotonic()
+        self._run_training(estimator, inputs, spec.job_name, image, output)
+        model_data = estimator.model_data
+        output_tar = local_path(model_data, "model_data").with_name("output.tar.gz")
+        return TrainingResult(
+            job_name=spec.job_name, backend=self.name, model_data=model_data,
+            metrics=metrics_from_archive(output_tar), output_data=output_tar.as_uri(),
+            duration_s=time.monotonic() - started,
+            details={"image": image, "instance_type": instance_type, "parity": [g.render() for g in gaps]},
+        )
+
+    def _run_training(self, estimator: Any, inputs: dict[str, str], job_name: str, image: str, output: Path) -> None:
+        """``estimator.fit``; the job's containers are removed whatever happens, Ctrl-C included."""
+        before = our_containers(image)
+        failure: BaseException | None = None
+        try:
+            with _aws.interrupts_kept():
+                estimator.fit(inputs, job_name=job_name, wait=True, logs=True)
+        except BaseException as exc:
+            failure = exc
+        finally:
+            mine = our_containers(image) - before
+            code, tail = container_report(mine) if failure is not None else (None, "")
+            remove_containers(mine)
+            give_back_to_user(output, image)
+        if isinstance(failure, Exception):
+            raise TrainingError(
+                f"training job {job_name} failed in Docker"
+                + (f": the container exited with code {code}" if code is not None else f": {failure}") + ".",
+                "fix the error in the log below; `sagetwin run --backend process` reproduces it without Docker.",
+                exit_code=code, log_tail=tail,
+            ) from failure
+        if failure is not None:
+            raise failure
+
+    def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
+        session = self._prepare(reporter)
+        from sagemaker.huggingface import HuggingFaceModel
+
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
+        image, _ = self._image("inference", stack, spec.image_uri or self.inference_image_uri, reporter)
+        archive = local_model_archive(spec.model_data)
+        port = choose_port(spec.port, "127.0.0.1") if spec.port else (
+            DEFAULT_SERVING_PORT if port_is_free(DEFAULT_SERVING_PORT) else choose_port(None))
+        session.config["local"]["serving_port"] = port
+        instance_type = self.choose_instance_type(spec.instance_type, reporter)
+        # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
+        # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
+        env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **spec.environment}
+        model = HuggingFaceModel(
+            model_data=self.stage(archive).as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
+            transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
+            sagemaker_session=session, name=spec.endpoint_name,
+            # with a code location the SDK does not resolve (and create) a default S3 bucket via STS
+            code_location=f"s3://{LOCAL_BUCKET}/{spec.endpoint_name}",
+        )
+        reporter.step(f"local: serving container from {image} on http://127.0.0.1:{port}")
+        started = time.monotonic()
+        endpoint = self._start_serving(model, spec, image, instance_type, port, session)
+        reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
+        return endpoint
+
+    def _start_serving(self, model: Any, spec: DeploySpec, image: str, instance_type: str, port: int,
+                       session: Any) -> LocalEndpoint:
+        """``model.deploy`` with the fast health check; on any failure the endpoint is removed and
+        the container's exit code and log tail are reported."""
+        before = our_containers(image)
+        endpoint = LocalEndpoint(spec.endpoint_name, port, session)
+        try:
+            with _aws.interrupts_kept(), readiness.fast_health_check(
+                    lambda: sorted(our_containers(image) - before), spec.startup_timeout or 600.0):
+                # Local mode serves synchronously inside CreateEndpoint (with the health check above);
+                # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.
+                model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance_type,
+                             endpoint_name=spec.endpoint_name, wait=False)
+        except BaseException as exc:
+            endpoint.containers = our_containers(image) - before
+            code, tail = container_report(endpoint.containers)
+            endpoint.delete()
+            if isinstance(exc, Exception):
+                raise EndpointError(
+                    f"endpoint {spec.endpoint_name} did not start: {exc}"
+                    + (f" (container exit code {code})" if code is not None else ""),
+                    "read the container log below; for large models raise startup_timeout.",
+                    details=log_excerpt("the serving container's log", tail),
+                ) from exc
+            raise
+        endpoint.containers = our_containers(image) - before
+        return endpoint
+
+
+class LocalEndpoint(LocalHttpEndpoint):
+    """A local-mode endpoint: the serving container on 127.0.0.1:port."""
+
+    def __init__(self, name: str, port: int, session: Any) -> None:
+        super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.")
+        self.session = session
+        # what deploying started, removed on delete; nothing else: other endpoints may share the image
+        self.containers: set[str] = set()
+
+    def _release(self) -> None:
+        """Remove the serving container first (MMS ignores SIGTERM, so compose's graceful stop would
+        wait 10 s for nothing), then let the SDK's local client forget the endpoint and its compose run."""
+        remove_containers(self.containers)
+        delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
+        remove_network()

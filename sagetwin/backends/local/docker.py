@@ -1,0 +1,84 @@
+"""The one way the local backend runs Docker (and other host tools), and what it asks of them:
+is an engine there, which compose, which GPU."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagetwin.core.errors import BackendUnavailableError, SagetwinError
+from sagetwin.emulation.contract import gpus_listed
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+def run(cmd: list[str], timeout: float | None = 10) -> subprocess.CompletedProcess:
+    """Run a host command and capture its output; a missing program or a timeout is exit code 127."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
+
+
+def docker(*args: str, check: bool = False, timeout: float | None = 60) -> subprocess.CompletedProcess:
+    """``docker ARGS``; with ``check``, a failure is a SagetwinError naming the command and Docker's words."""
+    if shutil.which("docker") is None:
+        raise BackendUnavailableError("the docker CLI is not installed.",
+                                      "install Docker, or run scripts/docker-engine.sh (Debian's docker.io).")
+    result = run(["docker", *args], timeout=timeout)
+    if check and result.returncode != 0:
+        raise SagetwinError(f"`docker {' '.join(args[:3])}` failed: {result.stderr.strip()[-300:]}",
+                            "check the Docker engine with `sagetwin doctor`.")
+    return result
+
+
+def docker_reachable(run: Runner = run) -> tuple[bool, str]:
+    if shutil.which("docker") is None:
+        return False, "the docker CLI is not installed"
+    result = run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=10)
+    if result.returncode != 0:
+        return False, "Docker not reachable (" + (result.stderr.strip().splitlines() or ["no answer"])[-1][:160] + ")"
+    return True, f"Docker {result.stdout.strip()}"
+
+
+@functools.lru_cache(maxsize=4)
+def compose_command(run: Runner = run) -> tuple[list[str] | None, str]:
+    """As the SDK decides: ``docker compose`` if its version says v2, else ``docker-compose``.
+    Cached per process: starting docker-compose v1 just to read its version takes half a second."""
+    v2 = run(["docker", "compose", "version"])
+    if v2.returncode == 0 and "v2" in v2.stdout:
+        return ["docker", "compose"], v2.stdout.strip()
+    if shutil.which("docker-compose"):
+        v1 = run(["docker-compose", "version", "--short"])
+        return ["docker-compose"], f"docker-compose {v1.stdout.strip()}"
+    return None, "neither `docker compose` (v2) nor `docker-compose` is installed"
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    usable: bool
+    reason: str
+    gpus: int = 0
+
+
+def detect_gpu(run: Runner = run, cdi_dirs: tuple[str, ...] = ("/etc/cdi", "/var/run/cdi")) -> GpuInfo:
+    """An NVIDIA GPU Docker can use: nvidia-smi lists one and the engine has the nvidia runtime or CDI."""
+    smi = run(["nvidia-smi", "--list-gpus"])
+    gpus = gpus_listed(smi.stdout) if smi.returncode == 0 else 0
+    if gpus == 0:
+        return GpuInfo(False, "no NVIDIA GPU (nvidia-smi lists none)")
+    runtimes = run(["docker", "info", "--format", "{{json .Runtimes}}"])
+    try:
+        has_runtime = "nvidia" in json.loads(runtimes.stdout or "{}")
+    except ValueError:
+        has_runtime = False
+    has_cdi = any(Path(d).is_dir() and any("nvidia" in p.name for p in Path(d).iterdir()) for d in cdi_dirs)
+    if has_runtime or has_cdi:
+        return GpuInfo(True, f"{gpus} NVIDIA GPU(s), Docker {'nvidia runtime' if has_runtime else 'CDI'}", gpus)
+    return GpuInfo(False, f"{gpus} NVIDIA GPU(s) but Docker has no nvidia runtime or CDI spec "
+                          "(install the NVIDIA Container Toolkit)", gpus)

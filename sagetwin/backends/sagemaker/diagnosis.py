@@ -1,0 +1,61 @@
+"""Turning what SageMaker and AWS answered into errors a person can act on: a failed job with
+its reason and log tail, quota and permission refusals with their fixes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagetwin.backends.aws.boto import botocore_config
+from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError
+
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+def training_failure(boto: Any, sagemaker_client: Any, job_name: str) -> TrainingError:
+    description = sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    reason = description.get("FailureReason", "no FailureReason given")
+    return TrainingError(
+        f"training job {job_name} ended {description.get('TrainingJobStatus')}: {reason}",
+        "fix the error shown in the log below; reproduce it offline with --backend process or local.",
+        exit_code=None, log_tail=training_log_tail(boto, job_name),
+    )
+
+
+def training_log_tail(boto: Any, job_name: str, lines: int = 30) -> str:
+    try:
+        logs = boto.client("logs", config=botocore_config())
+        streams = logs.describe_log_streams(logGroupName=TRAINING_LOG_GROUP,
+                                            logStreamNamePrefix=job_name)["logStreams"]
+        events: list[str] = []
+        for stream in streams:
+            got = logs.get_log_events(logGroupName=TRAINING_LOG_GROUP, logStreamName=stream["logStreamName"],
+                                      limit=lines, startFromHead=False)
+            events += [e["message"] for e in got["events"]]
+        return "\n".join(events[-lines:])
+    except Exception:
+        return ""
+
+
+def client_error(exc: Exception, what: str) -> Exception:
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return ConfigurationError("no AWS credentials were found.", "run `aws configure` or set AWS_PROFILE.")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        if code == "ResourceLimitExceeded":
+            return ConfigurationError(f"{what}: no quota for this instance type ({message}).",
+                                      "request a quota increase in Service Quotas, or choose another instance_type.")
+        if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+            return ConfigurationError(f"{what}: AWS denied the request ({code}: {message}).",
+                                      "check the credentials and that the role/user may use SageMaker and S3.")
+        return EndpointError(f"{what}: AWS answered {code}: {message}", "see the AWS error above.")
+    return exc
+
+
+def endpoint_failure_reason(sagemaker_client: Any, name: str) -> str:
+    try:
+        return sagemaker_client.describe_endpoint(EndpointName=name).get("FailureReason", "")
+    except Exception:
+        return "no FailureReason available"
