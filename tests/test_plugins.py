@@ -124,6 +124,42 @@ def test_training_failure_is_reported_to_plugins(registered):
     assert recorder.events == ["training_started:failing", "training_finished:TrainingError"]
 
 
+def test_the_plan_confirmed_names_the_job_that_runs(registered, sagetwin_home):
+    """A backend with a launch plan (the Plans capability) sees the same job in its plan and its fit."""
+    from sagetwin.backends.sagemaker.pricing import CostLine
+    from sagetwin.core.backend import Plans
+    from sagetwin.guide.workflow import WorkflowOptions, run_workflow
+
+    seen: list[str] = []
+
+    class Paid(make_backend("paid")):
+        def launch_plan(self, training, endpoint_instance_type=None):
+            seen.append(f"plan:{training.job_name}")
+            return [CostLine("training", "ml.m5.large", 1, 0.115, 1.0)]
+
+        def fit(self, spec, reporter):
+            seen.append(f"fit:{spec.job_name}")
+            return super().fit(spec, reporter)
+
+    assert isinstance(Paid(), Plans) and not isinstance(make_backend("free")(), Plans)
+    registered(Recorder(Paid), name="paid")
+    asked: list[list[str]] = []
+    run_workflow(WorkflowOptions(backend="paid", model="tiny", train_size=16, test_size=8), SilentReporter(),
+                 confirm=lambda plan: asked.append(plan) or True)
+    assert asked == [["training: 1 x ml.m5.large at $0.115/h, at most 1.0 h (max_run) -> worst case $0.12"]]
+    assert len(seen) == 2 and seen[0].removeprefix("plan:") == seen[1].removeprefix("fit:"), seen
+
+
+def test_a_registered_class_that_is_not_a_backend_is_named(registered):
+    class NoFit:
+        name = "nofit"
+        description = "lacks fit"
+
+    registered(Recorder(NoFit), name="broken")
+    with pytest.raises(sagetwin.ConfigurationError, match="not a backend class: it lacks availability, fit, deploy"):
+        plugins.backend_entries()
+
+
 def test_two_plugins_claiming_one_name_is_an_error(registered):
     registered(Recorder(make_backend("twin")), name="first")
     registered(Recorder(make_backend("twin")), name="second")
