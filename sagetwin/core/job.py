@@ -19,6 +19,7 @@ from sagetwin.core.plugins import backend_entries, get_backend_entry, get_plugin
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, StreamReporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
+from sagetwin.core.versions import resolve_stack
 
 AUTO = "auto"
 BACKEND_ENV = "SAGETWIN_BACKEND"
@@ -101,9 +102,11 @@ class HuggingFaceJob:
         self.instance_type = instance_type
         self.instance_count = instance_count
         self.role = role
-        self.transformers_version = transformers_version
-        self.pytorch_version = pytorch_version
-        self.py_version = py_version
+        # the SDK's resolution (aliases, errors) for every backend alike, before anything runs
+        self.stack = resolve_stack(transformers_version, pytorch_version, py_version, scope="training")
+        self.transformers_version = self.stack.transformers
+        self.pytorch_version = self.stack.pytorch
+        self.py_version = self.stack.py
         self.environment = dict(environment or {})
         self.output_path = output_path
         self.base_job_name = base_job_name or "huggingface"
@@ -150,7 +153,8 @@ class HuggingFaceJob:
         ``spec`` runs a job described earlier by :meth:`training_spec` (the one a launch plan showed)."""
         spec = spec or self.training_spec(inputs, job_name=job_name)
         backend = self.backend
-        self.reporter.step(f"training job {spec.job_name} on backend {self.backend_name} ({self.backend_reason})")
+        self.reporter.step(f"training job {spec.job_name} on backend {self.backend_name} ({self.backend_reason}); "
+                           f"stack: {self.stack.describe()}")
         self.pm.hook.sagetwin_training_started(spec=spec, backend=self.backend_name)
         try:
             result = backend.fit(spec, self.reporter)

@@ -30,6 +30,9 @@ class Stack:
         digits = self.py.removeprefix("py")
         return f"{digits[0]}.{digits[1:]}"
 
+    def describe(self) -> str:
+        return f"transformers {self.transformers}, pytorch {self.pytorch}, {self.py}"
+
     def as_dict(self) -> dict[str, str]:
         return {"transformers": self.transformers, "pytorch": self.pytorch, "python": self.python}
 
@@ -84,14 +87,50 @@ def default_stack() -> Stack:
     return max(common, key=lambda s: (_version_key(s.transformers), _version_key(s.pytorch)))
 
 
+def unsupported(arg: str, options: list[str], arg_name: str) -> ConfigurationError:
+    """The SDK's own words for a value its image table does not list (``image_uris._validate_arg``)."""
+    return ConfigurationError(
+        f"Unsupported {arg_name}: {arg}. You may need to upgrade your SDK version (pip install -U sagemaker) "
+        f"for newer {arg_name}s. Supported {arg_name}(s): {', '.join(options)}.",
+        "pick a listed value (the SDK's aliases such as 4.26 or 1.13 work too), or pass image_uri for an "
+        "image of your own.",
+    )
+
+
+def _full_transformers(version: str, scope: str) -> str:
+    table = sdk_table()[scope]
+    aliases = table.get("version_aliases", {})
+    if version not in table["versions"] and version not in aliases:
+        raise unsupported(version, [*table["versions"], *aliases], "huggingface version")
+    return aliases.get(version, version)
+
+
+def _full_pytorch(pytorch: str, transformers: str, scope: str) -> str:
+    """``1.13`` → ``1.13.1`` through the transformers version's own aliases, as the SDK does."""
+    config = sdk_table()[scope]["versions"][transformers]
+    base = config.get("version_aliases", {}).get(f"pytorch{pytorch}", f"pytorch{pytorch}")
+    if base not in config:
+        raise unsupported(base, list(config), "base framework")
+    return base.removeprefix("pytorch")
+
+
 def resolve_stack(transformers: str | None = None, pytorch: str | None = None, py: str | None = None,
                   *, scope: str = "training") -> Stack:
-    """Complete a partial choice from the table; a combination the SDK does not list is a clear error."""
+    """The stack the SDK's ``image_uris.retrieve("huggingface", ...)`` would resolve: its aliases
+    (4.26 → 4.26.0, 1.13 → 1.13.1) and its errors. Nothing given: the default stack; a partial
+    choice is completed with the newest listed combination."""
     if not (transformers or pytorch or py):
         return default_stack()
+    if transformers:
+        transformers = _full_transformers(transformers, scope)
+        if pytorch:
+            pytorch = _full_pytorch(pytorch, transformers, scope)
     candidates = [e.stack for e in entries(scope)
                   if (not transformers or e.stack.transformers == transformers)
-                  and (not pytorch or e.stack.pytorch == pytorch) and (not py or e.stack.py == py)]
+                  and (not pytorch or e.stack.pytorch == pytorch or e.stack.pytorch.startswith(f"{pytorch}."))]
+    if py and candidates and py not in {s.py for s in candidates}:
+        raise unsupported(py, sorted({s.py for s in candidates}), "Python version")
+    candidates = [s for s in candidates if not py or s.py == py]
     if not candidates:
         known = ", ".join(f"{s.transformers}/pt{s.pytorch}/{s.py}" for s in sorted({e.stack for e in entries(scope)}))
         raise ConfigurationError(
