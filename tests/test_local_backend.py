@@ -192,7 +192,8 @@ def test_containers_of_a_killed_run_are_found_and_removed(trained_tiny, no_lefto
     """SIGKILL leaves no chance to clean up: doctor names the container, the next local run removes it."""
     import signal
 
-    from sagetwin.backends.local.backend import LocalBackend, orphaned_containers, reap_orphans
+    from sagetwin.backends.local.backend import LocalBackend
+    from sagetwin.backends.local.containers import orphaned_containers, reap_orphans
     from sagetwin.core.progress import StreamReporter
 
     work_dir = LocalBackend().work_dir
