@@ -17,7 +17,9 @@ import pytest
 
 import sagetwin
 from sagetwin.core.progress import SilentReporter
+from sagetwin.core.versions import resolve_stack
 from tests.conftest import TRAIN_SCRIPTS, run_cli
+from tests.test_parity import GUIDE, Said, guide_job
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -83,7 +85,7 @@ def test_cli_run_local_json(no_leftover_containers):
     assert data["training"]["model_data"].endswith("model.tar.gz")
     assert data["prediction"][0]["label"] in {"NEGATIVE", "POSITIVE"}
     assert data["endpoint"]["deleted"] is True
-    assert "parity: pytorch" in result.stderr  # where the local image differs from the DLC, run says so
+    assert "(parity: exact)" in result.stderr  # the run says how the local image compares with the DLC
 
 
 def test_training_failure_reports_exit_code_and_log(tmp_path: Path, sample_channels, no_leftover_containers):
@@ -210,3 +212,26 @@ def test_containers_of_a_killed_run_are_found_and_removed(trained_tiny, no_lefto
     reap_orphans(work_dir, StreamReporter(said))
     assert orphaned_containers(work_dir) == []
     assert "removed 1 container(s) left by a sagetwin run that was killed" in said.getvalue()
+def test_guides_arguments_run_fit_deploy_predict_on_local_at_exact_parity(sample_channels, tiny_model,
+                                                                          no_leftover_containers):
+    from sagetwin.backends.local import images
+
+    stack = resolve_stack(**{k.split("_")[0]: v for k, v in GUIDE.items()})
+    for scope in ("training", "inference"):
+        tag = images.recipe(scope, stack).tag
+        inside = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", tag, "-c",
+                                 "import sys, torch, transformers; print(sys.version_info[:2], torch.__version__, "
+                                 "transformers.__version__)"], capture_output=True, text=True, timeout=300)
+        assert inside.returncode == 0, inside.stderr[-2000:]
+        assert inside.stdout.split() == ["(3,", "9)", "1.13.1", "4.26.0"], inside.stdout
+    said = Said()
+    job = guide_job("local", tiny_model, said, **GUIDE)
+    result = job.fit(sample_channels)
+    assert result.details["parity"] == [] and set(result.metrics) >= {"accuracy", "f1"}
+    with job.deploy() as predictor:
+        answer = predictor.predict({"inputs": "I loved every minute of it."})
+    assert [set(item) for item in answer] == [{"label", "score"}]
+    assert any("(parity: exact)" in line for line in said.lines), said.lines
+    assert any("stack: transformers 4.26.0, pytorch 1.13.1, py39" in line for line in said.lines)
+
+

@@ -14,6 +14,12 @@ import pluggy
 
 from sagetwin.core.backend import AutoSelectable, Backend
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
+from sagetwin.core.limits import (
+    INVOCATION_TIMEOUT_S,
+    check_channel_names,
+    check_hyperparameter_limits,
+    check_resource_name,
+)
 from sagetwin.core.paths import unique_name
 from sagetwin.core.plugins import backend_entries, get_backend_entry, get_plugin_manager
 from sagetwin.core.predictor import Predictor
@@ -99,6 +105,7 @@ class HuggingFaceJob:
         self.entry_point = entry
         self.source_dir = source
         self.hyperparameters = check_hyperparameters(hyperparameters or {})
+        check_hyperparameter_limits(self.hyperparameters)
         self.instance_type = instance_type
         self.instance_count = instance_count
         self.role = role
@@ -136,8 +143,10 @@ class HuggingFaceJob:
         if isinstance(inputs, (str, os.PathLike)):
             inputs = {"training": str(inputs)}
         channels = {str(k): str(v) for k, v in (inputs or {}).items()}
+        check_channel_names(channels)
         return TrainingSpec(
-            job_name=job_name or unique_name(self.base_job_name),
+            job_name=check_resource_name(job_name, "trainingJobName") if job_name is not None
+            else unique_name(self.base_job_name),
             entry_point=self.entry_point, source_dir=self.source_dir,
             hyperparameters=self.hyperparameters, inputs=channels,
             instance_type=self.instance_type, instance_count=self.instance_count,
@@ -176,6 +185,7 @@ class HuggingFaceJob:
         env: dict[str, str] | None = None,
         port: int | None = None,
         startup_timeout: float | None = None,
+        invocation_timeout: float = INVOCATION_TIMEOUT_S,
     ) -> Predictor:
         """Serve the trained model; use as ``with job.deploy() as predictor:`` to always delete it."""
         model_data = model_data or self.model_data
@@ -185,10 +195,11 @@ class HuggingFaceJob:
                 "call job.fit(...) first, or pass model_data='file:///path/model.tar.gz'.",
             )
         spec = DeploySpec(
-            endpoint_name=endpoint_name or unique_name(self.base_job_name + "-ep"),
+            endpoint_name=check_resource_name(endpoint_name, "endpointName") if endpoint_name is not None
+            else unique_name(self.base_job_name + "-ep"),
             model_data=model_data, instance_type=instance_type,
             initial_instance_count=initial_instance_count, environment=dict(env or {}),
-            port=port, startup_timeout=startup_timeout,
+            port=port, startup_timeout=startup_timeout, invocation_timeout=invocation_timeout,
             transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
             py_version=self.py_version, role=self.role,
         )

@@ -31,6 +31,18 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{stamp}-{uuid.uuid4().hex[:4]}"
 
 
+def inside(parent: Path, name: str) -> Path:
+    """``parent / name``, refused unless it stays inside ``parent``: a user-given name (a job, an
+    endpoint, a channel) never reaches a folder sagetwin does not own."""
+    target = Path(os.path.normpath(parent / name))  # lexically: a channel folder may be a symlink to the data
+    if not name or os.path.isabs(name) or name in (".", "..") or target.parent != Path(os.path.normpath(parent)):
+        from sagetwin.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"the name {name!r} would leave the folder {parent}.",
+                                 "use a plain name: letters, digits and hyphens (SageMaker's own rule).")
+    return parent / name
+
+
 @contextlib.contextmanager
 def building(target: Path) -> Iterator[Path]:
     """Build a cache folder under a unique temporary name beside ``target`` and rename it into

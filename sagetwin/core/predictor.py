@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sagetwin.core.backend import Endpoint
-from sagetwin.core.errors import ConfigurationError, EndpointNotFoundError
+from sagetwin.core.errors import ConfigurationError, EndpointNotFoundError, InvocationError
+from sagetwin.core.limits import MAX_PAYLOAD_BYTES, payload_too_large
 
 JSON = "application/json"
 
@@ -51,6 +52,10 @@ class Predictor:
                     f"prediction input of type {type(data).__name__} cannot be sent as JSON ({exc}).",
                     'pass JSON-serialisable data such as {"inputs": "some text"}, or bytes with content_type.',
                 ) from None
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise InvocationError(f"endpoint {self.endpoint_name}: {payload_too_large(len(body))}.",
+                                  "send at most 6 MB per request: split the inputs, or use batch transform.",
+                                  status=413, body="")
         payload, answer_type = self.endpoint.invoke(body, content_type, accept)
         if answer_type.split(";")[0].strip() == JSON:
             return json.loads(payload)

@@ -47,6 +47,7 @@ class DeploySpec:
     environment: dict[str, str] = field(default_factory=dict)
     port: int | None = None
     startup_timeout: float | None = None  # None: the backend's own default
+    invocation_timeout: float = 60.0  # SageMaker's: how long one prediction may take
     transformers_version: str | None = None
     pytorch_version: str | None = None
     py_version: str | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.paths import inside
 from sagetwin.core.spec import TrainingSpec
 from sagetwin.emulation.artifacts import local_input
 from sagetwin.emulation.requirements import unmet_requirements
@@ -111,7 +112,7 @@ class RunFolder:
         return self.root / "code"
 
     def channel_dir(self, channel: str) -> Path:
-        return self.data_dir / channel
+        return inside(self.data_dir, channel)
 
     def create(self) -> RunFolder:
         for path in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir,

@@ -9,13 +9,14 @@ import threading
 from collections.abc import Callable
 
 from sagetwin.core.errors import EndpointError, InvocationError
+from sagetwin.core.limits import INVOCATION_TIMEOUT_S
 
 
 class HttpInvoker:
     """One persistent connection to ``host:port``; HTTP errors become InvocationError."""
 
     def __init__(self, name: str, host: str, port: int, *, alive: Callable[[], bool] = lambda: True,
-                 log_hint: str = "", timeout: float = 300) -> None:
+                 log_hint: str = "", timeout: float = INVOCATION_TIMEOUT_S) -> None:
         self.name = name
         self.host = host
         self.port = port
@@ -37,6 +38,13 @@ class HttpInvoker:
                 response = self._conn.getresponse()
                 payload = response.read()
                 break
+            except TimeoutError:
+                self.close()  # the answer may still come on this connection: never reuse it
+                raise InvocationError(
+                    f"endpoint {self.name}: Received server error (0) from primary with message \"Your invocation "
+                    f"timed out while waiting for a response from container primary.\" (after {self.timeout:g} s)",
+                    "make the prediction faster, or raise invocation_timeout (SageMaker allows 60 s).",
+                    status=408, body="") from None
             except (ConnectionError, http.client.HTTPException):
                 self.close()
                 if attempt == 2 or not self.alive():

@@ -38,6 +38,8 @@ from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import resolve_stack
 from sagetwin.emulation.artifacts import local_input, local_model_archive, local_path, metrics_from_archive
+from sagetwin.emulation.datasets_compat import readable_by
+from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.processes import choose_port, port_is_free
 
@@ -109,8 +111,8 @@ class LocalBackend:
 
     def _image(self, scope: str, stack: Any, explicit: str | None, reporter: Reporter) -> tuple[str, list]:
         image, gaps = images.choose_image(scope, stack, explicit, reporter, build_missing=self.build_images)
-        for gap in gaps:
-            reporter.step(f"parity: {gap.render()}")
+        parity = "; ".join(g.render() for g in gaps) or ("not judged (an image of your own)" if explicit else "exact")
+        reporter.step(f"local: {scope} image {image} (parity: {parity})")
         return image, gaps
 
     def choose_instance_type(self, requested: str | None, reporter: Reporter) -> str:
@@ -149,7 +151,9 @@ class LocalBackend:
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         image, gaps = self._image("training", stack, spec.image_uri or self.image_uri, reporter)
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
-        inputs = {channel: self.stage(local_input(uri, channel)).as_uri() for channel, uri in spec.inputs.items()}
+        datasets_version = dlc_datasets_version(stack.transformers, stack.pytorch, stack.py)
+        inputs = {channel: self.stage(readable_by(local_input(uri, channel), datasets_version or "")).as_uri()
+                  for channel, uri in spec.inputs.items()}
         from sagemaker.huggingface import HuggingFace
 
         output = self.work_dir / "runs" / spec.job_name
@@ -229,7 +233,7 @@ class LocalBackend:
         """``model.deploy`` with the fast health check; on any failure the endpoint is removed and
         the container's exit code and log tail are reported."""
         before = our_containers(image)
-        endpoint = LocalEndpoint(spec.endpoint_name, port, session)
+        endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout)
         try:
             with _aws.interrupts_kept(), readiness.fast_health_check(
                     lambda: sorted(our_containers(image) - before), spec.startup_timeout or 600.0):
@@ -256,8 +260,9 @@ class LocalBackend:
 class LocalEndpoint(LocalHttpEndpoint):
     """A local-mode endpoint: the serving container on 127.0.0.1:port."""
 
-    def __init__(self, name: str, port: int, session: Any) -> None:
-        super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.")
+    def __init__(self, name: str, port: int, session: Any, timeout: float) -> None:
+        super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.",
+                         timeout=timeout)
         self.session = session
         # what deploying started, removed on delete; nothing else: other endpoints may share the image
         self.containers: set[str] = set()

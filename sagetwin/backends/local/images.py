@@ -1,15 +1,17 @@
 """Building local images at version parity with the Hugging Face DLCs, without a registry.
 
-The recipe (``recipes``) picks the versions; the image runs the same toolkits as the DLC
+The recipe (``recipes``) picks the versions (the DLC's Python minor, torch, transformers and
+toolkits); the image runs the same toolkits as the DLC
 (sagemaker-training's ``train``; the inference toolkit's ``serve`` on multi-model-server with
 Java). Builds need no network inside Docker:
 
 1. base: the configured base image if it can be pulled, else Debian bootstrapped with
    ``debootstrap`` and ``docker import``-ed;
-2. Python packages: a wheelhouse built on the host (``pip wheel``), ``COPY``-ed in and
-   installed with ``--no-index``; ``docker build --network none``.
+2. Python packages: a wheelhouse built for the image's Python (``builder``), mounted into a
+   container of the base with no network and installed with ``--no-index``; the container is
+   committed with the DLC's configuration (``recipes.IMAGE_CONFIG``).
 
-Tags are content-addressed (recipe + Dockerfile + base), so an unchanged rebuild is a no-op.
+Tags are content-addressed (recipe + configuration + files + base), so an unchanged rebuild is a no-op.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
+import uuid
 from pathlib import Path
 
+from sagetwin.backends.local.builder import build_wheelhouse
 from sagetwin.backends.local.docker import docker
-from sagetwin.backends.local.recipes import COMPLETE_BASE, ImageRecipe, Parity, dlc_uri, recipe
+from sagetwin.backends.local.recipes import COMPLETE_BASE, IMAGE_CONFIG, ImageRecipe, Parity, dlc_uri, recipe
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, SagetwinError, log_excerpt
-from sagetwin.core.paths import building, home_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.versions import Stack, default_stack
 
@@ -111,41 +113,35 @@ def complete_base(rec: ImageRecipe, reporter: Reporter) -> str:
     return rec.base_tag
 
 
-def build_wheelhouse(rec: ImageRecipe, target: Path, reporter: Reporter) -> Path:
-    """Wheels for every requirement, built on the host for the image's Python (sdists become wheels)."""
-    host = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if host != rec.python:
-        raise ConfigurationError(f"the image needs Python {rec.python} wheels but this host runs Python {host}.",
-                                 f"run `sagetwin image build` with Python {rec.python}.")
-    marker = target / "requirements.txt"
-    if marker.is_file():
-        return target
-    shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is an interrupted old build
-    reporter.step(f"image: building the wheelhouse for {rec.scope} ({', '.join(rec.requirements())})")
-    with building(target) as tmp:
-        _stream([sys.executable, "-m", "pip", "wheel", "--progress-bar", "off", "--wheel-dir", str(tmp),
-                 *rec.requirements()], reporter, "pip wheel")
-        (tmp / "requirements.txt").write_text("\n".join(rec.requirements()) + "\n")
-    return target
-
-
 def build(rec: ImageRecipe, reporter: Reporter, *, force: bool = False) -> str:
     """Build (or find) the image for ``rec``; returns its tag."""
     if not force and image_exists(rec.tag):
-        reporter.step(f"image: {rec.tag} is up to date")
+        reporter.step(f"image: {rec.tag} is up to date (parity: {rec.parity_line()})")
         return rec.tag
-    base = ensure_base(rec, reporter)
-    wheelhouse = build_wheelhouse(rec, home_dir() / "wheelhouse" / f"{rec.scope}-{rec.wheelhouse_key()}", reporter)
-    with tempfile.TemporaryDirectory(prefix="sagetwin-build-") as ctx:
-        context = Path(ctx)
-        (context / "Dockerfile").write_text(rec.dockerfile())
-        for name, content in rec.extra_files().items():
-            (context / name).write_bytes(content)
-        shutil.copytree(wheelhouse, context / "wheelhouse", copy_function=link_or_copy)
-        reporter.step(f"image: docker build {rec.tag} (no network inside the build)")
-        _stream(["docker", "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base}", "-t", rec.tag,
-                 str(context)], reporter, "docker build")
+    ensure_base(rec, reporter)
+    wheelhouse = build_wheelhouse(rec, reporter, _stream)
+    _assemble(rec, wheelhouse, reporter)
+    reporter.step(f"image: built {rec.tag} (parity: {rec.parity_line()})")
     return rec.tag
+
+
+def _assemble(rec: ImageRecipe, wheelhouse: Path, reporter: Reporter) -> None:
+    """Install the wheelhouse into a container of the base with no network, and commit it with the
+    DLC's configuration: one layer, and the wheels themselves never enter the image."""
+    name = f"sagetwin-build-{uuid.uuid4().hex[:12]}"
+    docker("create", "--name", name, "--network", "none", "-v", f"{wheelhouse}:/wheelhouse:ro",
+           rec.base_tag, "/bin/sh", "/tmp/sagetwin-files/install.sh", check=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sagetwin-files-") as files:
+            for file_name, content in rec.files().items():
+                (Path(files) / file_name).write_bytes(content)
+            docker("cp", f"{files}/.", f"{name}:/tmp/sagetwin-files", check=True)
+        reporter.step(f"image: installing {len(rec.requirements())} requirements into {rec.tag} (no network)")
+        _stream(["docker", "start", "-a", name], reporter, "installing the wheelhouse")
+        changes = [arg for change in IMAGE_CONFIG[rec.scope] for arg in ("--change", change)]
+        docker("commit", *changes, name, rec.tag, check=True, timeout=1800)
+    finally:
+        docker("rm", "-f", "-v", name, timeout=120)
 
 
 def link_or_copy(src: str, dst: str) -> None:

@@ -1,5 +1,7 @@
-"""What a local image holds: the recipe (base, Python, torch, transformers, toolkits) for one
-DLC stack, its content-addressed tag, and where it differs from the cloud DLC (parity)."""
+"""What a local image holds for one DLC stack: the Debian suite whose python3 has the DLC's
+Python minor, the DLC's torch (the index's build), transformers and the toolkits at the DLC's
+versions (``dlc_packages``); its content-addressed tag, and where it still differs from the
+cloud DLC (parity)."""
 
 from __future__ import annotations
 
@@ -7,24 +9,20 @@ import hashlib
 import json
 import os
 import platform
-import re
-import sys
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.versions import Stack, default_stack
+from sagetwin.emulation.dlc_packages import dlc_packages
 
-DEBIAN_SUITES = {"3.11": "bookworm", "3.13": "trixie"}  # Debian release whose python3 has that version
-LOCAL_TORCH = os.environ.get("SAGETWIN_LOCAL_TORCH", "2.13.0")  # CPU build; the DLC's CUDA build is GBs
-TOOLKITS = {
-    # datasets 4 reads what datasets 4-5 on the host write (the `List` feature type)
-    "training": ["sagemaker-training==5.1.4", "datasets>=4,<5", "accelerate>=0.26,<1.8", "scikit-learn",
-                 "evaluate"],
-    "inference": ["sagemaker-huggingface-inference-toolkit[mms]==2.6.0", "setuptools<81", "numpy<2"],
-}
-BASE_PACKAGES = ["python3", "python3-venv", "ca-certificates", "openjdk-17-jre-headless", "procps"]
+# Debian release whose python3 has that minor version, and the Java multi-model-server runs on there
+DEBIAN_SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+JAVA = {"bullseye": "openjdk-11-jre-headless", "bookworm": "openjdk-17-jre-headless",
+        "trixie": "openjdk-21-jre-headless"}
+CPU_TORCH = "2.13.0"  # SAGETWIN_LOCAL_TORCH=cpu: the slim CPU build this machine keeps (Python 3.11 only)
 REPOSITORY = "sagetwin/huggingface-pytorch-{scope}"
+FILES = "sagetwin.backends.local"
 
 # Run once on top of a configured base (python:3.11-slim, say): add what the DLC contract needs and
 # the base lacks. The one build step that needs the network; people who can pull a base have it.
@@ -44,6 +42,20 @@ RUN missing=""; \
     fi
 """
 
+_ENV = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "ENV PYTHONUNBUFFERED=1", "ENV PYTHONDONTWRITEBYTECODE=1", "ENV HF_HUB_DISABLE_TELEMETRY=1"]
+# The image's configuration, as `docker commit --change` instructions (the DLCs' own settings).
+IMAGE_CONFIG = {
+    "training": [*_ENV, "WORKDIR /opt/ml/code", "LABEL org.sagetwin.scope=training", 'CMD ["/bin/sh"]'],
+    "inference": [*_ENV, "EXPOSE 8080", "LABEL org.sagetwin.scope=inference",
+                  'ENTRYPOINT ["python3", "/usr/local/bin/dockerd-entrypoint.py"]', 'CMD ["serve"]'],
+}
+
+
+def nearest_python(wanted: str) -> str:
+    """The Debian Python minor closest to ``wanted`` (3.10 → 3.11, 3.12 → 3.13): the newer one on a tie."""
+    minor = int(wanted.split(".")[1])
+    return min(DEBIAN_SUITES, key=lambda have: (abs(int(have.split(".")[1]) - minor), -int(have.split(".")[1])))
 
 
 @dataclass(frozen=True)
@@ -65,24 +77,25 @@ class ImageRecipe:
     python: str
     torch: str
     packages: tuple[str, ...]
-    base_packages: tuple[str, ...] = field(default=tuple(BASE_PACKAGES))
+    known_stack: bool = True
+    base_packages: tuple[str, ...] = field(default=())
     configured_base: str = ""  # SAGETWIN_BASE_IMAGE: a pullable image to start from instead of debootstrap
 
     @property
     def suite(self) -> str:
-        return DEBIAN_SUITES.get(self.python, "bookworm")
+        return DEBIAN_SUITES[self.python]
 
-    def dockerfile(self) -> str:
-        return resources.files("sagetwin.backends.local").joinpath(f"dockerfiles/{self.scope}.Dockerfile").read_text()
+    @property
+    def cpu_torch(self) -> bool:
+        return self.torch == CPU_TORCH and self.stack.pytorch != CPU_TORCH
 
-    def extra_files(self) -> dict[str, bytes]:
-        if self.scope == "inference":
-            return {"dockerd-entrypoint.py": resources.files("sagetwin.backends.local")
-                    .joinpath("dockerfiles/dockerd-entrypoint.py").read_bytes()}
-        return {}
+    def files(self) -> dict[str, bytes]:
+        """Files copied into the image: the install step, and the DLC's entrypoint for serving."""
+        names = ["install.sh"] + (["dockerd-entrypoint.py"] if self.scope == "inference" else [])
+        return {name: resources.files(FILES).joinpath(f"image_files/{name}").read_bytes() for name in names}
 
     def requirements(self) -> list[str]:
-        return [f"torch=={self.torch}", f"transformers=={self.stack.transformers}", *self.packages]
+        return [f"torch=={self.torch}", *self.packages]
 
     def base_key(self) -> str:
         data = {"suite": self.suite, "packages": sorted(self.base_packages), "arch": platform.machine(),
@@ -91,8 +104,8 @@ class ImageRecipe:
 
     def digest(self) -> str:
         recipe = {k: v for k, v in asdict(self).items() if k != "configured_base"}  # base_key() covers it
-        data = {**recipe, "dockerfile": self.dockerfile(), "base": self.base_key(),
-                "files": {k: hashlib.sha256(v).hexdigest() for k, v in self.extra_files().items()}}
+        data = {**recipe, "config": IMAGE_CONFIG[self.scope], "base": self.base_key(),
+                "files": {k: hashlib.sha256(v).hexdigest() for k, v in self.files().items()}}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def wheelhouse_key(self) -> str:
@@ -103,36 +116,50 @@ class ImageRecipe:
     @property
     def base_tag(self) -> str:
         if self.configured_base:
-            name = re.sub(r"[^a-z0-9_.-]+", "-", self.configured_base.lower().rsplit("/", 1)[-1]).strip("-.")
+            name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in
+                           self.configured_base.lower().rsplit("/", 1)[-1]).strip("-.")
             return f"sagetwin/base:{name}-{self.base_key()}"
         return f"sagetwin/base:{self.suite}-{self.base_key()}"
 
     @property
     def tag(self) -> str:
-        device = "cpu"
-        return (f"{REPOSITORY.format(scope=self.scope)}:{self.stack.transformers}-{device}-py"
-                f"{self.python.replace('.', '')}-{self.digest()}")
+        return (f"{REPOSITORY.format(scope=self.scope)}:{self.stack.transformers}-pt{self.torch}"
+                f"-py{self.python.replace('.', '')}-{self.digest()}")
+
+    def parity(self) -> list[Parity]:
+        gaps = []
+        if self.python != self.stack.python:
+            gaps.append(Parity("python", f"{self.python} (nearest Debian has)", self.stack.python))
+        if self.torch != self.stack.pytorch:
+            gaps.append(Parity("pytorch", f"{self.torch}" + (" (CPU build)" if self.cpu_torch else ""),
+                               self.stack.pytorch))
+        if not self.known_stack:
+            gaps.append(Parity("toolkits", "newest on the index", "versions not in sagetwin's DLC table"))
+        return gaps
 
     def parity_line(self) -> str:
         """``exact``, or each difference from the cloud DLC."""
         return "; ".join(g.render() for g in self.parity()) or "exact"
 
-    def parity(self) -> list[Parity]:
-        gaps = []
-        if self.python != self.stack.python:
-            gaps.append(Parity("python", self.python, self.stack.python))
-        if self.torch.split("+")[0] != self.stack.pytorch:
-            gaps.append(Parity("pytorch", f"{self.torch} (CPU build)", self.stack.pytorch))
-        return gaps
+
+def local_torch(stack: Stack, choice: str | None = None) -> str:
+    """The DLC's torch by default; ``cpu`` for the slim CPU build (a named difference); or a version."""
+    choice = (choice or os.environ.get("SAGETWIN_LOCAL_TORCH") or "").strip()
+    if not choice or choice in ("dlc", stack.pytorch):
+        return stack.pytorch
+    return CPU_TORCH if choice == "cpu" else choice
 
 
 def recipe(scope: str, stack: Stack | None = None, *, torch: str | None = None) -> ImageRecipe:
-    if scope not in TOOLKITS:
+    if scope not in IMAGE_CONFIG:
         raise ConfigurationError(f"unknown image scope {scope!r}.", "use 'training' or 'inference'.")
     stack = stack or default_stack()
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"  # wheels are built on this host
-    return ImageRecipe(scope, stack, python, torch or LOCAL_TORCH, tuple(TOOLKITS[scope]),
-                       configured_base=os.environ.get("SAGETWIN_BASE_IMAGE", ""))
+    python = stack.python if stack.python in DEBIAN_SUITES else nearest_python(stack.python)
+    packages, known = dlc_packages(scope, stack.transformers, stack.pytorch, stack.py)
+    suite = DEBIAN_SUITES[python]
+    base = ("python3", "python3-venv", "ca-certificates", JAVA[suite], "procps")
+    return ImageRecipe(scope, stack, python, local_torch(stack, torch), tuple(p.requirement for p in packages),
+                       known, base, configured_base=os.environ.get("SAGETWIN_BASE_IMAGE", ""))
 
 
 def dlc_uri(scope: str, stack: Stack, region: str = "us-east-1") -> str:

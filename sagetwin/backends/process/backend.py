@@ -8,19 +8,24 @@ unchanged in a container.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from sagetwin.backends.process.drift import drift, drift_fix
+from sagetwin.backends.process.stack_env import stack_python
 from sagetwin.core.backend import Check
-from sagetwin.core.errors import EndpointError, TrainingError, log_excerpt
-from sagetwin.core.paths import home_dir
+from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError, log_excerpt
+from sagetwin.core.paths import home_dir, inside
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
+from sagetwin.core.versions import Stack, resolve_stack
 from sagetwin.emulation import contract
 from sagetwin.emulation.artifacts import (
+    local_input,
     local_model_archive,
     local_path,
     package_outputs,
@@ -28,6 +33,8 @@ from sagetwin.emulation.artifacts import (
     require_model_files,
     unpack_model,
 )
+from sagetwin.emulation.datasets_compat import readable_by
+from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.processes import (
     choose_port,
@@ -40,6 +47,7 @@ from sagetwin.emulation.processes import (
 )
 
 HOST = "127.0.0.1"
+ENVIRONMENTS = ("host", "stack")
 STARTUP_TIMEOUT_S = 300.0
 
 
@@ -51,10 +59,26 @@ class ProcessBackend:
     auto_priority = 10
 
     def __init__(self, work_dir: str | os.PathLike[str] | None = None, python: str | None = None,
-                 audit_record: str | None = None) -> None:
+                 audit_record: str | None = None, env: str = "host") -> None:
+        if env not in ENVIRONMENTS:
+            raise ConfigurationError(f"the process backend runs with env 'host' or 'stack', not {env!r}.",
+                                     "pass -o env=stack to run in the stack's own packages, or leave it out.")
         self.work_dir = Path(work_dir) if work_dir else home_dir()
         self.python = python or sys.executable
+        self.env = env
         self.audit_record = audit_record  # `sagetwin check`: record opened files, block network
+
+    def _python(self, stack: Stack, reporter: Reporter) -> str:
+        """This Python, or (env=stack) the stack's cached environment."""
+        return stack_python(stack, reporter) if self.env == "stack" else self.python
+
+    def _stack_inputs(self, spec: TrainingSpec, stack: Stack) -> TrainingSpec:
+        """Saved datasets made readable by the stack's datasets when the job runs in the stack's env."""
+        version = dlc_datasets_version(stack.transformers, stack.pytorch, stack.py) if self.env == "stack" else None
+        if not version:
+            return spec
+        inputs = {channel: str(readable_by(local_input(uri, channel), version)) for channel, uri in spec.inputs.items()}
+        return dataclasses.replace(spec, inputs=inputs)
 
     @classmethod
     def availability(cls) -> Check:
@@ -62,15 +86,21 @@ class ProcessBackend:
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else self.work_dir / "runs"
-        run_dir = base / spec.job_name
-        run = contract.prepare_run(spec, run_dir / "opt_ml")
+        run_dir = inside(base, spec.job_name)
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
+        python = self._python(stack, reporter)
+        differences = drift(stack) if self.env == "host" else []
+        if differences:
+            reporter.step("process: this host differs from the job's stack: "
+                          + "; ".join(d.render() for d in differences))
+        run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml")
         folder = run.folder
         env = dict(os.environ)
         env.update(run.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), os.environ.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
         args = run.args
-        cmd = self._entry_command(spec.entry_point) + args
+        cmd = self._entry_command(python, spec.entry_point) + args
         reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}")
         started = time.monotonic()
         exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,
@@ -80,7 +110,7 @@ class ProcessBackend:
             raise TrainingError(
                 f"training job {spec.job_name} failed: {spec.entry_point} exited with code {exit_code} "
                 f"after {duration:.1f}s (full log: {run_dir / 'training.log'}).",
-                "fix the error shown in the log below and run again.",
+                drift_fix(differences, stack) if differences else "fix the error shown in the log below and run again.",
                 exit_code=exit_code, log_tail=tail,
             )
         if not any(folder.model_dir.iterdir()):
@@ -93,28 +123,29 @@ class ProcessBackend:
             details={"run_dir": str(run_dir), "log": str(run_dir / "training.log")},
         )
 
-    def _entry_command(self, entry_point: str) -> list[str]:
+    def _entry_command(self, python: str, entry_point: str) -> list[str]:
         if entry_point.endswith(".sh"):
             return ["/bin/sh", entry_point]
         if self.audit_record:
-            return [self.python, "-m", "sagetwin.backends.process.audit", self.audit_record, entry_point]
-        return [self.python, entry_point]
+            return [python, "-m", "sagetwin.backends.process.audit", self.audit_record, entry_point]
+        return [python, entry_point]
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> ProcessEndpoint:
         archive = local_model_archive(spec.model_data)
         require_model_files(archive)
         port = choose_port(spec.port, HOST)
-        endpoint_dir = self.work_dir / "endpoints" / spec.endpoint_name
+        endpoint_dir = inside(self.work_dir / "endpoints", spec.endpoint_name)
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
         model_dir = unpack_model(archive, endpoint_dir / "model")
         log_path = endpoint_dir / "server.log"
         env = dict(os.environ)
         env.update(spec.environment)
-        cmd = [self.python, "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
+        cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
                "--host", HOST, "--port", str(port)]
         reporter.step(f"process: starting model server on http://{HOST}:{port} (log: {log_path})")
         proc = spawn(cmd, env=env, cwd=endpoint_dir)
         pump_to_file(proc, log_path)
-        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir)
+        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir, spec.invocation_timeout)
         started = time.monotonic()
         try:
             healthy = wait_until_healthy(HOST, port, timeout=spec.startup_timeout or STARTUP_TIMEOUT_S,
@@ -139,9 +170,9 @@ class ProcessBackend:
 class ProcessEndpoint(LocalHttpEndpoint):
     """A model server subprocess on 127.0.0.1, spoken to over one keep-alive connection."""
 
-    def __init__(self, name: str, host: str, port: int, proc, work_dir: Path) -> None:
+    def __init__(self, name: str, host: str, port: int, proc, work_dir: Path, timeout: float) -> None:
         super().__init__(name, host, port, alive=lambda: proc.poll() is None,
-                         log_hint=f"see {work_dir / 'server.log'}.")
+                         log_hint=f"see {work_dir / 'server.log'}.", timeout=timeout)
         self.proc = proc
         self.work_dir = work_dir
 

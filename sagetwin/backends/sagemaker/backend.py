@@ -126,7 +126,9 @@ class SageMakerBackend:
         with _aws.no_metadata_probe():
             result = twin.fit(training, reporter)
             spec = DeploySpec(endpoint_name=f"{training.job_name}-ep", model_data=result.model_data,
-                              instance_type=endpoint_instance_type)
+                              instance_type=endpoint_instance_type,
+                              transformers_version=training.transformers_version,
+                              pytorch_version=training.pytorch_version, py_version=training.py_version)
             twin.deploy(spec, reporter).delete()
         return recorder.launches()
 

@@ -1,0 +1,72 @@
+"""SageMaker's name rules and limits, checked on every backend and worded as the service words
+them: an offline run refuses what AWS would refuse, before anything touches the disk."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sagetwin.core.errors import ConfigurationError
+
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"  # training jobs, models, endpoints, endpoint configs
+CHANNEL_PATTERN = r"[A-Za-z0-9\.\-_]+"
+MAX_CHANNEL_NAME = 64
+MAX_HYPERPARAMETERS = 100
+MAX_HYPERPARAMETER_KEY = 256
+MAX_HYPERPARAMETER_VALUE = 2500
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request body
+INVOCATION_TIMEOUT_S = 60.0  # how long SageMaker waits for the container's answer
+
+
+def _validation(value: str, field: str, constraint: str) -> str:
+    return (f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
+            f"{constraint}")
+
+
+def check_resource_name(name: str, field: str) -> str:
+    """A training job, model or endpoint name (``field``: trainingJobName, endpointName, ...)."""
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        raise ConfigurationError(
+            _validation(str(name), field, f"Member must satisfy regular expression pattern: {NAME_PATTERN}"),
+            "use 1-63 letters, digits and hyphens, starting with a letter or digit (no '/', '.', '_' or spaces).")
+    return name
+
+
+def check_channel_names(channels: dict[str, Any]) -> None:
+    for index, name in enumerate(channels, start=1):
+        field = f"inputDataConfig.{index}.member.channelName"
+        if len(name) > MAX_CHANNEL_NAME:
+            raise ConfigurationError(
+                _validation(name, field, f"Member must have length less than or equal to {MAX_CHANNEL_NAME}"),
+                f"use a channel name of at most {MAX_CHANNEL_NAME} characters.")
+        if not re.fullmatch(CHANNEL_PATTERN, name):
+            raise ConfigurationError(
+                _validation(name, field, f"Member must satisfy regular expression pattern: {CHANNEL_PATTERN}"),
+                "use letters, digits, '.', '-' and '_' only, e.g. fit({'train': ..., 'test': ...}).")
+
+
+def check_hyperparameter_limits(hyperparameters: dict[str, Any]) -> None:
+    """SageMaker's limits on the JSON-encoded hyperparameters the SDK sends."""
+    if len(hyperparameters) > MAX_HYPERPARAMETERS:
+        raise ConfigurationError(
+            f"1 validation error detected: Value at 'hyperParameters' failed to satisfy constraint: Member must "
+            f"have length less than or equal to {MAX_HYPERPARAMETERS} (it has {len(hyperparameters)}).",
+            "pass fewer hyperparameters, e.g. a JSON config file in source_dir.")
+    for key, value in hyperparameters.items():
+        encoded = json.dumps(value)
+        if len(key) > MAX_HYPERPARAMETER_KEY:
+            raise ConfigurationError(
+                _validation(key[:40] + "...", "hyperParameters", "Map keys must satisfy constraint: [Member must "
+                            f"have length less than or equal to {MAX_HYPERPARAMETER_KEY}]"),
+                f"use hyperparameter names of at most {MAX_HYPERPARAMETER_KEY} characters.")
+        if len(encoded) > MAX_HYPERPARAMETER_VALUE:
+            raise ConfigurationError(
+                _validation(f"{key}={encoded[:40]}...", "hyperParameters", "Map value must satisfy constraint: "
+                            f"[Member must have length less than or equal to {MAX_HYPERPARAMETER_VALUE}]"),
+                "ship large values as a file in source_dir or an input channel instead.")
+
+
+def payload_too_large(size: int) -> str:
+    return (f"1 validation error detected: Value at 'body' failed to satisfy constraint: Member must have "
+            f"length less than or equal to {MAX_PAYLOAD_BYTES} (the request body has {size} bytes)")

@@ -1,0 +1,100 @@
+"""SageMaker's name rules and limits hold on every backend, in the service's words, and a bad
+name changes nothing on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sagetwin
+from sagetwin.core.limits import MAX_PAYLOAD_BYTES
+from sagetwin.core.predictor import Predictor
+from sagetwin.core.progress import SilentReporter
+from tests.conftest import TRAIN_SCRIPTS
+
+
+def job(**kwargs) -> sagetwin.HuggingFaceJob:
+    return sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process",
+                                   reporter=SilentReporter(), **kwargs)
+
+
+@pytest.fixture
+def precious(tmp_path):
+    """A folder outside the run folder that a bad name must never touch."""
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    return folder
+
+
+def untouched(folder) -> bool:
+    return folder.is_dir() and not folder.is_symlink() and (folder / "keep.txt").read_text() == "mine" \
+        and [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs", "under_score", "dot.ted", "-lead", "x" * 64, ""])
+def test_job_names_follow_the_service_pattern(name, sample_channels):
+    with pytest.raises(sagetwin.ConfigurationError) as info:
+        job().fit(sample_channels, job_name=name)
+    assert "at 'trainingJobName' failed to satisfy constraint" in info.value.problem
+    assert "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$" in info.value.problem
+
+
+def test_a_channel_named_like_a_path_is_refused_before_the_disk_is_touched(precious, sample_channels):
+    with pytest.raises(sagetwin.ConfigurationError, match="channelName' failed to satisfy constraint"):
+        job().fit({str(precious): sample_channels["train"]})
+    with pytest.raises(sagetwin.ConfigurationError, match="channelName' failed to satisfy constraint"):
+        job().fit({"../" + precious.name: sample_channels["train"]})
+    assert untouched(precious)
+
+
+def test_channel_names_of_up_to_64_characters():
+    spec = job().training_spec({"c" * 64: "/data", "with.dots-and_under": "/data"})
+    assert len(spec.inputs) == 2
+    with pytest.raises(sagetwin.ConfigurationError, match="length less than or equal to 64"):
+        job().training_spec({"c" * 65: "/data"})
+
+
+def test_hyperparameter_limits():
+    job(hyperparameters={f"k{i}": i for i in range(100)})
+    with pytest.raises(sagetwin.ConfigurationError, match="less than or equal to 100"):
+        job(hyperparameters={f"k{i}": i for i in range(101)})
+    with pytest.raises(sagetwin.ConfigurationError, match="less than or equal to 256"):
+        job(hyperparameters={"k" * 257: 1})
+    job(hyperparameters={"v": "x" * 2498})  # 2500 once JSON-encoded, as the SDK sends it
+    with pytest.raises(sagetwin.ConfigurationError, match="less than or equal to 2500"):
+        job(hyperparameters={"v": "x" * 2499})
+
+
+@pytest.mark.parametrize("name", ["../../model", "ep/../../x", "ep.1"])
+def test_endpoint_names_follow_the_service_pattern(name, precious):
+    with pytest.raises(sagetwin.ConfigurationError, match="at 'endpointName' failed to satisfy constraint"):
+        job().deploy(endpoint_name=name, model_data=str(precious / "model.tar.gz"))
+    assert untouched(precious)
+
+
+class Recording:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        self.bodies.append(body)
+        return b"[]", "application/json"
+
+    def delete(self) -> None:
+        pass
+
+
+def test_payloads_over_6_mb_get_the_runtimes_413():
+    endpoint = Recording()
+    predictor = Predictor(endpoint, "recording")
+    fits = {"inputs": "x" * (MAX_PAYLOAD_BYTES - 20)}
+    assert len(json.dumps(fits)) <= MAX_PAYLOAD_BYTES
+    predictor.predict(fits)
+    with pytest.raises(sagetwin.InvocationError) as info:
+        predictor.predict({"inputs": "x" * MAX_PAYLOAD_BYTES})
+    assert info.value.status == 413 and "less than or equal to 6291456" in str(info.value)
+    assert len(endpoint.bodies) == 1  # the oversize one was never sent
