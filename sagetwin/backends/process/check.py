@@ -6,17 +6,20 @@ from __future__ import annotations
 import ast
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sagetwin.backends.process.api_changes import api_problems
 from sagetwin.backends.process.backend import ProcessBackend
+from sagetwin.backends.process.drift import Drift, drift, drift_fix
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import SagetwinError, TrainingError
 from sagetwin.core.paths import unique_name
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, SilentReporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
+from sagetwin.core.versions import Stack, default_stack
 from sagetwin.guide.data import prepare_datasets, resolve_model
 
 # name -> (arguments without context, with context), as the inference toolkit accepts them
@@ -55,6 +58,7 @@ class CheckedRun:
     failure: TrainingError | None
     opened: list[tuple[str, str]]
     network: list[str]
+    drift: list[Drift] = field(default_factory=list)
 
     @property
     def tail(self) -> str:
@@ -68,8 +72,11 @@ class CheckedRun:
 
 
 def run_check(entry_point: str, source_dir: str | Path, *, hyperparameters: dict[str, Any] | None = None,
-              channels: dict[str, str] | None = None, reporter: Reporter | None = None) -> list[Check]:
-    """Run the script briefly on the process backend with an audit hook; return the checklist."""
+              channels: dict[str, str] | None = None, reporter: Reporter | None = None,
+              stack: Stack | None = None, env: str = "host") -> list[Check]:
+    """Run the script briefly on the process backend with an audit hook; return the checklist,
+    judged against the job's target ``stack`` (the default stack unless given)."""
+    stack = stack or default_stack()
     reporter = reporter or SilentReporter()
     source = Path(source_dir)
     locate_entry_point(entry_point, source)  # a wrong name fails before any data is prepared
@@ -78,13 +85,16 @@ def run_check(entry_point: str, source_dir: str | Path, *, hyperparameters: dict
               **model.channels(), **(channels or {})}
     hps = {**DEFAULT_CHECK_HYPERPARAMETERS, **(hyperparameters or {})}
     with tempfile.TemporaryDirectory(prefix="sagetwin-check-") as tmp:
-        backend = ProcessBackend(audit_record=str(Path(tmp) / "audit.json"))
+        backend = ProcessBackend(audit_record=str(Path(tmp) / "audit.json"), env=env)
         entry, folder = locate_entry_point(entry_point, source)
         spec = TrainingSpec(job_name=unique_name("check"), entry_point=entry, source_dir=folder,
-                            hyperparameters=check_hyperparameters(hps), inputs=inputs)
+                            hyperparameters=check_hyperparameters(hps), inputs=inputs,
+                            transformers_version=stack.transformers, pytorch_version=stack.pytorch,
+                            py_version=stack.py)
         run = _audited_run(backend, spec, reporter)
-        items = [_hyperparameters_item(run), _network_item(run), _channels_item(run), _training_item(run),
-                 *_model_items(run, backend, reporter)]
+        run.drift = drift(stack) if env == "host" else []
+        items = [_api_item(folder / entry, stack), _hyperparameters_item(run), _network_item(run),
+                 _channels_item(run), _training_item(run, stack), *_model_items(run, backend, reporter)]
     inference = next((p for p in (source / "inference.py", source / "code" / "inference.py") if p.is_file()), None)
     if inference is not None:
         problems = inference_signature_problems(inference)
@@ -142,12 +152,23 @@ def _channels_item(run: CheckedRun) -> Check:
                  "load the data from os.environ['SM_CHANNEL_<NAME>']", name=name)
 
 
-def _training_item(run: CheckedRun) -> Check:
+def _training_item(run: CheckedRun, stack: Stack) -> Check:
     failure = run.failure
-    detail = "exit code 0" if failure is None else (
-        f"exited with code {failure.exit_code}: " + (run.tail.splitlines()[-1] if run.tail else ""))
-    return Check(failure is None, detail, "run it with --backend process to see the whole log" if failure else "",
-                 name=f"trains for {run.hyperparameters.get('max_steps')} steps under the container contract")
+    name = f"trains for {run.hyperparameters.get('max_steps')} steps under the container contract"
+    if failure is None:
+        return Check(True, "exit code 0", name=name)
+    last = run.tail.splitlines()[-1] if run.tail else ""
+    if run.drift:  # this host is not the stack: its failure is not SageMaker's verdict
+        return Check(None, f"failed on this host ({'; '.join(d.render() for d in run.drift)}): {last}; "
+                           "not judged for the job's stack", drift_fix(run.drift, stack), name=name)
+    return Check(False, f"exited with code {failure.exit_code}: {last}", failure.fix, name=name)
+
+
+def _api_item(script: Path, stack: Stack) -> Check:
+    problems = api_problems(script, stack.transformers) if script.suffix == ".py" else []
+    return Check(not problems, "; ".join(problems) or f"no API that transformers {stack.transformers} lacks",
+                 "use the names the job's transformers version has (or change transformers_version)",
+                 name=f"uses transformers APIs that {stack.transformers} has")
 
 
 def _model_items(run: CheckedRun, backend: ProcessBackend, reporter: Reporter) -> list[Check]:

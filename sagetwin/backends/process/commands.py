@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--source-dir", default=".", help="folder holding the script (default: .)")
     check.add_argument("--hyperparameters", default=None, help="JSON object merged over the check's defaults")
     check.add_argument("--channel", action="append", metavar="NAME=PATH", help="an extra input channel")
+    check.add_argument("--transformers", default=None, help="the job's transformers_version (SDK aliases work)")
+    check.add_argument("--pytorch", default=None, help="the job's pytorch_version")
+    check.add_argument("--py", default=None, help="the job's py_version, e.g. py39")
+    check.add_argument("--env", choices=["host", "stack"], default="host",
+                       help="run in this Python's packages (host) or in the stack's cached environment (stack)")
     check.add_argument("--verbose", action="store_true", help="show the script's output")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=run_check_command)
@@ -34,6 +39,7 @@ def _channels(pairs: list[str] | None) -> dict[str, str]:
 
 def run_check_command(args: argparse.Namespace) -> int:
     from sagetwin.backends.process.check import run_check
+    from sagetwin.core.versions import resolve_stack
 
     try:
         hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
@@ -42,7 +48,8 @@ def run_check_command(args: argparse.Namespace) -> int:
                                  """write e.g. --hyperparameters '{"epochs": 1}'.""") from None
     with stdout_to_stderr():
         items = run_check(args.entry_point, args.source_dir, hyperparameters=hyperparameters,
-                          channels=_channels(args.channel), reporter=StreamReporter(show_logs=args.verbose))
+                          channels=_channels(args.channel), reporter=StreamReporter(show_logs=args.verbose),
+                          stack=resolve_stack(args.transformers, args.pytorch, args.py), env=args.env)
     print_checks(items, as_json=args.json)
     passed = sum(1 for i in items if i.ok is True)
     failed = sum(1 for i in items if i.ok is False)
