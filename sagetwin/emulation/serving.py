@@ -12,14 +12,14 @@ Run as ``python -m sagetwin.emulation.serving --model-dir DIR --port N``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from sagetwin.emulation.http_server import PredictionError, ServerState, make_server
 
 log = logging.getLogger("sagetwin.serving")
 
@@ -96,76 +96,10 @@ class ToolkitHandler:
         return bytes(payload), context.response_content_type or "application/json"
 
 
-class PredictionError(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-def error_body(status: int, message: str) -> bytes:
-    """MMS's error JSON."""
-    kind = "InternalServerException" if status >= 400 else "Error"
-    return json.dumps({"code": status, "type": kind, "message": message}).encode()
-
-
-class _State:
-    handler: ToolkitHandler | None = None
-    load_error: str | None = None
-
-
-def _make_request_handler(state: _State) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: no new connection per prediction
-        disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug(format, *args)
-
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path != "/ping":
-                self._send(404, error_body(404, f"no route {self.path}; use GET /ping"))
-            elif state.handler is not None:
-                self._send(200, b'{"status": "Healthy"}\n')
-            else:
-                self._send(503, error_body(503, state.load_error or "model is loading"))
-
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if self.path != "/invocations":
-                self._send(404, error_body(404, f"no route {self.path}; use POST /invocations"))
-                return
-            if state.handler is None:
-                self._send(503, error_body(503, state.load_error or "model is loading"))
-                return
-            headers = {k: v for k, v in self.headers.items()}
-            try:
-                payload, content_type = state.handler.invoke(body, headers)
-            except PredictionError as exc:
-                self._send(exc.status, error_body(exc.status, exc.message))
-                return
-            except Exception as exc:  # never let one request take the server down
-                log.error("invocation failed: %s", traceback.format_exc())
-                self._send(500, error_body(500, f"{type(exc).__name__}: {exc}"))
-                return
-            self._send(200, payload, content_type)
-
-    return Handler
-
-
 def serve(model_dir: str, host: str, port: int) -> None:
     """Bind first (so /ping answers 503 while loading), then load the model and serve."""
-    state = _State()
-    server = ThreadingHTTPServer((host, port), _make_request_handler(state))
-    server.daemon_threads = True
+    state = ServerState()
+    server = make_server(host, port, state)
     bound_port = server.server_address[1]
     print(f"sagetwin-serving: listening on http://{host}:{bound_port}", flush=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
