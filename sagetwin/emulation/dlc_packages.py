@@ -80,6 +80,7 @@ DLC_PACKAGES: dict[tuple[str, str, str], dict[str, tuple[Package, ...]]] = {
             ("huggingface_hub", "==0.25.1", ""),
             ("sagemaker-training", "", "unpinned (pip install -U in the PyTorch base)"),
             ("numpy", "<2", "unpinned, NumPy 1.x with torch 2.3"),
+            ("pyarrow", "<19", "unpinned, 18.x when built (later ones need NumPy 2)"),
         ],
         "inference": [
             ("transformers[sentencepiece]", "==4.48.0", "transformers[sentencepiece,audio,vision]"),

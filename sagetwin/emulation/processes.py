@@ -4,74 +4,111 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import http.client
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.progress import Reporter
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the parent dies, so no server outlives its owner."""
-    os.setsid()
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 def spawn(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
           stdout: int | object = subprocess.PIPE) -> subprocess.Popen:
-    """Start ``cmd`` in its own process group, tied to this process's lifetime."""
-    return subprocess.Popen(
-        list(cmd), env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if os.name == "posix" else None,
-    )
+    """Start ``cmd`` in its own process group (session), tied to this process's lifetime through a
+    lifeline pipe (``lifeline``): it ends when this process ends, whichever thread started it. No
+    ``preexec_fn``: nothing runs between fork and exec, so threaded programs spawn safely."""
+    read_end, write_end = os.pipe()
+    os.set_inheritable(read_end, True)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", LIFELINE, str(read_end), "--", *cmd],
+            env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, pass_fds=(read_end,),
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    _lifelines[proc.pid] = write_end  # held open until the group is stopped, or this process ends
+    return proc
+
+
+_lifelines: dict[int, int] = {}
+LIFELINE = str(Path(__file__).with_name("lifeline.py"))  # run as a script: the standard library only
+
+
+def _let_go(proc: subprocess.Popen) -> None:
+    fd = _lifelines.pop(proc.pid, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def stop(proc: subprocess.Popen, *, grace: float = 10.0) -> int | None:
-    """SIGTERM the whole process group, then SIGKILL after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return proc.returncode
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            return proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-    return proc.poll()
+    """SIGTERM the whole process group (helpers the command started included), then SIGKILL after
+    ``grace`` seconds; also when the command itself has already exited."""
+    try:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            deadline = time.monotonic() + wait
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait)
+            while _group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not _group_alive(proc.pid):
+                break
+        return proc.poll()
+    finally:
+        _let_go(proc)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def run_streaming(cmd: Sequence[str], *, env: dict[str, str], cwd: Path, reporter: Reporter,
                   log_path: Path, tail_lines: int = 30) -> tuple[int, str]:
     """Run to completion, echoing output to ``reporter`` and ``log_path``; return (exit code, tail).
 
-    Ctrl-C (or any error here) stops the child's whole process group before re-raising.
+    When the command exits, helpers it left behind are stopped with its process group, and
+    output is no longer awaited from them. Ctrl-C (or any error here) stops the group too.
     """
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     proc = spawn(cmd, env=env, cwd=cwd)
     try:
         with open(log_path, "w", encoding="utf-8", errors="replace") as log:
-            assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
-                for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
-                    if not line.strip():
-                        continue
-                    log.write(line + "\n")
-                    tail.append(line)
-                    reporter.log(line)
-        return proc.wait(), "\n".join(tail)
+            reader = threading.Thread(target=_copy_lines, args=(proc, log, tail, reporter), daemon=True)
+            reader.start()
+            code = proc.wait()
+            stop(proc, grace=2.0)  # helpers holding the pipe open would otherwise stall us
+            reader.join(timeout=5.0)
+        return code, "\n".join(tail)
     finally:
         stop(proc)
+
+
+def _copy_lines(proc: subprocess.Popen, log: IO[str], tail: collections.deque[str], reporter: Reporter) -> None:
+    assert proc.stdout is not None
+    for raw in iter(proc.stdout.readline, b""):
+        for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+            if line.strip():
+                log.write(line + "\n")
+                tail.append(line)
+                reporter.log(line)
 
 
 def pump_to_file(proc: subprocess.Popen, log_path: Path) -> threading.Thread:

@@ -1,0 +1,71 @@
+"""Child processes live exactly as long as they should: helpers end with the command, a server
+lives as long as the process that started it (not the thread), and a killed owner takes its
+children with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from sagetwin.core.progress import SilentReporter
+from sagetwin.emulation.processes import run_streaming, spawn, stop
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_helpers_a_script_leaves_are_stopped_with_it_and_do_not_hold_the_run(tmp_path: Path):
+    pid_file = tmp_path / "helper.pid"
+    script = (f"import subprocess, pathlib\n"
+              f"helper = subprocess.Popen(['sleep', '120'])  # inherits stdout: the pipe stays open\n"
+              f"pathlib.Path({str(pid_file)!r}).write_text(str(helper.pid))\n"
+              f"print('script done')\n")
+    code, tail = run_streaming([sys.executable, "-c", script], env=None, cwd=tmp_path, reporter=SilentReporter(),
+                               log_path=tmp_path / "log")
+    assert code == 0 and "script done" in tail
+    assert gone(int(pid_file.read_text()))
+
+
+def test_a_server_started_from_a_thread_outlives_the_thread():
+    started: list[subprocess.Popen] = []
+    worker = threading.Thread(target=lambda: started.append(spawn(["sleep", "60"])))
+    worker.start()
+    worker.join()
+    proc = started[0]
+    try:
+        time.sleep(0.5)
+        assert proc.poll() is None, "the child died with the thread that started it"
+    finally:
+        stop(proc)
+    assert proc.poll() is not None
+
+
+def test_a_killed_owner_takes_its_children_with_it(tmp_path: Path):
+    owner = textwrap.dedent("""
+        import sys, time
+        from sagetwin.emulation.processes import spawn
+        child = spawn(["sleep", "120"])
+        print(child.pid, flush=True)
+        time.sleep(120)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE, text=True)
+    wrapper = psutil.Process(int(process.stdout.readline()))
+    sleeper = next(iter(wrapper.children()), None)
+    while sleeper is None:
+        time.sleep(0.05)
+        sleeper = next(iter(wrapper.children()), None)
+    process.kill()  # SIGKILL: the owner gets no chance to clean up
+    process.wait()
+    assert gone(wrapper.pid) and gone(sleeper.pid)
