@@ -87,9 +87,15 @@ def sagetwin_endpoint() -> Iterator[Callable[..., Any]]:
         return predictor
 
     yield deploy
-    for predictor in created:
+    failures = []
+    for predictor in created:  # every one, even when deleting an earlier one failed
         if not predictor.deleted:
-            predictor.delete_endpoint()
+            try:
+                predictor.delete_endpoint()
+            except Exception as exc:
+                failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture

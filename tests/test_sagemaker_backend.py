@@ -17,7 +17,7 @@ import pytest
 import sagetwin
 from sagetwin.core import plugins
 from sagetwin.core.progress import SilentReporter
-from tests.aws import BUCKET, REGION, ROLE, aws_env, loopback_only, queue_invoke_results
+from tests.aws import ACCOUNT, BUCKET, REGION, ROLE, aws_env, loopback_only, queue_invoke_results
 from tests.conftest import TRAIN_SCRIPTS, run_cli
 
 
@@ -243,7 +243,7 @@ def test_local_inputs_are_uploaded_once(aws, tmp_path):
     folder.mkdir()
     (folder / "a.txt").write_text("same bytes")
     session = boto3.Session()
-    _aws.ensure_bucket(session, BUCKET)
+    _aws.ensure_bucket(session, BUCKET, ACCOUNT)
     first, uploaded = _aws.upload_once(session, folder, BUCKET)
     assert uploaded
     (folder / "a.txt").touch()  # a newer mtime alone does not mean new content

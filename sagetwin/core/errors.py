@@ -23,6 +23,9 @@ class SagetwinError(Exception):
         self.details = details.rstrip()
         super().__init__(self.render())
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self) -> str:
         text = self.problem
         if self.fix:

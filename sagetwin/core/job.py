@@ -205,8 +205,12 @@ class HuggingFaceJob:
         )
         self.reporter.step(f"deploying endpoint {spec.endpoint_name} on backend {self.backend_name}")
         endpoint = self.backend.deploy(spec, self.reporter)
-        self.pm.hook.sagetwin_endpoint_created(endpoint=endpoint, backend=self.backend_name)
-        self.reporter.step(f"endpoint {endpoint.name} is in service")
+        try:  # it exists from here on: an error or Ctrl-C in a hook must not leave it running
+            self.pm.hook.sagetwin_endpoint_created(endpoint=endpoint, backend=self.backend_name)
+            self.reporter.step(f"endpoint {endpoint.name} is in service")
+        except BaseException:
+            endpoint.delete()
+            raise
 
         def deleted(ep: Any) -> None:
             self.reporter.step(f"endpoint {ep.name} deleted")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sagetwin.core.backend import Endpoint
-from sagetwin.core.errors import ConfigurationError, EndpointNotFoundError, InvocationError
+from sagetwin.core.errors import ConfigurationError, EndpointError, EndpointNotFoundError, InvocationError
 from sagetwin.core.limits import MAX_PAYLOAD_BYTES, payload_too_large
 
 JSON = "application/json"
@@ -71,10 +71,15 @@ class Predictor:
                 )
             try:
                 self.endpoint.delete()
-            finally:
-                self._deleted = True
-                if self._on_delete is not None:
-                    self._on_delete(self.endpoint)
+            except Exception as exc:
+                raise EndpointError(
+                    f"endpoint {self.endpoint_name} could not be deleted ({type(exc).__name__}: {exc}); it may still "
+                    "be running (and, on AWS, billing).",
+                    f"call delete_endpoint() again, or run `sagetwin endpoints --delete {self.endpoint_name}`.",
+                ) from exc
+            self._deleted = True
+            if self._on_delete is not None:
+                self._on_delete(self.endpoint)
 
     def __enter__(self) -> Predictor:
         return self

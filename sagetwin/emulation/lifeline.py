@@ -1,7 +1,7 @@
 """Runs a command and ends its whole process group when the process that started it dies.
 
-``python -I -S lifeline.py FD -- COMMAND...`` (run as a script, so starting it imports nothing): FD is the read end of a pipe whose
-write end only the starting process holds. The kernel closes it when that process ends, however
+``python -I -S lifeline.py FD -- COMMAND...`` (a script: starting it imports nothing). FD is the
+read end of a pipe whose write end only the starting process holds. The kernel closes it when that process ends, however
 it ends (SIGKILL included), which no thread-bound ``PR_SET_PDEATHSIG`` and no ``preexec_fn``
 (unsafe after fork in a threaded program) can promise. Exits with the command's exit code.
 """

@@ -50,14 +50,22 @@ def account_id(session: Any) -> str:
     return session.client("sts", config=botocore_config()).get_caller_identity()["Account"]
 
 
-def ensure_bucket(session: Any, bucket: str) -> str:
+def ensure_bucket(session: Any, bucket: str, account: str) -> str:
+    """The bucket, created when missing; one owned by another account is refused (bucket squatting:
+    whoever made that name first would receive the data, the code and the model, and could swap
+    in their own). From here on every S3 request on it carries ``ExpectedBucketOwner``."""
     from botocore.exceptions import ClientError
 
     s3 = session.client("s3", config=botocore_config())
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise ConfigurationError(
+                f"S3 bucket {bucket} exists but is not owned by your account {account} (or you may not use it); "
+                "sagetwin will not put data, code or models there.",
+                "pass -o bucket=NAME with a bucket your account owns.") from None
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise ConfigurationError(f"S3 bucket {bucket} is not usable: {exc}.",
                                      "pass bucket= a bucket you own, or check your permissions.") from None
@@ -65,7 +73,19 @@ def ensure_bucket(session: Any, bucket: str) -> str:
         if session.region_name != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": session.region_name}
         s3.create_bucket(**kwargs)
+    guard_bucket_owner(session, bucket, account)
     return bucket
+
+
+def guard_bucket_owner(session: Any, bucket: str, account: str) -> None:
+    """Every S3 request on ``bucket`` made through ``session`` (the SDK's own uploads included)
+    names the owner it expects; S3 refuses it if someone else owns the bucket."""
+
+    def expect_owner(params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        if params.get("Bucket") == bucket and "ExpectedBucketOwner" in model.input_shape.members:
+            params.setdefault("ExpectedBucketOwner", account)
+
+    session.events.register("before-parameter-build.s3", expect_owner, unique_id=f"sagetwin-owner-{bucket}")
 
 
 def resolve_role(role: str | None, session: Any) -> str:
@@ -118,6 +138,7 @@ def folder_digest(path: Path) -> str:
 
 
 def upload_once(session: Any, path: Path, bucket: str, prefix: str = "sagetwin/inputs") -> tuple[str, bool]:
+    # the bucket's owner is checked on every request (``guard_bucket_owner`` on this session)
     """Upload a local file/folder under its content hash; reuse an earlier upload. Returns (uri, uploaded)."""
     s3 = session.client("s3", config=botocore_config())
     key_prefix = f"{prefix}/{folder_digest(path)}"

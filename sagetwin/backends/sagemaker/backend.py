@@ -20,9 +20,9 @@ from sagetwin.backends.aws import sdk as _aws
 from sagetwin.backends.sagemaker import diagnosis, endpoints, planning
 from sagetwin.backends.sagemaker.endpoints import SageMakerEndpoint
 from sagetwin.backends.sagemaker.planning import ENDPOINT_INSTANCE, TRAINING_INSTANCE
-from sagetwin.backends.sagemaker.pricing import CostLine
+from sagetwin.backends.sagemaker.pricing import CostLine, hourly_price
 from sagetwin.core.backend import Check
-from sagetwin.core.errors import EndpointError
+from sagetwin.core.errors import EndpointError, SagetwinError
 from sagetwin.core.progress import Asks, Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import Stack, resolve_stack
@@ -94,8 +94,9 @@ class SageMakerBackend:
     @property
     def session(self) -> Any:
         if self._sm is None:
-            bucket = self.bucket or f"sagemaker-{self.boto.region_name}-{aws.account_id(self.boto)}"
-            aws.ensure_bucket(self.boto, bucket)
+            account = aws.account_id(self.boto)
+            bucket = self.bucket or f"sagemaker-{self.boto.region_name}-{account}"
+            aws.ensure_bucket(self.boto, bucket, account)
             self.bucket = bucket
             self._sm = aws.sagemaker_session(self.boto, bucket)
         return self._sm
@@ -208,8 +209,22 @@ class SageMakerBackend:
             raise
         except UnexpectedStatusException as exc:
             raise diagnosis.training_failure(self.boto, self.session.sagemaker_client, job_name) from exc
+        except Exception as exc:  # lost while following the job (logs, STS, network): it would bill on
+            error = diagnosis.client_error(exc, f"training job {job_name}")
+            if isinstance(error, SagetwinError):
+                error.problem += " " + self._stop_after_error(job_name)
+            else:
+                error.add_note(self._stop_after_error(job_name))
+            raise error from exc
+
+    def _stop_after_error(self, job_name: str) -> str:
+        """Stop a job sagetwin can no longer follow; say what happened either way."""
+        try:
+            self.session.sagemaker_client.stop_training_job(TrainingJobName=job_name)
+            return f"The training job {job_name} was stopped, so it does not go on billing."
         except Exception as exc:
-            raise diagnosis.client_error(exc, f"training job {job_name}") from exc
+            return (f"The training job {job_name} could not be stopped ({exc}) and may still run (and bill) until its "
+                    f"max_run: stop it with `aws sagemaker stop-training-job --training-job-name {job_name}`.")
 
     def _stop_unless_kept(self, job_name: str, reporter: Reporter) -> None:
         """Ctrl-C stops the job (it bills until it ends) unless the person, asked, keeps it."""
@@ -263,12 +278,24 @@ class SageMakerBackend:
             endpoints.wait_in_service(self.session.sagemaker_client, spec.endpoint_name,
                                       spec.startup_timeout or ENDPOINT_TIMEOUT_S, reporter)
         except BaseException as exc:
-            endpoint.delete()  # a half-created endpoint still bills
+            self._delete_keeping(exc, endpoint, instance)  # a half-created endpoint still bills
             failure = self._deploy_failure(exc, spec.endpoint_name)
             if failure is exc:
                 raise
             raise failure from exc
         return endpoint
+
+    @staticmethod
+    def _delete_keeping(original: BaseException, endpoint: SageMakerEndpoint, instance: str) -> None:
+        """Delete after a failure; if that fails too, the original error stays the one raised and
+        says what is left running, what it costs and how to remove it."""
+        try:
+            endpoint.delete()
+        except Exception as exc:
+            price = hourly_price(instance)
+            original.add_note(f"endpoint {endpoint.name} could not be deleted ({type(exc).__name__}: {exc}); it may "
+                              f"still run{f' at ${price:.3f}/h' if price else ''}: remove it with "
+                              f"`sagetwin endpoints --delete {endpoint.name}`")
 
     def _deploy_failure(self, exc: BaseException, name: str) -> BaseException:
         from sagemaker.exceptions import UnexpectedStatusException

@@ -44,11 +44,15 @@ class SageMakerEndpoint:
 
 
 def _missing(exc: Exception) -> bool:
-    """SageMaker answers ValidationException ("Could not find ...") for what does not exist."""
+    """SageMaker answers ValidationException "Could not find ..." for what does not exist; any other
+    ValidationException (or error) means the resource may still be there."""
     from botocore.exceptions import ClientError
 
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
-        "ValidationException", "ResourceNotFound")
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ResourceNotFound" or (
+        error.get("Code") == "ValidationException" and "could not find" in error.get("Message", "").lower())
 
 
 def delete_endpoint(client: Any, name: str) -> None:
