@@ -46,13 +46,18 @@ def sagetwin_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def sagetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private SAGETWIN_HOME for the session unless the person set one (then caches are shared)."""
+def sagetwin_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private SAGETWIN_HOME for the session unless the person set one (then caches are shared);
+    the environment is given back as it was when the session ends."""
     if os.environ.get("SAGETWIN_HOME"):
-        return Path(os.environ["SAGETWIN_HOME"])
+        yield Path(os.environ["SAGETWIN_HOME"])
+        return
     home = tmp_path_factory.mktemp("sagetwin-home")
     os.environ["SAGETWIN_HOME"] = str(home)
-    return home
+    try:
+        yield home
+    finally:
+        os.environ.pop("SAGETWIN_HOME", None)
 
 
 @pytest.fixture(scope="session")

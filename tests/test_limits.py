@@ -98,3 +98,28 @@ def test_payloads_over_6_mb_get_the_runtimes_413():
         predictor.predict({"inputs": "x" * MAX_PAYLOAD_BYTES})
     assert info.value.status == 413 and "less than or equal to 6291456" in str(info.value)
     assert len(endpoint.bodies) == 1  # the oversize one was never sent
+
+
+def test_the_local_work_folder_is_private_and_a_planted_one_is_refused(tmp_path):
+    import os
+    import stat
+
+    from sagetwin.core.paths import private_dir
+
+    mine = private_dir(tmp_path / "work")
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "planted").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(sagetwin.ConfigurationError, match="symlink or not yours"):
+        private_dir(tmp_path / "planted")
+    if os.getuid() == 0:  # as root, hand one to another user to show it is refused
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 12345, 12345)
+        with pytest.raises(sagetwin.ConfigurationError, match="symlink or not yours"):
+            private_dir(theirs)
+
+
+def test_a_job_name_that_already_ran_is_refused_as_sagemaker_refuses_it(trained_tiny, sample_channels):
+    with pytest.raises(sagetwin.ConfigurationError, match="Training job names must be unique"):
+        job().fit(sample_channels, job_name=trained_tiny.job_name)

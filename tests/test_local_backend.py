@@ -194,23 +194,21 @@ def test_containers_of_a_killed_run_are_found_and_removed(trained_tiny, no_lefto
     """SIGKILL leaves no chance to clean up: doctor names the container, the next local run removes it."""
     import signal
 
-    from sagetwin.backends.local.backend import LocalBackend
     from sagetwin.backends.local.containers import orphaned_containers, reap_orphans
     from sagetwin.core.progress import StreamReporter
 
-    work_dir = LocalBackend().work_dir
-    assert orphaned_containers(work_dir) == []
+    assert orphaned_containers() == []
     process, container = start_until_serving(["-c", KILLED_DEPLOY, str(TRAIN_SCRIPTS), trained_tiny.model_data],
                                              all_containers())
-    assert orphaned_containers(work_dir) == []  # its owner is alive: not an orphan
+    assert orphaned_containers() == []  # its owner is alive: not an orphan
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert orphaned_containers(work_dir) == [container]
+    assert orphaned_containers() == [container]
     doctor = run_cli("doctor")
     assert "[FAIL] local: no containers left by killed runs: 1 left" in doctor.stdout
     said = io.StringIO()
-    reap_orphans(work_dir, StreamReporter(said))
-    assert orphaned_containers(work_dir) == []
+    reap_orphans(StreamReporter(said))
+    assert orphaned_containers() == []
     assert "removed 1 container(s) left by a sagetwin run that was killed" in said.getvalue()
 def test_guides_arguments_run_fit_deploy_predict_on_local_at_exact_parity(sample_channels, tiny_model,
                                                                           no_leftover_containers):
@@ -237,3 +235,20 @@ def test_guides_arguments_run_fit_deploy_predict_on_local_at_exact_parity(sample
     assert any("stack: transformers 4.26.0, pytorch 1.13.1, py39" in line for line in said.lines)
 
 
+
+
+def test_a_local_endpoint_listens_on_loopback_only_and_leaves_the_archive_folder_alone(
+        trained_tiny, tmp_path, no_leftover_containers):
+    import shutil
+
+    archive = tmp_path / "user-folder" / "model.tar.gz"
+    archive.parent.mkdir()
+    shutil.copy(trained_tiny.model_data.removeprefix("file://"), archive)
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="local", reporter=SilentReporter())
+    with job.deploy(model_data=str(archive)) as predictor:
+        port = predictor.endpoint.port
+        listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+        addresses = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{port}")]
+        assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), addresses
+        assert predictor.predict({"inputs": "great"})[0]["label"] in {"NEGATIVE", "POSITIVE"}
+    assert sorted(p.name for p in archive.parent.iterdir()) == ["model.tar.gz"]  # nothing unpacked beside it

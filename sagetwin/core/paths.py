@@ -6,11 +6,14 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from sagetwin.core.errors import ConfigurationError
 
 
 def home_dir() -> Path:
@@ -36,8 +39,6 @@ def inside(parent: Path, name: str) -> Path:
     endpoint, a channel) never reaches a folder sagetwin does not own."""
     target = Path(os.path.normpath(parent / name))  # lexically: a channel folder may be a symlink to the data
     if not name or os.path.isabs(name) or name in (".", "..") or target.parent != Path(os.path.normpath(parent)):
-        from sagetwin.core.errors import ConfigurationError
-
         raise ConfigurationError(f"the name {name!r} would leave the folder {parent}.",
                                  "use a plain name: letters, digits and hyphens (SageMaker's own rule).")
     return parent / name
@@ -59,3 +60,17 @@ def building(target: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` as this user's alone (0700), or refuse one that is not: a symlink, or owned by
+    someone else. What lives there (compose files, inputs, models) runs as root in Docker: nobody
+    else may change it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ConfigurationError(f"the work folder {path} is a symlink or not yours.",
+                                 "remove it (someone may have planted it), or pass -o work_dir=A_FOLDER_OF_YOURS.")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+    return path

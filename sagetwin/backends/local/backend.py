@@ -25,6 +25,7 @@ from sagetwin.backends.local import images, readiness
 from sagetwin.backends.local.containers import (
     container_report,
     give_back_to_user,
+    new_run_labels,
     our_containers,
     reap_orphans,
     remove_containers,
@@ -33,7 +34,7 @@ from sagetwin.backends.local.containers import (
 from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError, log_excerpt
-from sagetwin.core.paths import building
+from sagetwin.core.paths import building, private_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import resolve_stack
@@ -68,6 +69,7 @@ class LocalBackend:
         self.instance_type = instance_type
         self.image_uri = image_uri
         self.inference_image_uri = inference_image_uri
+        # outside the folders SDK local mode refuses (~ is /root for root), and private: see private_dir
         self.work_dir = Path(work_dir or Path(tempfile.gettempdir()) / f"sagetwin-local-{os.getuid()}")
         self.build_images = build_images
         self._session: Any = None
@@ -94,7 +96,7 @@ class LocalBackend:
 
             boto = boto3.Session(region_name=LOCAL_REGION, aws_access_key_id="sagetwin-local",
                                  aws_secret_access_key="sagetwin-local")
-            self.work_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.work_dir)
             session = LocalSession(boto_session=boto, default_bucket=LOCAL_BUCKET,
                                    sagemaker_config=_aws.SDK_CONFIG)
             session.config = {"local": {"local_code": True, "container_root": str(self.work_dir)}}
@@ -105,7 +107,7 @@ class LocalBackend:
         """The session (importing the SDK quietly), and containers of killed runs gone, once per backend."""
         session = self.session
         if not self._orphans_reaped:
-            reap_orphans(self.work_dir, reporter)
+            reap_orphans(reporter)
             self._orphans_reaped = True
         return session
 
@@ -131,12 +133,16 @@ class LocalBackend:
                 "install the docker compose v2 plugin, or pass instance_type='local' to train on the CPU.")
         return chosen
 
-    def stage(self, path: Path) -> Path:
-        """Inputs under folders the SDK refuses are hard-linked (or copied) into the work dir, once."""
+    def stage(self, path: Path, *, always: bool = False) -> Path:
+        """Inputs under folders the SDK refuses (and, ``always``, anything the SDK would write next
+        to) are hard-linked (or copied) into the private work dir, once, and checked by digest."""
         resolved = path.resolve()
-        if not str(resolved).startswith(REFUSED_PREFIXES):
+        if not always and not str(resolved).startswith(REFUSED_PREFIXES):
             return resolved
-        target = self.work_dir / "inputs" / folder_digest(resolved)
+        digest = folder_digest(resolved)
+        target = self.work_dir / "inputs" / digest
+        if target.exists() and folder_digest(target / resolved.name if resolved.is_file() else target) != digest:
+            shutil.rmtree(target)  # not what it claims to be: never hand it to a job
         if not target.exists():
             with building(target) as tmp:
                 if resolved.is_file():
@@ -144,7 +150,13 @@ class LocalBackend:
                 else:
                     shutil.copytree(resolved, tmp, copy_function=images.link_or_copy, symlinks=False,
                                     dirs_exist_ok=True)
-        return target
+        return target / resolved.name if resolved.is_file() else target
+
+    def _labelled(self, session: Any) -> str:
+        """A new run id; every container the next SDK call starts carries it (and its owner)."""
+        run_id, labels = new_run_labels()
+        session.config["local"]["container_config"] = {"labels": labels}
+        return run_id
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         session = self._prepare(reporter)
@@ -167,7 +179,7 @@ class LocalBackend:
         )
         reporter.step(f"local: training job {spec.job_name} in {spec.instance_count} container(s) of {image}")
         started = time.monotonic()
-        self._run_training(estimator, inputs, spec.job_name, image, output)
+        self._run_training(estimator, inputs, spec.job_name, self._labelled(session), image, output)
         model_data = estimator.model_data
         output_tar = local_path(model_data, "model_data").with_name("output.tar.gz")
         return TrainingResult(
@@ -177,9 +189,9 @@ class LocalBackend:
             details={"image": image, "instance_type": instance_type, "parity": [g.render() for g in gaps]},
         )
 
-    def _run_training(self, estimator: Any, inputs: dict[str, str], job_name: str, image: str, output: Path) -> None:
+    def _run_training(self, estimator: Any, inputs: dict[str, str], job_name: str, run_id: str, image: str,
+                      output: Path) -> None:
         """``estimator.fit``; the job's containers are removed whatever happens, Ctrl-C included."""
-        before = our_containers(image)
         failure: BaseException | None = None
         try:
             with _aws.interrupts_kept():
@@ -187,7 +199,7 @@ class LocalBackend:
         except BaseException as exc:
             failure = exc
         finally:
-            mine = our_containers(image) - before
+            mine = our_containers(run_id)
             code, tail = container_report(mine) if failure is not None else (None, "")
             remove_containers(mine)
             give_back_to_user(output, image)
@@ -210,13 +222,14 @@ class LocalBackend:
         archive = local_model_archive(spec.model_data)
         port = choose_port(spec.port, "127.0.0.1") if spec.port else (
             DEFAULT_SERVING_PORT if port_is_free(DEFAULT_SERVING_PORT) else choose_port(None))
-        session.config["local"]["serving_port"] = port
+        # published on 127.0.0.1 only (the SDK writes "<serving_port>:8080", which would listen on every address)
+        session.config["local"]["serving_port"] = f"127.0.0.1:{port}"
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
         env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **spec.environment}
-        model = HuggingFaceModel(
-            model_data=self.stage(archive).as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
+        model = HuggingFaceModel(  # the SDK unpacks model_data next to itself: give it a private copy
+            model_data=self.stage(archive, always=True).as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
             transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
             sagemaker_session=session, name=spec.endpoint_name,
             # with a code location the SDK does not resolve (and create) a default S3 bucket via STS
@@ -224,25 +237,25 @@ class LocalBackend:
         )
         reporter.step(f"local: serving container from {image} on http://127.0.0.1:{port}")
         started = time.monotonic()
-        endpoint = self._start_serving(model, spec, image, instance_type, port, session)
+        endpoint = self._start_serving(model, spec, instance_type, port, session)
         reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
         return endpoint
 
-    def _start_serving(self, model: Any, spec: DeploySpec, image: str, instance_type: str, port: int,
+    def _start_serving(self, model: Any, spec: DeploySpec, instance_type: str, port: int,
                        session: Any) -> LocalEndpoint:
         """``model.deploy`` with the fast health check; on any failure the endpoint is removed and
         the container's exit code and log tail are reported."""
-        before = our_containers(image)
+        run_id = self._labelled(session)
         endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout)
         try:
             with _aws.interrupts_kept(), readiness.fast_health_check(
-                    lambda: sorted(our_containers(image) - before), spec.startup_timeout or 600.0):
+                    lambda: sorted(our_containers(run_id)), spec.startup_timeout or 600.0):
                 # Local mode serves synchronously inside CreateEndpoint (with the health check above);
                 # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.
                 model.deploy(initial_instance_count=spec.initial_instance_count, instance_type=instance_type,
                              endpoint_name=spec.endpoint_name, wait=False)
         except BaseException as exc:
-            endpoint.containers = our_containers(image) - before
+            endpoint.containers = our_containers(run_id)
             code, tail = container_report(endpoint.containers)
             endpoint.delete()
             if isinstance(exc, Exception):
@@ -253,7 +266,7 @@ class LocalBackend:
                     details=log_excerpt("the serving container's log", tail),
                 ) from exc
             raise
-        endpoint.containers = our_containers(image) - before
+        endpoint.containers = our_containers(run_id)
         return endpoint
 
 

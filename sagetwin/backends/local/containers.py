@@ -4,17 +4,47 @@ finding those of runs that were killed before they could clean up."""
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from pathlib import Path
 
 from sagetwin.backends.local.docker import Runner, run
 from sagetwin.core.progress import Reporter
 
 NETWORK = "sagemaker-local"
-COMPOSE_DIR_LABEL = "com.docker.compose.project.working_dir"  # set by compose v1 and v2
+RUN_LABEL = "org.sagetwin.run"  # which fit or deploy started the container
+OWNER_LABEL = "org.sagetwin.owner"  # "<host> <pid> <start time>" of the process that started it
 
 
-def our_containers(image: str) -> set[str]:
-    out = run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"ancestor={image}"])
+def new_run_labels() -> tuple[str, dict[str, str]]:
+    """A run id, and the labels every container of that run carries (set through the SDK's own
+    ``local.container_config``): cleanup acts on these labels only, never on what merely shares an image."""
+    run_id = uuid.uuid4().hex[:16]
+    return run_id, {RUN_LABEL: run_id, OWNER_LABEL: owner_of(os.getpid())}
+
+
+def owner_of(pid: int) -> str:
+    return f"{socket.gethostname()} {pid} {_start_time(pid)}"
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot: with the pid, it names one process for ever."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_gone(owner: str) -> bool:
+    """True only for an owner on this host that no longer runs; another host's containers are not ours to judge."""
+    parts = owner.split()
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    return owner_of(int(parts[1])) != owner
+
+
+def our_containers(run_id: str) -> set[str]:
+    out = run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={RUN_LABEL}={run_id}"])
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
@@ -53,22 +83,18 @@ def container_status(container_id: str) -> str:
     return "dead" if status == "created" and (code not in ("", "0") or error) else status
 
 
-def orphaned_containers(work_dir: Path, run: Runner = run) -> list[str]:
-    """Containers the SDK's compose started under our work dir whose `compose up` no longer runs:
-    the Python process that owned them was killed outright (SIGKILL, a closed pipe) before it
-    could remove them. Nobody can reach them through sagetwin any more."""
-    out = run(["docker", "ps", "-a", "--no-trunc", "--format", f'{{{{.ID}}}}\t{{{{.Label "{COMPOSE_DIR_LABEL}"}}}}'])
-    ours = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line] if out.returncode == 0 else []
-    ours = [(cid, folder) for cid, folder in ours if folder.startswith(str(work_dir) + os.sep)]
-    if not ours:
-        return []
-    running = run(["ps", "-ww", "-eo", "args="]).stdout.splitlines()  # -ww: never cut to the terminal width
-    live = [args for args in running if "compose" in args and "<defunct>" not in args]
-    return [cid for cid, folder in ours if not any(f"{folder}{os.sep}docker-compose.yaml" in args for args in live)]
+def orphaned_containers(run: Runner = run) -> list[str]:
+    """Containers sagetwin started whose owning process on this host is gone: it was killed
+    outright (SIGKILL, a closed pipe) before it could remove them. Nobody can reach them through
+    sagetwin any more. Containers another machine started on a shared engine are left alone."""
+    out = run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label={OWNER_LABEL}", "--format",
+               f'{{{{.ID}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}'])
+    rows = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line] if out.returncode == 0 else []
+    return [cid for cid, owner in rows if owner_gone(owner)]
 
 
-def reap_orphans(work_dir: Path, reporter: Reporter) -> None:
-    orphans = orphaned_containers(work_dir)
+def reap_orphans(reporter: Reporter) -> None:
+    orphans = orphaned_containers()
     if orphans:
         remove_containers(set(orphans))
         reporter.step(f"local: removed {len(orphans)} container(s) left by a sagetwin run that was killed")

@@ -12,7 +12,7 @@ from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_r
 from sagetwin.core.backend import Check
 
 
-def doctor_checks(work_dir: Path) -> list[Check]:
+def doctor_checks() -> list[Check]:
     ok, why = docker_reachable()
     items = [Check(ok, why, "start one: `bash scripts/docker-engine.sh` (installs Debian's docker.io if needed)",
                    name="local: Docker engine reachable")]
@@ -28,7 +28,7 @@ def doctor_checks(work_dir: Path) -> list[Check]:
     items.append(Check(True, gpu.reason + ("; training uses local_gpu" if gpu.usable else "; training runs on the CPU"),
                        name="local: GPU for containers"))
     items += [_image_check(scope) for scope in ("training", "inference")]
-    orphans = orphaned_containers(work_dir)
+    orphans = orphaned_containers()
     items.append(Check(not orphans, f"{len(orphans)} left: {', '.join(c[:12] for c in orphans)}" if orphans else "none",
                        "the next local fit or deploy removes them, or: docker rm -f " + " ".join(orphans),
                        name="local: no containers left by killed runs"))

@@ -14,10 +14,9 @@ def sagetwin_register_backends(register):
 
 @hookimpl
 def sagetwin_doctor_checks() -> list:
-    from sagetwin.backends.local.backend import LocalBackend
     from sagetwin.backends.local.doctor import doctor_checks
 
-    return doctor_checks(LocalBackend().work_dir)
+    return doctor_checks()
 
 
 @hookimpl

@@ -137,11 +137,11 @@ def fast_health_check(find_containers: Callable[[], list[str]], timeout: float) 
 
     threads_before = compose_threads()
 
-    def wait(serving_port: int) -> None:
+    def wait(serving_port: int | str) -> None:  # "127.0.0.1:PORT": the port as published
         ours = compose_threads() - threads_before  # started just before this call
         adopt(ours)
         wait_for_model(find_containers=find_containers, compose_running=lambda: any(t.is_alive() for t in ours),
-                       serving_port=serving_port, timeout=timeout)
+                       serving_port=int(str(serving_port).rsplit(":", 1)[-1]), timeout=timeout)
 
     original = entities._wait_for_serving_container
     entities._wait_for_serving_container = wait

@@ -87,6 +87,11 @@ class ProcessBackend:
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
         base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else self.work_dir / "runs"
         run_dir = inside(base, spec.job_name)
+        if run_dir.exists():  # SageMaker refuses a second job of one name; its model would mix with the first's
+            raise ConfigurationError(
+                f"Training job names must be unique within an AWS account and region, and a training job with "
+                f"name {spec.job_name} already exists (its run folder is {run_dir}).",
+                f"pick another job_name, or delete {run_dir} first.")
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         python = self._python(stack, reporter)
         differences = drift(stack) if self.env == "host" else []
