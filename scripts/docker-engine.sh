@@ -9,7 +9,30 @@ LOG=${SAGETWIN_DOCKERD_LOG:-/tmp/sagetwin-dockerd.log}
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
+# Compose v2 (the `docker compose` plugin): local_gpu needs it, since the SDK writes a `deploy:` key
+# that docker-compose v1 rejects. Debian bookworm ships only v1; Debian trixie's docker-compose
+# package is the v2 plugin (a static Go binary), so it is fetched from trixie and installed beside
+# Docker's other CLI plugins, leaving the system's apt sources as they are.
+install_compose_v2() {
+    if docker compose version 2>/dev/null | grep -Eq 'version v?2\.'; then return 0; fi
+    echo "docker-engine: installing the docker compose v2 plugin from Debian trixie"
+    local apt_dir plugin_dir
+    apt_dir=$(mktemp -d)
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+    echo "deb http://deb.debian.org/debian trixie main" > "$apt_dir/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/nonexistent"
+                -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "APT::Sandbox::User=root")
+    (cd "$apt_dir" && apt-get "${opts[@]}" -qq update && apt-get "${opts[@]}" -qq download docker-compose) >/dev/null
+    dpkg -x "$apt_dir"/docker-compose_*.deb "$apt_dir/root"
+    plugin_dir=/usr/libexec/docker/cli-plugins
+    $SUDO mkdir -p "$plugin_dir"
+    $SUDO install -m 0755 "$apt_dir/root/usr/libexec/docker/cli-plugins/docker-compose" "$plugin_dir/docker-compose"
+    rm -rf "$apt_dir"
+    docker compose version
+}
+
 if docker info >/dev/null 2>&1; then
+    install_compose_v2 || echo "docker-engine: could not install compose v2 (local_gpu needs it; CPU runs do not)" >&2
     echo "docker-engine: an engine already answers ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
     exit 0
 fi
@@ -36,4 +59,5 @@ if ! docker info >/dev/null 2>&1; then
     tail -20 "$LOG" >&2 || true
     exit 1
 fi
+install_compose_v2 || echo "docker-engine: could not install compose v2 (local_gpu needs it; CPU runs do not)" >&2
 echo "docker-engine: ready ($(docker info --format '{{.ServerVersion}}'), storage $(docker info --format '{{.Driver}}'))"

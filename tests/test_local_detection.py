@@ -78,3 +78,23 @@ def test_docker_unreachable_names_the_reason(monkeypatch):
 
     ok, why = docker_reachable(run)
     assert not ok and "Docker not reachable" in why and "Is the docker daemon running?" in why
+
+
+def test_debians_compose_v2_plugin_is_recognised_by_its_version_number():
+    from sagetwin.backends.local.docker import compose_command
+
+    compose_command.cache_clear()
+    run = recorded({("docker", "compose", "version"): (0, "Docker Compose version 2.26.1-4\n")})
+    assert compose_command(run)[0] == ["docker", "compose"]
+    compose_command.cache_clear()
+
+
+def test_gpu_runs_make_the_sdk_use_compose_v2_and_give_its_choice_back():
+    from sagemaker.local.image import _SageMakerContainer
+
+    from sagetwin.backends.local.docker import sdk_compose
+
+    original = _SageMakerContainer.__dict__["_get_compose_cmd_prefix"]
+    with sdk_compose(["docker", "compose"]):
+        assert _SageMakerContainer._get_compose_cmd_prefix() == ["docker", "compose"]
+    assert _SageMakerContainer.__dict__["_get_compose_cmd_prefix"] is original

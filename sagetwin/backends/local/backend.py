@@ -12,6 +12,7 @@ on Ctrl-C (``containers``); files the containers wrote are handed back to the in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from sagetwin.backends.local.containers import (
     remove_containers,
     remove_network,
 )
-from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable
+from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable, sdk_compose
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError, log_excerpt
 from sagetwin.core.paths import building, private_dir
@@ -127,10 +128,11 @@ class LocalBackend:
             gpu = detect_gpu()
             chosen = self.instance_type or ("local_gpu" if gpu.usable else "local")
             reporter.step(f"local: {'GPU' if chosen == 'local_gpu' else 'CPU'} ({gpu.reason})")
-        if chosen == "local_gpu" and compose_command()[0] == ["docker-compose"]:
+        if chosen == "local_gpu" and compose_command()[0] != ["docker", "compose"]:
             raise BackendUnavailableError(
                 "local_gpu needs docker compose v2: the SDK adds a `deploy:` key that docker-compose v1 rejects.",
-                "install the docker compose v2 plugin, or pass instance_type='local' to train on the CPU.")
+                "run `bash scripts/docker-engine.sh` (it installs the v2 plugin), or pass instance_type='local' "
+                "to train on the CPU.")
         return chosen
 
     def stage(self, path: Path, *, always: bool = False) -> Path:
@@ -151,6 +153,11 @@ class LocalBackend:
                     shutil.copytree(resolved, tmp, copy_function=images.link_or_copy, symlinks=False,
                                     dirs_exist_ok=True)
         return target / resolved.name if resolved.is_file() else target
+
+    @staticmethod
+    def _compose_for(instance_type: str) -> contextlib.AbstractContextManager:
+        """GPU runs use compose v2 (see ``sdk_compose``); CPU runs keep the SDK's own choice."""
+        return sdk_compose(["docker", "compose"]) if instance_type == "local_gpu" else contextlib.nullcontext()
 
     def _labelled(self, session: Any) -> str:
         """A new run id; every container the next SDK call starts carries it (and its owner)."""
@@ -194,7 +201,7 @@ class LocalBackend:
         """``estimator.fit``; the job's containers are removed whatever happens, Ctrl-C included."""
         failure: BaseException | None = None
         try:
-            with _aws.interrupts_kept():
+            with _aws.interrupts_kept(), self._compose_for(estimator.instance_type):
                 estimator.fit(inputs, job_name=job_name, wait=True, logs=True)
         except BaseException as exc:
             failure = exc
@@ -248,7 +255,7 @@ class LocalBackend:
         run_id = self._labelled(session)
         endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout)
         try:
-            with _aws.interrupts_kept(), readiness.fast_health_check(
+            with _aws.interrupts_kept(), self._compose_for(instance_type), readiness.fast_health_check(
                     lambda: sorted(our_containers(run_id)), spec.startup_timeout or 600.0):
                 # Local mode serves synchronously inside CreateEndpoint (with the health check above);
                 # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.

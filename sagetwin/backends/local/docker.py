@@ -3,11 +3,13 @@ is an engine there, which compose, which GPU."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +50,11 @@ def docker_reachable(run: Runner = run) -> tuple[bool, str]:
 
 @functools.lru_cache(maxsize=4)
 def compose_command(run: Runner = run) -> tuple[list[str] | None, str]:
-    """As the SDK decides: ``docker compose`` if its version says v2, else ``docker-compose``.
+    """``docker compose`` when it is v2 or later, else ``docker-compose``. By the version number:
+    the SDK looks for the text "v2", which Debian's plugin ("version 2.26.1-4") does not print.
     Cached per process: starting docker-compose v1 just to read its version takes half a second."""
     v2 = run(["docker", "compose", "version"])
-    if v2.returncode == 0 and "v2" in v2.stdout:
+    if v2.returncode == 0 and re.search(r"version v?([2-9]|\d\d+)\.", v2.stdout):
         return ["docker", "compose"], v2.stdout.strip()
     if shutil.which("docker-compose"):
         v1 = run(["docker-compose", "version", "--short"])
@@ -82,3 +85,17 @@ def detect_gpu(run: Runner = run, cdi_dirs: tuple[str, ...] = ("/etc/cdi", "/var
         return GpuInfo(True, f"{gpus} NVIDIA GPU(s), Docker {'nvidia runtime' if has_runtime else 'CDI'}", gpus)
     return GpuInfo(False, f"{gpus} NVIDIA GPU(s) but Docker has no nvidia runtime or CDI spec "
                           "(install the NVIDIA Container Toolkit)", gpus)
+
+
+@contextlib.contextmanager
+def sdk_compose(command: list[str]) -> Iterator[None]:
+    """Make SDK local mode run ``command`` as its compose for a while (it would pick docker-compose
+    v1 over a v2 plugin whose version lacks the text "v2", and v1 rejects local_gpu's ``deploy:``)."""
+    from sagemaker.local.image import _SageMakerContainer
+
+    original = _SageMakerContainer.__dict__["_get_compose_cmd_prefix"]
+    _SageMakerContainer._get_compose_cmd_prefix = staticmethod(lambda: list(command))
+    try:
+        yield
+    finally:
+        _SageMakerContainer._get_compose_cmd_prefix = original

@@ -22,7 +22,8 @@ def doctor_checks() -> list[Check]:
     items.append(Check(compose is not None, version, "install docker-compose (Debian) or the docker compose v2 plugin",
                        name="local: docker compose"))
     if compose == ["docker-compose"]:
-        items.append(Check(None, "docker-compose v1 rejects the `deploy:` key the SDK writes for local_gpu",
+        items.append(Check(None, "docker-compose v1 rejects the `deploy:` key the SDK writes for local_gpu; "
+                                 "`bash scripts/docker-engine.sh` installs the v2 plugin",
                            name="local: GPU containers need compose v2"))
     gpu = detect_gpu()
     items.append(Check(True, gpu.reason + ("; training uses local_gpu" if gpu.usable else "; training runs on the CPU"),
