@@ -77,9 +77,12 @@ def bench_deploy(model_data: str) -> dict:
     with job("local", {}).deploy(model_data=model_data) as predictor:
         predictor.predict({"inputs": "a wonderful film"})
         sagetwin_s = time.monotonic() - started
-    sdk_s = sdk_deploy_to_first_answer(model_data)
-    return {"sagetwin_deploy_to_first_answer_s": sagetwin_s, "sdk_deploy_to_first_answer_s": sdk_s,
-            "ratio": sagetwin_s / sdk_s, "target": "<= 15 s"}
+    like_for_like_s = sdk_deploy_to_first_answer(model_data, wait=False)
+    as_people_run_it_s = sdk_deploy_to_first_answer(model_data, wait=True)
+    return {"sagetwin_deploy_to_first_answer_s": sagetwin_s,
+            "sdk_wait_false_s": like_for_like_s, "ratio_like_for_like": sagetwin_s / like_for_like_s,
+            "sdk_wait_true_s": as_people_run_it_s, "ratio_as_people_run_it": sagetwin_s / as_people_run_it_s,
+            "target": "<= 15 s"}
 
 
 @contextlib.contextmanager
@@ -101,13 +104,15 @@ def sdk_as_shipped() -> Iterator[None]:
             module.validate_sagemaker_config = function
 
 
-def sdk_deploy_to_first_answer(model_data: str) -> float:
-    """The baseline: the SDK's own local-mode deploy of the same artifact, same image, no sagetwin."""
+def sdk_deploy_to_first_answer(model_data: str, *, wait: bool = True) -> float:
+    """The baseline: the SDK's own local-mode deploy of the same artifact, same image, no sagetwin.
+    ``wait=True`` is how people call it (a 30 s sleep before its first DescribeEndpoint);
+    ``wait=False`` is like for like with sagetwin, which deploys that way."""
     with sdk_as_shipped():
-        return _sdk_deploy_to_first_answer(model_data)
+        return _sdk_deploy_to_first_answer(model_data, wait)
 
 
-def _sdk_deploy_to_first_answer(model_data: str) -> float:
+def _sdk_deploy_to_first_answer(model_data: str, wait: bool) -> float:
     import boto3
     from sagemaker.huggingface import HuggingFaceModel
     from sagemaker.local import LocalSession
@@ -119,14 +124,14 @@ def _sdk_deploy_to_first_answer(model_data: str) -> float:
     session = LocalSession(boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="x",
                                                       aws_secret_access_key="x"),
                            default_bucket="bench-local", sagemaker_config=_aws.SDK_CONFIG)
-    session.config = {"local": {"local_code": True}}
-    image = images.recipe("inference").tag
-    before = containers.our_containers(image)
-    model = HuggingFaceModel(model_data=model_data, image_uri=image, role=local.LOCAL_ROLE,
-                             transformers_version="4.48.0", pytorch_version="2.3.0", py_version="py311",
-                             sagemaker_session=session, code_location="s3://bench-local/code")
+    run_id, labels = containers.new_run_labels()
+    session.config = {"local": {"local_code": True, "container_config": {"labels": labels}}}
+    rec = images.recipe("inference")
+    model = HuggingFaceModel(model_data=model_data, image_uri=rec.tag, role=local.LOCAL_ROLE,
+                             transformers_version=rec.stack.transformers, pytorch_version=rec.stack.pytorch,
+                             py_version=rec.stack.py, sagemaker_session=session, code_location="s3://bench-local/code")
     started = time.monotonic()
-    predictor = model.deploy(1, "local")
+    predictor = model.deploy(1, "local", wait=wait)
     try:
         from sagemaker.deserializers import JSONDeserializer
         from sagemaker.serializers import JSONSerializer
@@ -136,7 +141,7 @@ def _sdk_deploy_to_first_answer(model_data: str) -> float:
         return time.monotonic() - started
     finally:
         predictor.delete_endpoint()
-        containers.remove_containers(containers.our_containers(image) - before)
+        containers.remove_containers(containers.our_containers(run_id))
 
 
 def main() -> None:
