@@ -18,9 +18,10 @@ class ApiChange:
     instead: str = ""
 
 
-# Declarative: from the transformers release notes.
+# Declarative. Read from the released wheels (transformers/training_args.py and trainer.py): the
+# deprecation message says evaluation_strategy goes in 4.46, but 4.50.0 still has it and 4.51.0 not.
 API_CHANGES = (
-    ApiChange("TrainingArguments", "evaluation_strategy", removed_in="4.46.0", instead="eval_strategy"),
+    ApiChange("TrainingArguments", "evaluation_strategy", removed_in="4.51.0", instead="eval_strategy"),
     ApiChange("TrainingArguments", "eval_strategy", added_in="4.41.0", instead="evaluation_strategy"),
     ApiChange("Trainer", "tokenizer", removed_in="5.0.0", instead="processing_class"),
     ApiChange("Trainer", "processing_class", added_in="4.46.0", instead="tokenizer"),
