@@ -116,8 +116,7 @@ def complete_base(rec: ImageRecipe, reporter: Reporter) -> str:
 def build(rec: ImageRecipe, reporter: Reporter, *, force: bool = False) -> str:
     """Build (or find) the image for ``rec``; returns its tag."""
     if not force and image_exists(rec.tag):
-        reporter.step(f"image: {rec.tag} is up to date (parity: {rec.parity_line()})")
-        return rec.tag
+        return rec.tag  # the caller says which image it uses, and its parity
     ensure_base(rec, reporter)
     wheelhouse = build_wheelhouse(rec, reporter, _stream)
     _assemble(rec, wheelhouse, reporter)
