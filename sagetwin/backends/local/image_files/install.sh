@@ -8,4 +8,4 @@ if [ -f /tmp/sagetwin-files/dockerd-entrypoint.py ]; then
     install -m 0755 /tmp/sagetwin-files/dockerd-entrypoint.py /usr/local/bin/dockerd-entrypoint.py
 fi
 mkdir -p /opt/ml/code
-find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+# the bytecode pip compiled stays: without it every start recompiles torch and transformers (seconds)
