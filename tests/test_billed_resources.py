@@ -32,7 +32,7 @@ class StopRecorder:
 def test_a_job_lost_while_following_its_logs_is_stopped():
     backend = SageMakerBackend(role="arn:aws:iam::1:role/r")
     client = StopRecorder()
-    backend._sm = SimpleNamespace(sagemaker_client=client)
+    backend._sm = SimpleNamespace(sagemaker_client=client)  # what following the job would use
     backend._boto = SimpleNamespace(region_name="us-east-1")
     estimator = SimpleNamespace(fit=lambda *a, **k: (_ for _ in ()).throw(
         client_error("ThrottlingException", "Rate exceeded", "GetLogEvents")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
@@ -105,14 +106,25 @@ def require_model_files(archive: Path) -> None:
 
 
 def metrics_from_archive(archive: Path | IO[bytes]) -> dict[str, float]:
-    """Metrics from an ``output.tar.gz`` (a path or an open file), at its root or under ``data/``."""
-    import tempfile
-
+    """Metrics from an ``output.tar.gz`` (a path or an open file), at its root or under ``data/``.
+    Streamed: only the two small metric files are read, however large the rest of the archive."""
     if isinstance(archive, Path) and not archive.is_file():
         return {}
-    with tempfile.TemporaryDirectory() as tmp:
-        opened = tarfile.open(archive, "r:gz") if isinstance(archive, Path) else tarfile.open(
-            fileobj=archive, mode="r:gz")
-        with opened as tar:
-            tar.extractall(tmp, filter="data")
-        return read_metrics(Path(tmp)) or read_metrics(Path(tmp) / "data")
+    wanted = {"metrics.json", "eval_results.txt", "data/metrics.json", "data/eval_results.txt"}
+    found: dict[str, bytes] = {}
+    opened = tarfile.open(archive, "r|gz") if isinstance(archive, Path) else tarfile.open(fileobj=archive, mode="r|gz")
+    with opened as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            if member.isfile() and name in wanted and member.size < 10_000_000:
+                handle = tar.extractfile(member)
+                found[name] = handle.read() if handle else b""
+    for folder in ("", "data/"):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("metrics.json", "eval_results.txt"):
+                if folder + name in found:
+                    (Path(tmp) / name).write_bytes(found[folder + name])
+            metrics = read_metrics(Path(tmp))
+        if metrics:
+            return metrics
+    return {}

@@ -53,101 +53,103 @@ class ModelHTTPServer(ThreadingHTTPServer):
 
 
 def make_server(host: str, port: int, state: ServerState) -> ModelHTTPServer:
-    return ModelHTTPServer((host, port), _request_handler(state))
+    # per read of a request: a slow or stalled client is answered 408 and let go
+    timeout = float(os.environ.get("SAGETWIN_SERVER_READ_TIMEOUT", INVOCATION_TIMEOUT_S))
+    handler = type("BoundInvocationHandler", (InvocationHandler,), {"state": state, "timeout": timeout})
+    return ModelHTTPServer((host, port), handler)
 
 
-def _request_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: no new connection per prediction
-        default_request_version = "HTTP/1.1"  # so even a garbled request line gets a status line back
-        disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
-        timeout = float(os.environ.get("SAGETWIN_SERVER_READ_TIMEOUT", INVOCATION_TIMEOUT_S))  # per socket read
+class InvocationHandler(BaseHTTPRequestHandler):
+    """GET /ping and POST /invocations over ``state`` (set per server by ``make_server``)."""
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug(format, *args)
+    state: ServerState
+    protocol_version = "HTTP/1.1"  # keep-alive: no new connection per prediction
+    default_request_version = "HTTP/1.1"  # so even a garbled request line gets a status line back
+    disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """Every error as JSON (the stdlib sends HTML); methods the server lacks are 405, not 501."""
-            if code == 501 and message and message.startswith("Unsupported method"):
-                code, message = 405, f"method {self.command} is not allowed; use GET /ping or POST /invocations"
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug(format, *args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every error as JSON (the stdlib sends HTML); methods the server lacks are 405, not 501."""
+        if code == 501 and message and message.startswith("Unsupported method"):
+            code, message = 405, f"method {self.command} is not allowed; use GET /ping or POST /invocations"
+        self.close_connection = True
+        self._send(code, error_body(code, message or explain or REASONS.get(code, "error")))
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True  # the client left; nothing to answer
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except TimeoutError:
             self.close_connection = True
-            self._send(code, error_body(code, message or explain or REASONS.get(code, "error")))
+            if getattr(self, "command", None):  # a request had started: say so before closing
+                self._send(408, error_body(408, "the request was not received in time"))
 
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                self.close_connection = True  # the client left; nothing to answer
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path != "/ping":
+            self._send(404, error_body(404, f"no route {self.path}; use GET /ping"))
+        elif self.state.handler is not None:
+            self._send(200, b'{"status": "Healthy"}\n')
+        else:
+            self._send(503, error_body(503, self.state.load_error or "model is loading"))
 
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            except TimeoutError:
-                self.close_connection = True
-                if getattr(self, "command", None):  # a request had started: say so before closing
-                    self._send(408, error_body(408, "the request was not received in time"))
+    def _read_body(self) -> bytes | None:
+        """The request body within SageMaker's limits, or None once an error was answered."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.send_error(411, "send the body with a Content-Length (chunked bodies are not accepted)")
+            return None
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            self.send_error(411, "Content-Length is required for POST /invocations")
+            return None
+        if not raw.strip().isdigit():
+            self.send_error(400, f"Content-Length must be a non-negative integer, not {raw!r}")
+            return None
+        length = int(raw)
+        if length > MAX_PAYLOAD_BYTES:
+            self.send_error(413, payload_too_large(length))  # closes: the body is never read
+            return None
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.send_error(408, "the request was not received in time")
+            return None
+        if len(body) < length:
+            self.send_error(400, f"the body ended after {len(body)} of {length} bytes")
+            return None
+        return body
 
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path != "/ping":
-                self._send(404, error_body(404, f"no route {self.path}; use GET /ping"))
-            elif state.handler is not None:
-                self._send(200, b'{"status": "Healthy"}\n')
-            else:
-                self._send(503, error_body(503, state.load_error or "model is loading"))
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._read_body()
+        if body is None:
+            return
+        if self.path != "/invocations":
+            self._send(404, error_body(404, f"no route {self.path}; use POST /invocations"))
+        elif self.state.handler is None:
+            self._send(503, error_body(503, self.state.load_error or "model is loading"))
+        else:
+            self._invoke(body)
 
-        def _read_body(self) -> bytes | None:
-            """The request body within SageMaker's limits, or None once an error was answered."""
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                self.send_error(411, "send the body with a Content-Length (chunked bodies are not accepted)")
-                return None
-            raw = self.headers.get("Content-Length")
-            if raw is None:
-                self.send_error(411, "Content-Length is required for POST /invocations")
-                return None
-            if not raw.strip().isdigit():
-                self.send_error(400, f"Content-Length must be a non-negative integer, not {raw!r}")
-                return None
-            length = int(raw)
-            if length > MAX_PAYLOAD_BYTES:
-                self.send_error(413, payload_too_large(length))  # closes: the body is never read
-                return None
-            try:
-                body = self.rfile.read(length)
-            except TimeoutError:
-                self.send_error(408, "the request was not received in time")
-                return None
-            if len(body) < length:
-                self.send_error(400, f"the body ended after {len(body)} of {length} bytes")
-                return None
-            return body
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = self._read_body()
-            if body is None:
-                return
-            if self.path != "/invocations":
-                self._send(404, error_body(404, f"no route {self.path}; use POST /invocations"))
-            elif state.handler is None:
-                self._send(503, error_body(503, state.load_error or "model is loading"))
-            else:
-                self._invoke(body)
-
-        def _invoke(self, body: bytes) -> None:
-            try:
-                payload, content_type = state.handler.invoke(body, dict(self.headers.items()))
-            except PredictionError as exc:
-                self._send(exc.status, error_body(exc.status, exc.message))
-                return
-            except Exception as exc:  # never let one request take the server down
-                log.error("invocation failed: %s", traceback.format_exc())
-                self._send(500, error_body(500, f"{type(exc).__name__}: {exc}"))
-                return
-            self._send(200, payload, content_type)
-
-    return Handler
+    def _invoke(self, body: bytes) -> None:
+        try:
+            payload, content_type = self.state.handler.invoke(body, dict(self.headers.items()))
+        except PredictionError as exc:
+            self._send(exc.status, error_body(exc.status, exc.message))
+            return
+        except Exception as exc:  # never let one request take the server down
+            log.error("invocation failed: %s", traceback.format_exc())
+            self._send(500, error_body(500, f"{type(exc).__name__}: {exc}"))
+            return
+        self._send(200, payload, content_type)

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--transformers", default=None, help="transformers version from the SDK's DLC table")
     build.add_argument("--pytorch", dest="pytorch_dlc", default=None, help="the DLC's PyTorch version")
     build.add_argument("--py", default=None, help="the DLC's Python, e.g. py311")
-    build.add_argument("--torch", default=None, help="the DLC's torch (default), cpu for the slim CPU build, or a version")
+    build.add_argument("--torch", default=None,
+                       help="the DLC's torch (default), cpu for the slim CPU build, or a version")
     build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     build.add_argument("--verbose", action="store_true", help="show the build output")
     build.set_defaults(func=build_images)

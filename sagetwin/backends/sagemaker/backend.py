@@ -212,19 +212,10 @@ class SageMakerBackend:
         except Exception as exc:  # lost while following the job (logs, STS, network): it would bill on
             error = diagnosis.client_error(exc, f"training job {job_name}")
             if isinstance(error, SagetwinError):
-                error.problem += " " + self._stop_after_error(job_name)
+                error.problem += " " + diagnosis.stop_after_error(self.session.sagemaker_client, job_name)
             else:
-                error.add_note(self._stop_after_error(job_name))
+                error.add_note(diagnosis.stop_after_error(self.session.sagemaker_client, job_name))
             raise error from exc
-
-    def _stop_after_error(self, job_name: str) -> str:
-        """Stop a job sagetwin can no longer follow; say what happened either way."""
-        try:
-            self.session.sagemaker_client.stop_training_job(TrainingJobName=job_name)
-            return f"The training job {job_name} was stopped, so it does not go on billing."
-        except Exception as exc:
-            return (f"The training job {job_name} could not be stopped ({exc}) and may still run (and bill) until its "
-                    f"max_run: stop it with `aws sagemaker stop-training-job --training-job-name {job_name}`.")
 
     def _stop_unless_kept(self, job_name: str, reporter: Reporter) -> None:
         """Ctrl-C stops the job (it bills until it ends) unless the person, asked, keeps it."""
@@ -278,24 +269,12 @@ class SageMakerBackend:
             endpoints.wait_in_service(self.session.sagemaker_client, spec.endpoint_name,
                                       spec.startup_timeout or ENDPOINT_TIMEOUT_S, reporter)
         except BaseException as exc:
-            self._delete_keeping(exc, endpoint, instance)  # a half-created endpoint still bills
+            diagnosis.delete_keeping(exc, endpoint, hourly_price(instance))  # a half-created endpoint still bills
             failure = self._deploy_failure(exc, spec.endpoint_name)
             if failure is exc:
                 raise
             raise failure from exc
         return endpoint
-
-    @staticmethod
-    def _delete_keeping(original: BaseException, endpoint: SageMakerEndpoint, instance: str) -> None:
-        """Delete after a failure; if that fails too, the original error stays the one raised and
-        says what is left running, what it costs and how to remove it."""
-        try:
-            endpoint.delete()
-        except Exception as exc:
-            price = hourly_price(instance)
-            original.add_note(f"endpoint {endpoint.name} could not be deleted ({type(exc).__name__}: {exc}); it may "
-                              f"still run{f' at ${price:.3f}/h' if price else ''}: remove it with "
-                              f"`sagetwin endpoints --delete {endpoint.name}`")
 
     def _deploy_failure(self, exc: BaseException, name: str) -> BaseException:
         from sagemaker.exceptions import UnexpectedStatusException

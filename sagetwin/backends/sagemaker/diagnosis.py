@@ -59,3 +59,24 @@ def endpoint_failure_reason(sagemaker_client: Any, name: str) -> str:
         return sagemaker_client.describe_endpoint(EndpointName=name).get("FailureReason", "")
     except Exception:
         return "no FailureReason available"
+
+
+def stop_after_error(sagemaker_client: Any, job_name: str) -> str:
+    """Stop a job sagetwin can no longer follow (it would bill until max_run); say what happened."""
+    try:
+        sagemaker_client.stop_training_job(TrainingJobName=job_name)
+        return f"The training job {job_name} was stopped, so it does not go on billing."
+    except Exception as exc:
+        return (f"The training job {job_name} could not be stopped ({exc}) and may still run (and bill) until its "
+                f"max_run: stop it with `aws sagemaker stop-training-job --training-job-name {job_name}`.")
+
+
+def delete_keeping(original: BaseException, endpoint: Any, hourly: float | None) -> None:
+    """Delete after a failure; if that fails too, the original error stays the one raised and
+    says what is left running, what it costs and how to remove it."""
+    try:
+        endpoint.delete()
+    except Exception as exc:
+        original.add_note(f"endpoint {endpoint.name} could not be deleted ({type(exc).__name__}: {exc}); it may "
+                          f"still run{f' at ${hourly:.3f}/h' if hourly else ''}: remove it with "
+                          f"`sagetwin endpoints --delete {endpoint.name}`")
