@@ -1,0 +1,151 @@
+"""Inside a person's own Python process: every AWS client talks to the twin, nowhere else.
+
+Most clients already follow ``AWS_ENDPOINT_URL``, but the SageMaker SDK builds its STS client
+with an explicit regional URL (``https://sts.<region>.amazonaws.com``), which that variable
+does not override; ``default_bucket()`` and ``get_execution_role()`` would reach for AWS. This
+module rewrites any non-loopback ``endpoint_url`` given to botocore to the twin's, and shortens
+the SDK's polling intervals (5 to 30 s: sized for the cloud) to half a second,
+since the twin's jobs run on this machine. Nothing else about the SDK changes.
+
+Standard library only, and no sagetwin import: ``hook/sitecustomize.py`` loads it by path
+into any Python that has botocore, with or without sagetwin installed.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import inspect
+import ipaddress
+import os
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+ENDPOINT_VARIABLE = "SAGETWIN_AWS_ENDPOINT"
+POLL_S = 0.5
+SDK_DESCRIBE_INTERVAL_S = 30  # _logs_for_job re-describes a job at most this often
+_installed: dict[str, str] = {}
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def install(endpoint: str | None = None) -> bool:
+    """Route this process's AWS clients to ``endpoint`` (default: ``$SAGETWIN_AWS_ENDPOINT``)."""
+    endpoint = endpoint or os.environ.get(ENDPOINT_VARIABLE)
+    if not endpoint:
+        return False
+    if not is_loopback_url(endpoint):
+        raise ValueError(f"{ENDPOINT_VARIABLE}={endpoint} is not on 127.0.0.1; the twin only listens there.")
+    _installed["endpoint"] = endpoint
+    if "hooks" not in _installed:
+        _installed["hooks"] = "yes"
+        _after_import("botocore.session", _patch_botocore)
+        _after_import("sagemaker.session", _patch_sdk_polls)
+        _after_import("sagemaker.telemetry.telemetry_logging", _silence_sdk_telemetry)
+    return True
+
+
+def uninstall() -> None:
+    """Clients created from now on go where they would without the twin (polls stay short)."""
+    _installed.pop("endpoint", None)
+
+
+def _after_import(name: str, action: Any) -> None:
+    """Run ``action(module)`` now if ``name`` is imported, else right after it is."""
+    if name in sys.modules:
+        action(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, action))
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    def __init__(self, name: str, action: Any) -> None:
+        self.name, self.action = name, action
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, action = spec.loader, self.action
+        real_exec = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            real_exec(module)
+            action(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _patch_botocore(module: Any) -> None:
+    session_class = module.Session
+    if getattr(session_class.create_client, "_sagetwin", False):
+        return
+    original = session_class.create_client
+    signature = inspect.signature(original)
+
+    def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        twin = _installed.get("endpoint")
+        if not twin:
+            return original(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        url = bound.arguments.get("endpoint_url")
+        if not url or not is_loopback_url(url):
+            bound.arguments["endpoint_url"] = twin
+        return original(*bound.args, **bound.kwargs)
+
+    create_client._sagetwin = True  # type: ignore[attr-defined]
+    session_class.create_client = create_client
+
+
+def _patch_sdk_polls(module: Any) -> None:
+    session_class = module.Session
+    for name in ("logs_for_job", "wait_for_endpoint", "wait_for_job", "logs_for_processing_job"):
+        function = getattr(session_class, name, None)
+        if function is not None:
+            _set_default(function, "poll", POLL_S)
+    for name in ("_wait_until", "_wait_until_training_done"):
+        function = getattr(module, name, None)
+        if function is not None:
+            _set_default(function, "poll", POLL_S)
+    logs_for_job = getattr(module, "_logs_for_job", None)
+    if logs_for_job is not None:
+        _replace_constant(logs_for_job, SDK_DESCRIBE_INTERVAL_S, POLL_S)
+
+
+def _replace_constant(function: Any, old: int, new: float) -> None:
+    """The SDK's hard-coded describe interval, shortened; left alone unless it is unambiguous."""
+    code = function.__code__
+    if [c for c in code.co_consts if type(c) is int].count(old) == 1:
+        function.__code__ = code.replace(co_consts=tuple(new if type(c) is int and c == old else c
+                                                          for c in code.co_consts))
+
+
+def _silence_sdk_telemetry(module: Any) -> None:
+    """The SDK reports usage with a plain HTTPS GET to an AWS bucket, outside botocore: under the
+    twin nothing leaves this machine, so that request is not sent."""
+    if hasattr(module, "_requests_helper"):
+        module._requests_helper = lambda url, timeout: None
+
+
+def _set_default(function: Any, parameter: str, value: Any) -> None:
+    """Replace one positional-or-keyword default in place; the call sites stay the SDK's own."""
+    params = [p for p in inspect.signature(function).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    with_defaults = [p.name for p in params if p.default is not p.empty]
+    if parameter in with_defaults and function.__defaults__:
+        defaults = list(function.__defaults__)
+        defaults[with_defaults.index(parameter)] = value
+        function.__defaults__ = tuple(defaults)

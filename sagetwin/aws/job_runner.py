@@ -1,0 +1,61 @@
+"""One twin training job, in its own process: ``python -m sagetwin.aws.job_runner ORDER.json``.
+
+The twin starts this so that ``StopTrainingJob`` can stop a job at any moment (its process
+group is stopped; the backend's own processes follow through their lifelines) and so that a
+job never shares the twin's process. Every line on stdout is the job's log; the outcome is
+written to the order's ``result`` path as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sagetwin.core.errors import SagetwinError, TrainingError
+from sagetwin.core.job import create_backend
+from sagetwin.core.spec import TrainingSpec
+
+
+class PrintReporter:
+    """The backend's progress and the script's output, one line each, as the job's log."""
+
+    def step(self, message: str) -> None:
+        print(message, flush=True)
+
+    def log(self, line: str) -> None:
+        print(line, flush=True)
+
+
+def run(order: dict[str, Any]) -> dict[str, Any]:
+    spec_fields = dict(order["spec"])
+    spec_fields["source_dir"] = Path(spec_fields["source_dir"])
+    spec = TrainingSpec(**spec_fields)
+    try:
+        backend = create_backend(order["backend"], **order.get("backend_options", {}))
+        result = backend.fit(spec, PrintReporter())
+    except TrainingError as exc:
+        return {"ok": False, "error": exc.problem, "exit_code": exc.exit_code, "log_tail": exc.log_tail}
+    except SagetwinError as exc:
+        print(exc.render(), flush=True)
+        return {"ok": False, "error": exc.problem, "exit_code": None, "log_tail": ""}
+    return {"ok": True, "model_data": result.model_data, "output_data": result.output_data,
+            "duration_s": result.duration_s, "metrics": result.metrics}
+
+
+def main(argv: list[str]) -> int:
+    order_path = Path(argv[0])
+    order = json.loads(order_path.read_text())
+    try:
+        outcome = run(order)
+    except Exception as exc:  # the twin reports it as the job's failure reason; the trace goes to the log
+        traceback.print_exc()
+        outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "exit_code": None, "log_tail": ""}
+    Path(order["result"]).write_text(json.dumps(outcome))
+    return 0 if outcome["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

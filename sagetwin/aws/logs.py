@@ -1,0 +1,57 @@
+"""A job's log, shipped to the twin's CloudWatch Logs as it is produced, where the SDK's
+``fit()`` reads it exactly as it reads a cloud job's (``/aws/sagemaker/TrainingJobs``,
+stream ``<job>/algo-1-<timestamp>``)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+BATCH_INTERVAL_S = 0.2
+MAX_BATCH = 5000  # PutLogEvents takes at most 10,000 events
+
+
+class LogShipper:
+    """Lines in, batched ``PutLogEvents`` out, from one background thread."""
+
+    def __init__(self, client: Any, group: str, stream: str) -> None:
+        self.client, self.group, self.stream = client, group, stream
+        self._lines: queue.Queue[tuple[int, str] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._ship, name=f"logs {stream}", daemon=True)
+
+    def start(self) -> LogShipper:
+        try:
+            self.client.create_log_group(logGroupName=self.group)
+        except self.client.exceptions.ResourceAlreadyExistsException:
+            pass
+        self.client.create_log_stream(logGroupName=self.group, logStreamName=self.stream)
+        self._thread.start()
+        return self
+
+    def write(self, line: str) -> None:
+        self._lines.put((int(time.time() * 1000), line.rstrip("\n") or " "))
+
+    def close(self) -> None:
+        """Ship what is left and stop; the SDK sees every line before the job's final status."""
+        self._lines.put(None)
+        self._thread.join(timeout=30)
+
+    def _ship(self) -> None:
+        done = False
+        while not done:
+            batch: list[dict[str, Any]] = []
+            deadline = time.monotonic() + BATCH_INTERVAL_S
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append({"timestamp": item[0], "message": item[1]})
+            if batch:
+                self.client.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=batch)

@@ -1,0 +1,99 @@
+"""Moving data between the twin's S3 and the run folders the backends read, and keeping the
+twin's S3 on disk between runs (data uploaded once is there next time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sagetwin.core.paths import inside
+
+
+class MissingData(LookupError):
+    """An S3 location with nothing under it."""
+
+
+def within(root: Path, key: str) -> Path:
+    """``root / key`` for an object key (slashes allowed), refused unless it stays under ``root``."""
+    target = Path(os.path.normpath(root / key))
+    if os.path.isabs(key) or os.path.commonpath([target, os.path.normpath(root)]) != os.path.normpath(root) \
+            or target == Path(os.path.normpath(root)):
+        raise ValueError(f"the S3 key {key!r} would leave the folder {root}")
+    return target
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def _objects(client: Any, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+def download_prefix(client: Any, uri: str, target: Path) -> int:
+    """``S3Prefix`` semantics, File mode: every object under the prefix, placed relative to it."""
+    bucket, prefix = split_uri(uri)
+    try:
+        keys = [key for key in _objects(client, bucket, prefix) if not key.endswith("/")]
+    except client.exceptions.NoSuchBucket:
+        keys = []
+    if not keys:
+        raise MissingData(uri)
+    target.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        relative = key[len(prefix):].lstrip("/") or os.path.basename(key)
+        destination = within(target, relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(destination))
+    return len(keys)
+
+
+def download_object(client: Any, uri: str, target: Path) -> Path:
+    bucket, key = split_uri(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client.download_file(bucket, key, str(target))
+    except Exception as exc:  # botocore's ClientError (404) or a missing bucket
+        raise MissingData(uri) from exc
+    return target
+
+
+def upload_file(client: Any, path: Path, uri: str) -> str:
+    bucket, key = split_uri(uri)
+    client.upload_file(str(path), bucket, key)
+    return uri
+
+
+def save_all(client: Any, root: Path) -> int:
+    """Write every bucket's objects under ``root/<bucket>/<key>``; return how many."""
+    count = 0
+    for bucket in client.list_buckets().get("Buckets", []):
+        name = bucket["Name"]
+        for key in _objects(client, name, ""):
+            if key.endswith("/"):
+                continue
+            destination = within(inside(root, name), key)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(name, key, str(destination))
+            count += 1
+    return count
+
+
+def load_all(client: Any, root: Path) -> int:
+    """Recreate the buckets and objects ``save_all`` wrote; return how many objects."""
+    if not root.is_dir():
+        return 0
+    count = 0
+    for bucket_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        client.create_bucket(Bucket=bucket_dir.name)
+        for path in sorted(p for p in bucket_dir.rglob("*") if p.is_file()):
+            client.upload_file(str(path), bucket_dir.name, path.relative_to(bucket_dir).as_posix())
+            count += 1
+    return count

@@ -1,0 +1,159 @@
+"""The twin: moto's server on 127.0.0.1 with sagetwin's handlers in front, an assumed
+SageMaker role to call it with, and the environment that points clients at it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from sagetwin.aws.endpoints import Endpoints
+from sagetwin.aws.s3 import load_all, save_all
+from sagetwin.aws.training import TrainingJobs
+from sagetwin.aws.wsgi import TwinApp
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.paths import home_dir, private_dir, unique_name
+
+HOST = "127.0.0.1"
+ACCOUNT = "123456789012"  # moto's account
+ROLE_NAME = "SageMakerExecutionRole"
+HOOK_DIR = Path(__file__).with_name("hook")
+TRUST_POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+PLACEHOLDER = {"aws_access_key_id": "sagetwin", "aws_secret_access_key": "sagetwin"}
+
+
+class TwinClients:
+    """boto3 clients the twin uses to read and write its own state, through its own API."""
+
+    def __init__(self, url: str, region: str) -> None:
+        import boto3
+
+        self.url, self.region, self.account = url, region, ACCOUNT
+        session = boto3.session.Session(region_name=region, **PLACEHOLDER)
+        for service in ("s3", "logs", "sagemaker", "iam", "sts"):
+            setattr(self, service, session.client(service, endpoint_url=url))
+
+    def role_exists(self, arn: str) -> bool:
+        if ":role/" not in arn:
+            return False
+        try:
+            self.iam.get_role(RoleName=arn.rsplit("/", 1)[-1])
+        except self.iam.exceptions.NoSuchEntityException:
+            return False
+        return True
+
+
+class Twin:
+    """``start()`` it, point clients at ``environment()``, ``stop()`` it (or use ``with``)."""
+
+    def __init__(self, backend: str = "process", *, port: int = 0, region: str = "us-east-1",
+                 backend_options: dict[str, Any] | None = None, persist: bool = True) -> None:
+        self.backend, self.port, self.region = backend, port, region
+        self.backend_options = dict(backend_options or {})
+        self.persist = persist
+        self.store = home_dir() / "aws" / "s3"
+        self.work_dir = home_dir() / "aws" / "work" / unique_name("twin")
+        self.credentials: dict[str, str] = {}
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+
+    def start(self) -> Twin:
+        from sagetwin.core.plugins import get_backend_entry
+
+        get_backend_entry(self.backend)  # an unknown backend fails here, naming the installed ones
+        moto = _moto()
+        private_dir(self.work_dir.parent.parent)
+        self.work_dir.mkdir(parents=True)
+        self._server = moto.make_server(HOST, self.port, self._app(moto), threaded=True,
+                                        request_handler=moto.QuietHandler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sagetwin aws", daemon=True)
+        self._thread.start()
+        # moto keeps its state per process: a twin starts from nothing but what it persisted
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30).read()
+        self.clients = TwinClients(self.url, self.region)
+        self._wire_handlers()
+        self.credentials = self._assume_role()
+        if self.persist:
+            load_all(self.clients.s3, self.store)
+        return self
+
+    def _app(self, moto: Any) -> TwinApp:
+        self._twin_app = TwinApp(moto.DomainDispatcherApplication(moto.create_backend_app), {}, lambda *a: None)
+        return self._twin_app
+
+    def _wire_handlers(self) -> None:
+        self.jobs = TrainingJobs(self.clients, self.work_dir / "jobs", self.backend, self.backend_options)
+        self.endpoints = Endpoints(self.clients, self.work_dir / "endpoints", self.backend, self.backend_options)
+        self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations()})
+        self._twin_app.invoke = self.endpoints.invoke
+
+    def _assume_role(self) -> dict[str, str]:
+        """The identity clients get: an assumed SageMaker role, as in a SageMaker notebook."""
+        self.clients.iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY))
+        creds = self.clients.sts.assume_role(RoleArn=self.role_arn, RoleSessionName="SageMaker")["Credentials"]
+        return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": creds["SessionToken"]}
+
+    def environment(self) -> dict[str, str]:
+        """What a client process needs: the standard variables, plus the hook that catches the SDK's
+        explicit STS URL (see ``client_hook``). Nothing is read from or written to ``~/.aws``."""
+        pythonpath = os.pathsep.join(filter(None, [str(HOOK_DIR), os.environ.get("PYTHONPATH")]))
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
+                **self.credentials, "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "SAGETWIN_AWS_ENDPOINT": self.url,
+                "PYTHONPATH": pythonpath}
+
+    def stop(self) -> None:
+        """Delete every endpoint, stop every job, keep S3 on disk, close the server."""
+        if self._server is None:
+            return
+        try:
+            self.endpoints.delete_all()
+            self.jobs.stop_all()
+            if self.persist:
+                save_all(self.clients.s3, self.store)
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> Twin:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _moto() -> Any:
+    """moto's server pieces, or a clear error naming the install that adds them."""
+    try:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import WSGIRequestHandler, make_server
+    except ImportError:
+        raise ConfigurationError("the AWS twin needs moto's server, which is not installed.",
+                                 "pip install 'sagetwin[aws]' (moto[server] and s3fs).") from None
+
+    class QuietHandler(WSGIRequestHandler):
+        """No access log on the person's terminal: the SDK's own output is what they read."""
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return SimpleNamespace(DomainDispatcherApplication=DomainDispatcherApplication,
+                           create_backend_app=create_backend_app, make_server=make_server, QuietHandler=QuietHandler)

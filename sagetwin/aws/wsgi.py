@@ -1,0 +1,119 @@
+"""The twin's front door: moto's WSGI app, with the SageMaker calls that must really run
+handed to sagetwin's own handlers first.
+
+Requests are routed as AWS routes them: the SageMaker control plane by ``X-Amz-Target``
+(JSON 1.1 protocol), InvokeEndpoint by its REST path. Everything else, and every SageMaker
+call nothing here carries out, gets moto's own answer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+JSON_11 = "application/x-amz-json-1.1"
+
+
+@dataclass
+class Reply:
+    """One HTTP answer, as a handler builds it or as moto gave it."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"{}")
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def json_reply(payload: Any, status: int = 200) -> Reply:
+    return Reply(status, json.dumps(payload, default=str).encode(), {"Content-Type": JSON_11})
+
+
+def service_error(code: str, message: str, status: int = 400) -> Reply:
+    """The JSON-protocol error shape botocore turns into ``ClientError(code, message)``."""
+    return Reply(status, json.dumps({"__type": code, "message": message}).encode(),
+                 {"Content-Type": JSON_11, "x-amzn-ErrorType": code})
+
+
+@dataclass
+class Call:
+    """A request the twin handles: the operation, its JSON body, and how to ask moto about it."""
+
+    operation: str
+    body: bytes
+    environ: dict[str, Any]
+    moto: Callable[[dict[str, Any], bytes], Reply]
+
+    def params(self) -> dict[str, Any]:
+        return json.loads(self.body or b"{}")
+
+    def pass_to_moto(self) -> Reply:
+        return self.moto(self.environ, self.body)
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.environ.get("HTTP_" + name.upper().replace("-", "_"), default)
+
+
+Handler = Callable[[Call], Reply]
+
+
+class TwinApp:
+    """WSGI middleware: ``operations`` (SageMaker target name → handler) and ``invoke``
+    (endpoint name, call → reply) run first; moto answers the rest."""
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]], operations: dict[str, Handler],
+                 invoke: Callable[[str, Call], Reply]) -> None:
+        self.moto_app = moto_app
+        self.operations = operations
+        self.invoke = invoke
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        service, _, operation = target.partition(".")
+        invoke = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
+        if service == "SageMaker" and operation in self.operations:
+            reply = self.operations[operation](self._call(operation, environ))
+        elif invoke and environ.get("REQUEST_METHOD") == "POST":
+            reply = self.invoke(invoke.group("name"), self._call("InvokeEndpoint", environ))
+        else:
+            return self.moto_app(environ, start_response)
+        headers = {**reply.headers, "Content-Length": str(len(reply.body))}
+        start_response(f"{reply.status} {_REASONS.get(reply.status, 'Status')}", list(headers.items()))
+        return [reply.body]
+
+    def _call(self, operation: str, environ: dict[str, Any]) -> Call:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        return Call(operation, body, environ, self.ask_moto)
+
+    def ask_moto(self, environ: dict[str, Any], body: bytes) -> Reply:
+        """Run the request through moto and keep its answer, so a handler can add to it."""
+        environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            captured["status"], captured["headers"] = int(status.split()[0]), dict(headers)
+
+        chunks = self.moto_app(environ, start_response)
+        try:
+            data = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        headers = {k: v for k, v in captured["headers"].items() if k.lower() != "content-length"}
+        return Reply(captured["status"], data, headers)
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 424: "Failed Dependency",
+            500: "Internal Server Error", 503: "Service Unavailable"}
