@@ -24,6 +24,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sagetwin.backends.process.plugin",
     "sagetwin.backends.local.plugin",
     "sagetwin.backends.sagemaker.plugin",
+    "sagetwin.aws.plugin",
 )
 
 
