@@ -252,3 +252,10 @@ def test_a_local_endpoint_listens_on_loopback_only_and_leaves_the_archive_folder
         assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), addresses
         assert predictor.predict({"inputs": "great"})[0]["label"] in {"NEGATIVE", "POSITIVE"}
     assert sorted(p.name for p in archive.parent.iterdir()) == ["model.tar.gz"]  # nothing unpacked beside it
+
+
+def test_the_guides_sdk_code_runs_through_the_aws_twin_on_local(sample_channels, sagetwin_home,
+                                                                 no_leftover_containers):
+    from tests.test_aws_twin import check_guide_result, run_guide
+
+    check_guide_result(run_guide("local", sample_channels, sagetwin_home))

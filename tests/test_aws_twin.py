@@ -1,0 +1,195 @@
+"""The AWS twin: the guide's SageMaker SDK code runs offline unchanged, jobs and endpoints
+carried out for real by a backend, failures reported as the service reports them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import REPO, TRAIN_SCRIPTS, run_cli
+
+GUIDE_SDK = REPO / "tests" / "sdk_workflow" / "guide_sdk.py"
+VERSIONS = {"transformers_version": "4.48.0", "pytorch_version": "2.3.0", "py_version": "py311"}
+
+
+def leftovers(home: Path) -> list[str]:
+    """Processes whose command line points into this test session's SAGETWIN_HOME (twin jobs, servers)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(home) in cmdline and proc.pid != psutil.Process().pid:
+            found.append(f"{proc.pid}: {cmdline[:200]}")
+    return found
+
+
+def run_guide(backend: str, sample_channels: dict[str, str], home: Path) -> dict:
+    result = run_cli("exec", "--backend", backend, "--no-persist", "--", sys.executable, str(GUIDE_SDK),
+                     sample_channels["model"], sample_channels["train"], sample_channels["test"], str(TRAIN_SCRIPTS),
+                     timeout=1200)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "loaded train_dataset length is: 64" in output  # the SDK printed the job's log from CloudWatch
+    assert "Completed - Training job completed" in output
+    assert not leftovers(home)
+    line = next(line for line in result.stdout.splitlines() if "RESULT {" in line)  # after the SDK's progress dots
+    return json.loads(line.split("RESULT ", 1)[1])
+
+
+def sdk_image(scope: str, instance_type: str) -> str:
+    from sagemaker import image_uris
+
+    return image_uris.retrieve("huggingface", "us-east-1", version="4.48.0", base_framework_version="pytorch2.3.0",
+                               py_version="py311", instance_type=instance_type, image_scope=scope)
+
+
+def check_guide_result(result: dict) -> None:
+    assert isinstance(result["prediction"], list) and set(result["prediction"][0]) == {"label", "score"}
+    assert result["instance_type"] == "ml.p3.2xlarge"
+    assert result["training_image"] == sdk_image("training", "ml.p3.2xlarge")
+    assert result["status"] == "Completed" and result["model_data"].endswith("/output/model.tar.gz")
+
+
+@pytest.mark.slow
+def test_guide_sdk_workflow_runs_on_process(sample_channels, sagetwin_home):
+    check_guide_result(run_guide("process", sample_channels, sagetwin_home))
+
+
+# --- one twin in this process for the failure paths -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def twin(sagetwin_home):
+    import sagetwin.aws
+
+    with sagetwin.aws.start(backend="process", persist=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sdk(twin):
+    import sagemaker
+
+    session = sagemaker.Session()
+    return {"session": session, "bucket": session.default_bucket(), "role": sagemaker.get_execution_role()}
+
+
+def still_serving(twin) -> None:
+    assert twin.clients.s3.list_buckets()["Buckets"], "the twin stopped answering after a failure"
+
+
+def estimator(sdk, source_dir, **overrides):
+    from sagemaker.huggingface import HuggingFace
+
+    arguments = {"entry_point": "train.py", "source_dir": str(source_dir), "instance_type": "ml.p3.2xlarge",
+                 "instance_count": 1, "role": sdk["role"], "sagemaker_session": sdk["session"], **VERSIONS,
+                 "hyperparameters": {"epochs": 1}}
+    arguments.update(overrides)
+    if "image_uri" in overrides:
+        arguments.pop("transformers_version")
+        arguments.pop("pytorch_version")
+    return HuggingFace(**arguments)
+
+
+@pytest.fixture(scope="module")
+def data_uri(sdk, twin, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("channel")
+    (folder / "rows.txt").write_text("one\ntwo\n")
+    return sdk["session"].upload_data(str(folder), key_prefix="twin-tests/data")
+
+
+def raising_script(tmp_path: Path) -> Path:
+    (tmp_path / "train.py").write_text(
+        "import os\nprint('reading', sorted(os.listdir(os.environ['SM_CHANNEL_TRAIN'])))\n"
+        "raise ValueError('learning rate must be positive, got -1')\n")
+    return tmp_path
+
+
+def test_a_script_that_raises_fails_the_job_with_its_error_line(sdk, twin, data_uri, tmp_path):
+    from sagemaker.exceptions import UnexpectedStatusException
+
+    job = estimator(sdk, raising_script(tmp_path))
+    with pytest.raises(UnexpectedStatusException) as caught:
+        job.fit({"train": data_uri})
+    assert "ValueError: learning rate must be positive, got -1" in str(caught.value)
+    described = twin.clients.sagemaker.describe_training_job(TrainingJobName=job.latest_training_job.name)
+    assert described["TrainingJobStatus"] == "Failed"
+    assert "ExecuteUserScriptError" in described["FailureReason"]
+    assert [t["Status"] for t in described["SecondaryStatusTransitions"]][-1] == "Failed"
+    still_serving(twin)
+
+
+def test_a_missing_s3_channel_fails_the_job_as_aws_does(sdk, twin, tmp_path):
+    from sagemaker.exceptions import UnexpectedStatusException
+
+    missing = f"s3://{sdk['bucket']}/nothing/under/here"
+    with pytest.raises(UnexpectedStatusException) as caught:
+        estimator(sdk, raising_script(tmp_path)).fit({"train": missing})
+    assert f'No S3 objects found under S3 URL "{missing}"' in str(caught.value)
+    still_serving(twin)
+
+
+def test_a_role_that_does_not_exist_is_refused_at_create(sdk, twin, data_uri, tmp_path):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        estimator(sdk, raising_script(tmp_path), role="arn:aws:iam::123456789012:role/NoSuchRole").fit(
+            {"train": data_uri})
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert "Could not assume role arn:aws:iam::123456789012:role/NoSuchRole" in str(caught.value)
+    still_serving(twin)
+
+
+def test_an_image_the_twin_cannot_build_fails_the_job(sdk, twin, data_uri, tmp_path):
+    from sagemaker.exceptions import UnexpectedStatusException
+
+    image = "111122223333.dkr.ecr.us-east-1.amazonaws.com/my-own-trainer:latest"
+    with pytest.raises(UnexpectedStatusException) as caught:
+        estimator(sdk, raising_script(tmp_path), image_uri=image).fit({"train": data_uri})
+    assert "cannot run image" in str(caught.value) and "my-own-trainer" in str(caught.value)
+    still_serving(twin)
+
+
+def hf_model(sdk, model_data: str):
+    from sagemaker.huggingface import HuggingFaceModel
+
+    return HuggingFaceModel(model_data=model_data, role=sdk["role"], sagemaker_session=sdk["session"], **VERSIONS)
+
+
+def test_a_model_archive_that_is_not_one_fails_the_endpoint(sdk, twin, tmp_path):
+    from sagemaker.exceptions import UnexpectedStatusException
+
+    junk = tmp_path / "model.tar.gz"
+    junk.write_bytes(b"this is not a tar.gz archive")
+    uri = sdk["session"].upload_data(str(junk), key_prefix="twin-tests/junk-model")
+    with pytest.raises(UnexpectedStatusException) as caught:
+        hf_model(sdk, uri).deploy(1, "ml.g4dn.xlarge")
+    assert "Please ensure that the object located at the URL is a valid tar.gz archive" in str(caught.value)
+    still_serving(twin)
+
+
+@pytest.mark.slow
+def test_an_endpoint_answers_and_model_errors_keep_the_services_shape(sdk, twin, trained_tiny):
+    from botocore.exceptions import ClientError
+
+    from sagetwin.emulation.artifacts import local_path
+
+    uri = sdk["session"].upload_data(str(local_path(trained_tiny.model_data, "model")), key_prefix="twin-tests/good")
+    predictor = hf_model(sdk, uri).deploy(1, "ml.g4dn.xlarge")
+    try:
+        answer = predictor.predict({"inputs": "a wonderful film"})
+        assert set(answer[0]) == {"label", "score"}
+        with pytest.raises(ClientError) as caught:
+            predictor.predict({"no_inputs_key": 1})
+        error = caught.value.response
+        assert error["Error"]["Code"] == "ModelError"
+        assert error["OriginalStatusCode"] == 400
+        assert "Received client error (400) from primary with message" in error["Error"]["Message"]
+    finally:
+        predictor.delete_endpoint()
+    status = twin.clients.sagemaker.list_endpoints()["Endpoints"]
+    assert predictor.endpoint_name not in [e["EndpointName"] for e in status]
+    assert not leftovers(Path(twin.work_dir))
