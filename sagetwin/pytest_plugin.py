@@ -11,6 +11,8 @@ AWS or an emulation of it). Fixtures:
 - ``sagetwin_channels``: both of the above, ready for ``job.fit(...)``;
 - ``sagetwin_endpoint``: ``sagetwin_endpoint(job)`` deploys and returns a Predictor that is
   always deleted when the test ends, pass or fail;
+- ``sagetwin_aws``: an AWS twin for one test (``sagetwin.aws.start(backend=<the backend>)``), with
+  this process's AWS clients pointed at it: SageMaker SDK code under test runs unchanged;
 - ``sagetwin_register_plugin``: ``sagetwin_register_plugin(plugin)`` registers a plugin object
   (a module or an instance with ``@sagetwin.hookimpl`` methods) for this test only.
 """
@@ -121,3 +123,13 @@ def sagetwin_register_plugin() -> Iterator[Callable[..., Any]]:
     for plugin in reversed(added):
         if pm.is_registered(plugin):
             pm.unregister(plugin)
+
+
+@pytest.fixture
+def sagetwin_aws(sagetwin_backend: str, sagetwin_home: Path) -> Iterator[Any]:
+    """The SageMaker, S3, STS, IAM and CloudWatch Logs APIs on 127.0.0.1 for this test, jobs and
+    endpoints run by the backend under test; everything it started is stopped afterwards."""
+    import sagetwin.aws
+
+    with sagetwin.aws.start(backend=sagetwin_backend, persist=False) as twin:
+        yield twin

@@ -193,3 +193,96 @@ def test_an_endpoint_answers_and_model_errors_keep_the_services_shape(sdk, twin,
     status = twin.clients.sagemaker.list_endpoints()["Endpoints"]
     assert predictor.endpoint_name not in [e["EndpointName"] for e in status]
     assert not leftovers(Path(twin.work_dir))
+
+
+# --- the twin answers like the service: the SDK sends it what it would send AWS ----------------
+
+
+def sent_requests(output: str) -> list:
+    line = next(line for line in output.splitlines() if line.startswith("REQUESTS "))
+    return json.loads(line[len("REQUESTS "):])
+
+
+def test_the_same_code_sends_the_same_create_requests_to_moto_alone_and_to_the_twin(tmp_path):
+    import os
+    import subprocess
+
+    import boto3
+
+    from sagetwin.aws.twin import HOOK_DIR, ROLE_NAME, TRUST_POLICY
+    from sagetwin.emulation.processes import free_port
+
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        from sagetwin.emulation.processes import wait_until_healthy
+
+        assert wait_until_healthy("127.0.0.1", port, timeout=60, path="/moto-api/")
+        admin = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        admin.client("iam", endpoint_url=url).create_role(RoleName=ROLE_NAME,
+                                                          AssumeRolePolicyDocument=json.dumps(TRUST_POLICY))
+        creds = admin.client("sts", endpoint_url=url).assume_role(
+            RoleArn=f"arn:aws:iam::123456789012:role/{ROLE_NAME}", RoleSessionName="SageMaker")["Credentials"]
+        env = {**os.environ, "AWS_ENDPOINT_URL": url, "SAGETWIN_AWS_ENDPOINT": url, "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+               "AWS_SESSION_TOKEN": creds["SessionToken"], "AWS_CONFIG_FILE": os.devnull,
+               "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONPATH": str(HOOK_DIR)}
+        script = [sys.executable, str(REPO / "tests" / "sdk_workflow" / "create_requests.py"), str(TRAIN_SCRIPTS)]
+        alone = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+        assert alone.returncode == 0, alone.stderr[-3000:]
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+    twin = run_cli("exec", "--no-persist", "--", *script, timeout=300)
+    assert twin.returncode == 0, twin.stderr[-3000:]
+    to_moto, to_twin = sent_requests(alone.stdout), sent_requests(twin.stdout)
+    assert [r["operation"] for r in to_twin] == ["CreateTrainingJob", "CreateModel", "CreateEndpointConfig",
+                                                 "CreateEndpoint"]
+    assert to_twin == to_moto
+
+
+def test_stop_training_job_stops_the_run(sdk, twin, data_uri, tmp_path):
+    import time
+
+    (tmp_path / "train.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
+    job = estimator(sdk, tmp_path)
+    job.fit({"train": data_uri}, wait=False)
+    name = job.latest_training_job.name
+    deadline = time.monotonic() + 120
+    while twin.jobs.jobs[name].proc is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    twin.clients.sagemaker.stop_training_job(TrainingJobName=name)
+    while twin.jobs.jobs[name].status != "Stopped" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert twin.clients.sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "Stopped"
+    assert not leftovers(Path(twin.work_dir))
+
+
+def test_sagetwin_aws_prints_the_environment_and_stops_on_ctrl_c():
+    import os
+    import signal
+    import subprocess
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "sagetwin.cli", "aws", "--no-persist"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    exports: dict[str, str] = {}
+    try:
+        while "PYTHONPATH" not in exports:  # the last line it prints
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].rstrip("\n").partition("=")
+                exports[name] = value
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0, proc.stderr.read()
+    url = exports["AWS_ENDPOINT_URL"]
+    assert url.startswith("http://127.0.0.1:") and exports["SAGETWIN_AWS_ENDPOINT"] == url
+    assert exports["AWS_ACCESS_KEY_ID"].startswith("ASIA")  # an assumed role's key, as in a SageMaker notebook
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=5)

@@ -76,6 +76,7 @@ def save_all(client: Any, root: Path) -> int:
     count = 0
     for bucket in client.list_buckets().get("Buckets", []):
         name = bucket["Name"]
+        inside(root, name).mkdir(parents=True, exist_ok=True)  # an empty bucket is kept too
         for key in _objects(client, name, ""):
             if key.endswith("/"):
                 continue

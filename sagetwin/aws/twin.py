@@ -50,7 +50,12 @@ class TwinClients:
 
 
 class Twin:
-    """``start()`` it, point clients at ``environment()``, ``stop()`` it (or use ``with``)."""
+    """``start()`` it, point clients at ``environment()``, ``stop()`` it (or use ``with``).
+
+    One at a time per process: moto keeps its state in the process, so two twins would share it.
+    """
+
+    running: Twin | None = None
 
     def __init__(self, backend: str = "process", *, port: int = 0, region: str = "us-east-1",
                  backend_options: dict[str, Any] | None = None, persist: bool = True) -> None:
@@ -62,6 +67,8 @@ class Twin:
         self.credentials: dict[str, str] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.jobs: TrainingJobs | None = None
+        self.endpoints: Endpoints | None = None
 
     @property
     def url(self) -> str:
@@ -75,6 +82,9 @@ class Twin:
         from sagetwin.core.plugins import get_backend_entry
 
         get_backend_entry(self.backend)  # an unknown backend fails here, naming the installed ones
+        if Twin.running is not None:
+            raise ConfigurationError(f"an AWS twin already runs in this process ({Twin.running.url}).",
+                                     "use that one, or stop() it before starting another.")
         moto = _moto()
         private_dir(self.work_dir.parent.parent)
         self.work_dir.mkdir(parents=True)
@@ -83,13 +93,19 @@ class Twin:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="sagetwin aws", daemon=True)
         self._thread.start()
-        # moto keeps its state per process: a twin starts from nothing but what it persisted
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30).read()
-        self.clients = TwinClients(self.url, self.region)
-        self._wire_handlers()
-        self.credentials = self._assume_role()
-        if self.persist:
-            load_all(self.clients.s3, self.store)
+        Twin.running = self
+        try:
+            # moto keeps its state per process: a twin starts from nothing but what it persisted
+            urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"),
+                                   timeout=30).read()
+            self.clients = TwinClients(self.url, self.region)
+            self._wire_handlers()
+            self.credentials = self._assume_role()
+            if self.persist:
+                load_all(self.clients.s3, self.store)
+        except BaseException:
+            self._close(save=False)
+            raise
         return self
 
     def _app(self, moto: Any) -> TwinApp:
@@ -120,18 +136,33 @@ class Twin:
 
     def stop(self) -> None:
         """Delete every endpoint, stop every job, keep S3 on disk, close the server."""
+        self._close(save=self.persist)
+
+    def _close(self, *, save: bool) -> None:
         if self._server is None:
             return
         try:
-            self.endpoints.delete_all()
-            self.jobs.stop_all()
-            if self.persist:
-                save_all(self.clients.s3, self.store)
+            if self.endpoints is not None:
+                self.endpoints.delete_all()
+            if self.jobs is not None:
+                self.jobs.stop_all()
+            if save:
+                self._save_s3()
         finally:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            Twin.running = None
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _save_s3(self) -> None:
+        """The store becomes exactly this run's S3 (deleted objects stay deleted), or stays as it was."""
+        fresh = self.store.with_name("s3.saving")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        save_all(self.clients.s3, fresh)
+        shutil.rmtree(self.store, ignore_errors=True)
+        fresh.rename(self.store)
 
     def __enter__(self) -> Twin:
         return self.start() if self._server is None else self

@@ -1,0 +1,71 @@
+"""The in-process hook of the AWS twin: clients reach the twin and nothing else, the SDK's
+cloud-sized polling shrinks, and nothing changes once the hook is taken back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sagetwin.aws import client_hook
+from sagetwin.aws.twin import HOOK_DIR
+
+
+@pytest.fixture
+def hooked():
+    client_hook.install("http://127.0.0.1:9")
+    yield
+    client_hook.uninstall()
+
+
+def endpoint_of(client) -> str:
+    return client.meta.endpoint_url
+
+
+def test_an_explicit_aws_url_is_sent_to_the_twin(hooked):
+    import boto3
+
+    session = boto3.session.Session(region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    # the SDK's own call: sts with the regional URL, which AWS_ENDPOINT_URL does not override
+    assert endpoint_of(session.client("sts", endpoint_url="https://sts.eu-west-1.amazonaws.com")) == \
+        "http://127.0.0.1:9"
+    assert endpoint_of(session.client("s3")) == "http://127.0.0.1:9"
+    assert endpoint_of(session.client("s3", endpoint_url="http://127.0.0.1:4566")) == "http://127.0.0.1:4566"
+
+
+def test_without_the_hook_clients_go_where_they_would(hooked):
+    import boto3
+
+    client_hook.uninstall()
+    session = boto3.session.Session(region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    assert endpoint_of(session.client("sts", endpoint_url="https://sts.eu-west-1.amazonaws.com")) == \
+        "https://sts.eu-west-1.amazonaws.com"
+
+
+def test_the_twin_must_be_on_loopback():
+    with pytest.raises(ValueError, match="not on 127.0.0.1"):
+        client_hook.install("http://10.0.0.8:5000")
+
+
+def test_the_sdks_polling_is_short_and_its_telemetry_silent(hooked):
+    import inspect
+
+    import sagemaker.session
+    import sagemaker.telemetry.telemetry_logging as telemetry
+
+    assert inspect.signature(sagemaker.session.Session.logs_for_job).parameters["poll"].default == client_hook.POLL_S
+    assert inspect.signature(sagemaker.session.Session.wait_for_endpoint).parameters["poll"].default == \
+        client_hook.POLL_S
+    assert client_hook.SDK_DESCRIBE_INTERVAL_S not in sagemaker.session._logs_for_job.__code__.co_consts
+    assert telemetry._requests_helper("https://example.invalid/telemetry", 1) is None
+
+
+def test_the_startup_hook_applies_in_a_fresh_python_before_anything_is_imported():
+    code = ("import boto3, json; s = boto3.session.Session(region_name='us-west-2', aws_access_key_id='x', "
+            "aws_secret_access_key='x'); print(s.client('sts', endpoint_url='https://sts.us-west-2.amazonaws.com')"
+            ".meta.endpoint_url)")
+    env = {"SAGETWIN_AWS_ENDPOINT": "http://127.0.0.1:7", "PYTHONPATH": str(HOOK_DIR), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "http://127.0.0.1:7"
