@@ -4,7 +4,7 @@ Most clients already follow ``AWS_ENDPOINT_URL``, but the SageMaker SDK builds i
 with an explicit regional URL (``https://sts.<region>.amazonaws.com``), which that variable
 does not override; ``default_bucket()`` and ``get_execution_role()`` would reach for AWS. This
 module rewrites any non-loopback ``endpoint_url`` given to botocore to the twin's, and shortens
-the SDK's polling intervals (5 to 30 s: sized for the cloud) to half a second,
+the SDK's polling intervals (5 to 30 s: sized for the cloud) to 0.2 s,
 since the twin's jobs run on this machine. Nothing else about the SDK changes.
 
 Standard library only, and no sagetwin import: ``hook/sitecustomize.py`` loads it by path
@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 ENDPOINT_VARIABLE = "SAGETWIN_AWS_ENDPOINT"
-POLL_S = 0.5
+POLL_S = 0.2
 SDK_DESCRIBE_INTERVAL_S = 30  # _logs_for_job re-describes a job at most this often
 _installed: dict[str, str] = {}
 
