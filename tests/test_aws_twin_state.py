@@ -3,6 +3,8 @@ people use for their own SageMaker SDK code."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sagetwin.core.errors import ConfigurationError
@@ -58,3 +60,27 @@ def test_people_test_their_sdk_code_with_the_sagetwin_aws_fixture(tmp_path):
     result = run_pytest(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout
+
+
+def test_sagetwin_endpoints_lists_and_deletes_a_running_twins_endpoints(sagetwin_home):
+    from sagetwin.aws.twin import Twin
+    from tests.conftest import run_cli
+
+    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+             "2.3.0-transformers4.48.0-cpu-py311-ubuntu22.04")
+    with Twin(persist=False) as twin:
+        sm = twin.clients.sagemaker
+        sm.create_model(ModelName="listed-model", ExecutionRoleArn=twin.role_arn,
+                        PrimaryContainer={"Image": image, "ModelDataUrl": "s3://nowhere/model.tar.gz"})
+        sm.create_endpoint_config(EndpointConfigName="listed-config", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "listed-model", "InitialInstanceCount": 1,
+            "InstanceType": "ml.g4dn.xlarge"}])
+        sm.create_endpoint(EndpointName="listed-endpoint", EndpointConfigName="listed-config")
+        listed = run_cli("endpoints", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [row["name"] for row in json.loads(listed.stdout) if row["backend"].startswith("aws-twin")] == \
+            ["listed-endpoint"]
+        deleted = run_cli("endpoints", "--delete", "listed-endpoint", "--yes")
+        assert deleted.returncode == 0, deleted.stderr
+        assert sm.list_endpoints()["Endpoints"] == []
+    assert not (sagetwin_home / "aws" / "running").exists() or not any((sagetwin_home / "aws" / "running").iterdir())

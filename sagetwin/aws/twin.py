@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sagetwin.aws.endpoints import Endpoints
+from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
 from sagetwin.aws.training import TrainingJobs
 from sagetwin.aws.wsgi import TwinApp
@@ -68,6 +69,7 @@ class Twin:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.jobs: TrainingJobs | None = None
+        self._entry: Path | None = None
         self.endpoints: Endpoints | None = None
 
     @property
@@ -103,6 +105,7 @@ class Twin:
             self.credentials = self._assume_role()
             if self.persist:
                 load_all(self.clients.s3, self.store)
+            self._entry = register(os.getpid(), self.url, self.backend)
         except BaseException:
             self._close(save=False)
             raise
@@ -153,6 +156,9 @@ class Twin:
             self._server.server_close()
             self._server = None
             Twin.running = None
+            if self._entry is not None:
+                self._entry.unlink(missing_ok=True)
+                self._entry = None
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _save_s3(self) -> None:

@@ -41,6 +41,13 @@ def sagetwin_register_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 @hookspec
+def sagetwin_endpoint_listers() -> list:
+    """Return ``(name, lister)`` pairs for endpoints kept somewhere other than a backend (the AWS
+    twin's, for one): each lister has ``list_endpoints()`` and ``delete_endpoint(name)`` as in
+    :class:`~sagetwin.core.backend.ListsEndpoints`; ``sagetwin endpoints`` shows them too."""
+
+
+@hookspec
 def sagetwin_training_started(spec: TrainingSpec, backend: str) -> None:
     """A training job is about to start on ``backend``."""
 

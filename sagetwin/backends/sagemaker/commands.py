@@ -36,6 +36,11 @@ def _backends(args: argparse.Namespace) -> list[tuple[str, ListsEndpoints]]:
             raise ConfigurationError(f"backend {name!r} keeps no list of endpoints.",
                                      "its endpoints end with the process that created them.")
         found.append((name, backend))
+    if not args.backend:
+        from sagetwin.core.plugins import get_plugin_manager
+
+        for pairs in get_plugin_manager().hook.sagetwin_endpoint_listers():
+            found.extend(pairs)
     return found
 
 
