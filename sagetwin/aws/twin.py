@@ -97,9 +97,7 @@ class Twin:
         self._thread.start()
         Twin.running = self
         try:
-            # moto keeps its state per process: a twin starts from nothing but what it persisted
-            urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"),
-                                   timeout=30).read()
+            self._reset_moto()  # moto keeps its state per process: a twin starts from nothing but what it kept
             self.clients = TwinClients(self.url, self.region)
             self._wire_handlers()
             self.credentials = self._assume_role()
@@ -152,6 +150,7 @@ class Twin:
             if save:
                 self._save_s3()
         finally:
+            self._reset_moto()  # moto's state is the process's: nothing of this twin outlives it
             self._server.shutdown()
             self._server.server_close()
             self._server = None
@@ -160,6 +159,13 @@ class Twin:
                 self._entry.unlink(missing_ok=True)
                 self._entry = None
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _reset_moto(self) -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"),
+                                   timeout=30).read()
+        except OSError:
+            pass  # stopping: the server may already be gone; starting: the next call fails clearly
 
     def _save_s3(self) -> None:
         """The store becomes exactly this run's S3 (deleted objects stay deleted), or stays as it was."""
