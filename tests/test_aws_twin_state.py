@@ -84,3 +84,81 @@ def test_sagetwin_endpoints_lists_and_deletes_a_running_twins_endpoints(sagetwin
         assert deleted.returncode == 0, deleted.stderr
         assert sm.list_endpoints()["Endpoints"] == []
     assert not (sagetwin_home / "aws" / "running").exists() or not any((sagetwin_home / "aws" / "running").iterdir())
+
+
+class RecordingEndpoint:
+    """Stands in for a backend's endpoint: records what InvokeEndpoint handed it."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def invoke(self, body, content_type, accept):
+        self.calls.append((body, content_type, accept, None))
+        return b'{"ok": true}', "application/json"
+
+    def invoke_with_attributes(self, body, content_type, accept, custom_attributes):
+        self.calls.append((body, content_type, accept, custom_attributes))
+        return b'{"ok": true}', "application/json"
+
+    def delete(self) -> None:
+        pass
+
+
+def test_invoke_endpoint_forwards_body_content_type_accept_and_custom_attributes(sagetwin_home):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from sagetwin.aws.endpoints import TwinEndpoint
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin:
+        served = RecordingEndpoint()
+        twin.endpoints.endpoints["recorded"] = TwinEndpoint("recorded", status="InService", served=served)
+        runtime = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x",
+                                        aws_secret_access_key="x").client("sagemaker-runtime", endpoint_url=twin.url)
+        answer = runtime.invoke_endpoint(EndpointName="recorded", Body=b"a,b", ContentType="text/csv",
+                                         Accept="application/json", CustomAttributes="trace=42")
+        plain = runtime.invoke_endpoint(EndpointName="recorded", Body=b"{}", ContentType="application/json")
+        with pytest.raises(ClientError) as missing:
+            runtime.invoke_endpoint(EndpointName="nope", Body=b"{}")
+    assert json.loads(answer["Body"].read()) == {"ok": True} and answer["ContentType"] == "application/json"
+    assert answer["InvokedProductionVariant"] == "AllTraffic" and plain["Body"].read()
+    assert served.calls == [(b"a,b", "text/csv", "application/json", "trace=42"),
+                            (b"{}", "application/json", "application/json", None)]
+    assert "Endpoint nope of account 123456789012 not found" in str(missing.value)
+
+
+def test_a_local_http_endpoint_sends_custom_attributes_as_the_service_does():
+    import http.server
+    import threading
+
+    from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER, HttpInvoker
+
+    seen: list[str | None] = []
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers.get(CUSTOM_ATTRIBUTES_HEADER))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        invoker = HttpInvoker("echo", "127.0.0.1", server.server_address[1])
+        invoker.invoke(b"{}", "application/json", "application/json", "trace=7")
+        invoker.invoke(b"{}", "application/json", "application/json")
+        invoker.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["trace=7", None]

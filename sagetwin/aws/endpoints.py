@@ -15,10 +15,12 @@ from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.logs import LogShipper
 from sagetwin.aws.s3 import MissingData, download_object
 from sagetwin.aws.wsgi import Call, Reply, json_reply, service_error
+from sagetwin.core.backend import TakesCustomAttributes
 from sagetwin.core.errors import InvocationError, SagetwinError
 from sagetwin.core.job import create_backend
 from sagetwin.core.paths import inside
 from sagetwin.core.spec import DeploySpec
+from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
 
 
 class EndpointFailed(Exception):
@@ -105,9 +107,14 @@ class Endpoints:
             return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} not found.")
         content_type = call.header("Content-Type", "application/json")
         accept = call.header("Accept", "application/json")
+        attributes = call.header(CUSTOM_ATTRIBUTES_HEADER)
         try:
             with endpoint.lock:  # one keep-alive connection per endpoint
-                body, answer_type = endpoint.served.invoke(call.body, content_type, accept)
+                if attributes and isinstance(endpoint.served, TakesCustomAttributes):
+                    body, answer_type = endpoint.served.invoke_with_attributes(call.body, content_type, accept,
+                                                                               attributes)
+                else:
+                    body, answer_type = endpoint.served.invoke(call.body, content_type, accept)
         except InvocationError as exc:
             return self._model_error(name, exc)
         except SagetwinError as exc:

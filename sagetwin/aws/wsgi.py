@@ -61,7 +61,10 @@ class Call:
         return self.moto(self.environ, self.body)
 
     def header(self, name: str, default: str = "") -> str:
-        return self.environ.get("HTTP_" + name.upper().replace("-", "_"), default)
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # WSGI keeps these two without the HTTP_ prefix
+            return self.environ.get(key) or default
+        return self.environ.get("HTTP_" + key, default)
 
 
 Handler = Callable[[Call], Reply]

@@ -116,6 +116,15 @@ class DryRuns(Protocol):
 
 
 @runtime_checkable
+class TakesCustomAttributes(Protocol):
+    """An endpoint that passes SageMaker's ``CustomAttributes`` (the
+    ``X-Amzn-SageMaker-Custom-Attributes`` header) on to its model server."""
+
+    def invoke_with_attributes(self, body: bytes, content_type: str, accept: str, custom_attributes: str
+                               ) -> tuple[bytes, str]: ...
+
+
+@runtime_checkable
 class ListsEndpoints(Protocol):
     """Keeps endpoints beyond the process that made them: lists and deletes them by name."""
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from sagetwin.core.errors import EndpointError, InvocationError
 from sagetwin.core.limits import INVOCATION_TIMEOUT_S
 
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"  # how the service hands CustomAttributes on
+
 
 class HttpInvoker:
     """One persistent connection to ``host:port``; HTTP errors become InvocationError."""
@@ -26,10 +28,13 @@ class HttpInvoker:
         self._conn: http.client.HTTPConnection | None = None
         self.retired = False
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    def invoke(self, body: bytes, content_type: str, accept: str,
+               custom_attributes: str | None = None) -> tuple[bytes, str]:
         if self.retired:
             raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
         headers = {"Content-Type": content_type, "Accept": accept}
+        if custom_attributes:
+            headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
         for attempt in (1, 2):  # a keep-alive connection the server closed is retried once
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -94,6 +99,10 @@ class LocalHttpEndpoint:
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         return self._http.invoke(body, content_type, accept)
+
+    def invoke_with_attributes(self, body: bytes, content_type: str, accept: str, custom_attributes: str
+                               ) -> tuple[bytes, str]:
+        return self._http.invoke(body, content_type, accept, custom_attributes)
 
     def delete(self) -> None:
         if self.deleted:
