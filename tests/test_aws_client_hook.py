@@ -69,3 +69,17 @@ def test_the_startup_hook_applies_in_a_fresh_python_before_anything_is_imported(
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "http://127.0.0.1:7"
+
+
+def test_s3fs_clients_made_through_aiobotocore_reach_the_twin_too(hooked):
+    import asyncio
+
+    from aiobotocore.session import get_session
+
+    async def endpoint() -> str:
+        async with get_session().create_client("s3", region_name="us-east-1", aws_access_key_id="x",
+                                               aws_secret_access_key="x",
+                                               endpoint_url="https://s3.us-east-1.amazonaws.com") as client:
+            return client.meta.endpoint_url
+
+    assert asyncio.run(endpoint()) == "http://127.0.0.1:9"

@@ -86,6 +86,16 @@ def test_sagetwin_endpoints_lists_and_deletes_a_running_twins_endpoints(sagetwin
     assert not (sagetwin_home / "aws" / "running").exists() or not any((sagetwin_home / "aws" / "running").iterdir())
 
 
+def twin_client(twin, service: str):
+    """A client with the credentials the twin hands out (its environment)."""
+    import boto3
+
+    env = twin.environment()
+    return boto3.session.Session(region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                 aws_session_token=env["AWS_SESSION_TOKEN"]).client(service, endpoint_url=twin.url)
+
+
 class RecordingEndpoint:
     """Stands in for a backend's endpoint: records what InvokeEndpoint handed it."""
 
@@ -107,7 +117,6 @@ class RecordingEndpoint:
 
 
 def test_invoke_endpoint_forwards_body_content_type_accept_and_custom_attributes(sagetwin_home):
-    import boto3
     from botocore.exceptions import ClientError
 
     from sagetwin.aws.endpoints import TwinEndpoint
@@ -116,8 +125,7 @@ def test_invoke_endpoint_forwards_body_content_type_accept_and_custom_attributes
     with Twin(persist=False) as twin:
         served = RecordingEndpoint()
         twin.endpoints.endpoints["recorded"] = TwinEndpoint("recorded", status="InService", served=served)
-        runtime = boto3.session.Session(region_name="us-east-1", aws_access_key_id="x",
-                                        aws_secret_access_key="x").client("sagemaker-runtime", endpoint_url=twin.url)
+        runtime = twin_client(twin, "sagemaker-runtime")
         answer = runtime.invoke_endpoint(EndpointName="recorded", Body=b"a,b", ContentType="text/csv",
                                          Accept="application/json", CustomAttributes="trace=42")
         plain = runtime.invoke_endpoint(EndpointName="recorded", Body=b"{}", ContentType="application/json")
@@ -162,3 +170,65 @@ def test_a_local_http_endpoint_sends_custom_attributes_as_the_service_does():
         server.shutdown()
         server.server_close()
     assert seen == ["trace=7", None]
+
+
+def test_only_the_twins_own_callers_are_served(sagetwin_home):
+    import urllib.request
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin:
+        stranger = boto3.session.Session(region_name="us-east-1", aws_access_key_id="AKIASTRANGER",
+                                         aws_secret_access_key="x").client("sagemaker", endpoint_url=twin.url)
+        with pytest.raises(ClientError) as refused:
+            stranger.list_training_jobs()
+        assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        page = urllib.request.Request(f"{twin.url}/", headers={"Origin": "http://evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as from_a_page:
+            urllib.request.urlopen(page, timeout=10)
+        assert from_a_page.value.code == 403
+        rebound = urllib.request.Request(f"{twin.url}/", headers={"Host": "attacker.example"})
+        with pytest.raises(urllib.error.HTTPError) as other_host:
+            urllib.request.urlopen(rebound, timeout=10)
+        assert other_host.value.code == 403
+        assert twin_client(twin, "sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_names_are_checked_and_taken_names_refused_as_the_service_does(sagetwin_home):
+    from botocore.exceptions import ClientError
+
+    from sagetwin.aws.twin import Twin
+
+    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+             "2.3.0-transformers4.48.0-cpu-py311-ubuntu22.04")
+    with Twin(persist=False) as twin:
+        sm = twin.clients.sagemaker
+        request = {"AlgorithmSpecification": {"TrainingImage": image.replace("inference", "training"),
+                                              "TrainingInputMode": "File"},
+                   "RoleArn": twin.role_arn, "OutputDataConfig": {"S3OutputPath": "s3://nowhere/out"},
+                   "ResourceConfig": {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+                   "StoppingCondition": {"MaxRuntimeInSeconds": 600}}
+        with pytest.raises(ClientError) as bad_name:
+            sm.create_training_job(TrainingJobName="../escape", **request)
+        assert "failed to satisfy constraint" in str(bad_name.value)
+        sm.create_training_job(TrainingJobName="taken", **request)  # fails later: no sagemaker_program
+        with pytest.raises(ClientError) as taken:
+            sm.create_training_job(TrainingJobName="taken", **request)
+        assert taken.value.response["Error"]["Code"] == "ResourceInUse"
+        twin.jobs.stop_all()  # waits for the job's thread
+        assert sm.describe_training_job(TrainingJobName="taken")["TrainingJobStatus"] == "Failed"
+        with pytest.raises(ClientError) as finished:
+            sm.stop_training_job(TrainingJobName="taken")
+        assert "is in status Failed" in str(finished.value)
+        sm.create_model(ModelName="m", ExecutionRoleArn=twin.role_arn,
+                        PrimaryContainer={"Image": image, "ModelDataUrl": "s3://nowhere/model.tar.gz"})
+        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1,
+            "InstanceType": "ml.g4dn.xlarge"}])
+        sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
+        with pytest.raises(ClientError) as twice:
+            sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
+        assert "Cannot create already existing endpoint" in str(twice.value)

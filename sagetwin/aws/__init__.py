@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sagetwin.aws.twin import Twin
+from sagetwin.aws.twin import Twin, cleared
 
 __all__ = ["Twin", "InProcessTwin", "start"]
 
@@ -30,8 +30,10 @@ class InProcessTwin(Twin):
         from sagetwin.aws import client_hook
 
         environment = self.environment()
-        self._saved = {name: os.environ.get(name) for name in [*environment, "AWS_PROFILE"]}
-        os.environ.pop("AWS_PROFILE", None)
+        removed = set(os.environ) - set(cleared(dict(os.environ)))
+        self._saved = {name: os.environ.get(name) for name in [*environment, *removed]}
+        for name in removed:
+            del os.environ[name]
         os.environ.update(environment)
         client_hook.install(self.url)
         return self

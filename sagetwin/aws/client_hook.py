@@ -13,6 +13,7 @@ into any Python that has botocore, with or without sagetwin installed.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import inspect
@@ -48,7 +49,10 @@ def install(endpoint: str | None = None) -> bool:
     _installed["endpoint"] = endpoint
     if "hooks" not in _installed:
         _installed["hooks"] = "yes"
-        _after_import("botocore.session", _patch_botocore)
+        _after_import("botocore.session", lambda module: _patch_create_client(module.Session))
+        # s3fs (datasets' save_to_disk("s3://...")) goes through aiobotocore, whose session overrides it
+        _after_import("aiobotocore.session", lambda module: _patch_create_client(
+            module.AioSession, sys.modules["botocore.session"].Session.create_client))
         _after_import("sagemaker.session", _patch_sdk_polls)
         _after_import("sagemaker.telemetry.telemetry_logging", _silence_sdk_telemetry)
     return True
@@ -89,13 +93,16 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _patch_botocore(module: Any) -> None:
-    session_class = module.Session
-    if getattr(session_class.create_client, "_sagetwin", False):
+def _patch_create_client(session_class: Any, canonical: Any = None) -> None:
+    """Wrap ``create_client`` so that a missing or non-loopback ``endpoint_url`` becomes the twin's.
+    Arguments are read against botocore's own signature (aiobotocore's takes ``*args, **kwargs``
+    and hands them on to it)."""
+    if session_class.__dict__.get("create_client") is None or getattr(session_class.create_client, "_sagetwin", False):
         return
     original = session_class.create_client
-    signature = inspect.signature(original)
+    signature = inspect.signature(canonical or original)  # follows __wrapped__ once patched
 
+    @functools.wraps(original)
     def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         twin = _installed.get("endpoint")
         if not twin:

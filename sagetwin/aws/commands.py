@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _twin(args: argparse.Namespace):
-    from sagetwin.aws.twin import Twin
+    from sagetwin.aws import InProcessTwin  # jobs and servers it starts inherit the twin's environment
 
-    return Twin(args.backend, port=args.port, region=args.region, persist=not args.no_persist,
+    return InProcessTwin(args.backend, port=args.port, region=args.region, persist=not args.no_persist,
                 backend_options=parse_options(args.option))
 
 
@@ -66,8 +66,7 @@ def run_exec(args: argparse.Namespace) -> int:
         raise ConfigurationError("sagetwin exec needs a command to run.",
                                  "write it after --, e.g. sagetwin exec -- python train_and_deploy.py")
     with _twin(args) as twin:
-        env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"}
-        env.update(twin.environment())
+        env = dict(os.environ)  # the twin's environment, set by InProcessTwin
         print(f"sagetwin: AWS twin on {twin.url} (backend: {args.backend}) for: {shlex.join(command)}",
               file=sys.stderr)
         try:
@@ -88,4 +87,4 @@ def run_exec(args: argparse.Namespace) -> int:
         left = sum(1 for e in twin.endpoints.endpoints.values() if e.status in ("Creating", "InService"))
         if left:
             print(f"sagetwin: the command left {left} endpoint(s) running; deleting them.", file=sys.stderr)
-    return code
+    return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128+N

@@ -16,8 +16,9 @@ from sagetwin.aws.logs import LogShipper
 from sagetwin.aws.s3 import MissingData, download_object
 from sagetwin.aws.wsgi import Call, Reply, json_reply, service_error
 from sagetwin.core.backend import TakesCustomAttributes
-from sagetwin.core.errors import InvocationError, SagetwinError
+from sagetwin.core.errors import ConfigurationError, InvocationError, SagetwinError
 from sagetwin.core.job import create_backend
+from sagetwin.core.limits import check_resource_name
 from sagetwin.core.paths import inside
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
@@ -55,6 +56,8 @@ class Endpoints:
         self.clients, self.work_dir = clients, work_dir
         self.backend, self.backend_options = backend, backend_options
         self.endpoints: dict[str, TwinEndpoint] = {}
+        self._creating = threading.Lock()
+        self._starters: list[threading.Thread] = []
 
     def operations(self) -> dict[str, Any]:
         return {"CreateEndpoint": self.create, "DescribeEndpoint": self.describe,
@@ -62,11 +65,24 @@ class Endpoints:
 
     def create(self, call: Call) -> Reply:
         params = call.params()
-        reply = call.pass_to_moto()
-        if reply.ok:
-            endpoint = self.endpoints[params["EndpointName"]] = TwinEndpoint(params["EndpointName"])
-            threading.Thread(target=self._start, args=(endpoint, params["EndpointConfigName"]),
-                             name=f"endpoint {endpoint.name}", daemon=True).start()
+        name = params.get("EndpointName", "")
+        try:
+            check_resource_name(name, "endpointName")
+        except ConfigurationError as exc:
+            return service_error("ValidationException", exc.problem)
+        with self._creating:
+            if name in self.endpoints:
+                return service_error("ValidationException", "Cannot create already existing endpoint "
+                                     f'"arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:endpoint/'
+                                     f'{name.lower()}".')
+            reply = call.pass_to_moto()
+            if not reply.ok:
+                return reply
+            endpoint = self.endpoints[name] = TwinEndpoint(name)
+        starter = threading.Thread(target=self._start, args=(endpoint, params.get("EndpointConfigName", "")),
+                                   name=f"endpoint {name}", daemon=True)
+        self._starters.append(starter)
+        starter.start()
         return reply
 
     def describe(self, call: Call) -> Reply:
@@ -92,29 +108,35 @@ class Endpoints:
 
     def delete(self, call: Call) -> Reply:
         reply = call.pass_to_moto()
-        endpoint = self.endpoints.pop(call.params().get("EndpointName", ""), None)
-        if endpoint is not None:
-            self._release(endpoint)
+        if reply.ok:
+            self._release(call.params().get("EndpointName", ""))
         return reply
 
-    def delete_all(self) -> None:
+    def delete_all(self, wait_s: float = 120.0) -> None:
+        """Delete every endpoint; one still starting is stopped by its starter, which is waited for."""
         for name in list(self.endpoints):
-            self._release(self.endpoints.pop(name))
+            self._release(name)
+        deadline = time.monotonic() + wait_s
+        for starter in self._starters:
+            starter.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def invoke(self, name: str, call: Call) -> Reply:
         endpoint = self.endpoints.get(name)
-        if endpoint is None or endpoint.status != "InService":
-            return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} not found.")
+        not_found = service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} not found.")
+        if endpoint is None:
+            return not_found
         content_type = call.header("Content-Type", "application/json")
         accept = call.header("Accept", "application/json")
         attributes = call.header(CUSTOM_ATTRIBUTES_HEADER)
         try:
-            with endpoint.lock:  # one keep-alive connection per endpoint
-                if attributes and isinstance(endpoint.served, TakesCustomAttributes):
-                    body, answer_type = endpoint.served.invoke_with_attributes(call.body, content_type, accept,
-                                                                               attributes)
+            with endpoint.lock:  # one keep-alive connection per endpoint; a delete waits for the call
+                served = endpoint.served if endpoint.status == "InService" else None
+                if served is None:
+                    return not_found
+                if attributes and isinstance(served, TakesCustomAttributes):
+                    body, answer_type = served.invoke_with_attributes(call.body, content_type, accept, attributes)
                 else:
-                    body, answer_type = endpoint.served.invoke(call.body, content_type, accept)
+                    body, answer_type = served.invoke(call.body, content_type, accept)
         except InvocationError as exc:
             return self._model_error(name, exc)
         except SagetwinError as exc:
@@ -141,10 +163,12 @@ class Endpoints:
         try:
             spec = self._deploy_spec(endpoint, config_name)
             served = create_backend(self.backend, **self.backend_options).deploy(spec, ShipperReporter(shipper))
-            if self.endpoints.get(endpoint.name) is not endpoint:  # deleted while it was starting
+            with endpoint.lock:
+                deleted = self.endpoints.get(endpoint.name) is not endpoint  # while it was starting
+                if not deleted:
+                    endpoint.served, endpoint.status = served, "InService"
+            if deleted:
                 served.delete()
-                return
-            endpoint.served, endpoint.status = served, "InService"
         except EndpointFailed as exc:
             endpoint.status, endpoint.failure_reason = "Failed", str(exc)
         except SagetwinError as exc:
@@ -188,7 +212,14 @@ class Endpoints:
                                  "object located at the URL is a valid tar.gz archive.") from None
         return archive
 
-    def _release(self, endpoint: TwinEndpoint) -> None:
-        endpoint.status = "Deleting"
-        if endpoint.served is not None:
-            endpoint.served.delete()
+    def _release(self, name: str) -> None:
+        """Forget the endpoint and stop what serves it; an endpoint still starting is stopped by
+        its starter, which sees it gone. An invocation in flight finishes first."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return
+        with endpoint.lock:
+            self.endpoints.pop(name, None)
+            served, endpoint.served, endpoint.status = endpoint.served, None, "Deleting"
+        if served is not None:
+            served.delete()

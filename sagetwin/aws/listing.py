@@ -16,11 +16,14 @@ def registry_dir() -> Path:
     return home_dir() / "aws" / "running"
 
 
-def register(pid: int, url: str, backend: str) -> Path:
-    """Write this twin's entry; the caller removes it when the twin stops."""
-    registry_dir().mkdir(parents=True, exist_ok=True)
+def register(pid: int, url: str, backend: str, region: str, credentials: dict[str, str]) -> Path:
+    """Write this twin's entry (with the credentials it accepts: readable by this user only);
+    the caller removes it when the twin stops."""
+    registry_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     entry = registry_dir() / f"{pid}.json"
-    entry.write_text(json.dumps({"pid": pid, "url": url, "backend": backend}))
+    descriptor = os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump({"pid": pid, "url": url, "backend": backend, "region": region, "credentials": credentials}, file)
     return entry
 
 
@@ -37,12 +40,13 @@ def _alive(pid: int) -> bool:
 class TwinEndpointLister:
     """A running twin's endpoints, listed and deleted through its own API."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, region: str, credentials: dict[str, str]) -> None:
         import boto3
 
         self.url = url
-        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="sagetwin",
-                                        aws_secret_access_key="sagetwin")
+        session = boto3.session.Session(region_name=region, aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                                        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                                        aws_session_token=credentials.get("AWS_SESSION_TOKEN"))
         self.client = session.client("sagemaker", endpoint_url=url)
 
     def list_endpoints(self) -> list[dict[str, Any]]:
@@ -68,5 +72,6 @@ def running_twin_listers() -> list[tuple[str, TwinEndpointLister]]:
         if not _alive(int(record.get("pid", 0))):
             entry.unlink(missing_ok=True)  # a twin that was killed: its endpoints went with it
             continue
-        found.append((f"aws-twin ({record.get('backend')})", TwinEndpointLister(record["url"])))
+        found.append((f"aws-twin ({record.get('backend')})",
+                       TwinEndpointLister(record["url"], record.get("region", "us-east-1"), record["credentials"])))
     return found

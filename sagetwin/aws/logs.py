@@ -5,6 +5,7 @@ stream ``<job>/algo-1-<timestamp>``)."""
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from typing import Any
@@ -54,4 +55,8 @@ class LogShipper:
                     break
                 batch.append({"timestamp": item[0], "message": item[1]})
             if batch:
-                self.client.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=batch)
+                try:
+                    self.client.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=batch)
+                except Exception as exc:  # one refused batch must not silence the rest of the log
+                    print(f"sagetwin aws: {len(batch)} log lines of {self.stream} were not stored: {exc}",
+                          file=sys.stderr)

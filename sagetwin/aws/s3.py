@@ -4,6 +4,7 @@ twin's S3 on disk between runs (data uploaded once is there next time)."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,13 @@ def save_all(client: Any, root: Path) -> int:
         for key in _objects(client, name, ""):
             if key.endswith("/"):
                 continue
-            destination = within(inside(root, name), key)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(name, key, str(destination))
+            try:
+                destination = within(inside(root, name), key)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(name, key, str(destination))
+            except (OSError, ValueError) as exc:  # a key that cannot be a file here ("a" beside "a/b", "x/../..")
+                print(f"sagetwin aws: s3://{name}/{key} is not kept on disk: {exc}", file=sys.stderr)
+                continue
             count += 1
     return count
 
@@ -93,7 +98,9 @@ def load_all(client: Any, root: Path) -> int:
         return 0
     count = 0
     for bucket_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        client.create_bucket(Bucket=bucket_dir.name)
+        region = client.meta.region_name
+        client.create_bucket(Bucket=bucket_dir.name, **({} if region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}}))
         for path in sorted(p for p in bucket_dir.rglob("*") if p.is_file()):
             client.upload_file(str(path), bucket_dir.name, path.relative_to(bucket_dir).as_posix())
             count += 1

@@ -9,78 +9,39 @@ secondary status, failure reason, metrics from ``MetricDefinitions``, artifacts 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tarfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sagetwin.aws.images import UnsupportedImage, stack_of
+from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
 from sagetwin.aws.logs import TRAINING_LOG_GROUP, LogShipper
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
 from sagetwin.aws.wsgi import Call, Reply, json_reply, service_error
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.limits import check_resource_name
 from sagetwin.core.paths import inside
 from sagetwin.emulation.artifacts import local_path
 from sagetwin.emulation.contract import decode_hyperparameters
 from sagetwin.emulation.processes import spawn, stop
 
 
-class JobFailed(Exception):
-    """Ends a job as Failed with this message as its FailureReason."""
-
-
-@dataclass
-class TrainingJob:
-    name: str
-    request: dict[str, Any]
-    status: str = "InProgress"
-    secondary: str = "Starting"
-    failure_reason: str | None = None
-    transitions: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
-    ended: float | None = None
-    proc: Any = None
-    stop_requested: bool = False
-
-    def move_to(self, secondary: str, message: str) -> None:
-        now = time.time()
-        if self.transitions:
-            self.transitions[-1]["EndTime"] = now
-        self.secondary = secondary
-        self.transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
-
-    def finish(self, status: str, message: str, reason: str | None = None) -> None:
-        self.move_to(status, message)
-        self.transitions[-1]["EndTime"] = time.time()
-        self.status, self.failure_reason, self.ended = status, reason, time.time()
-
-    def overlay(self) -> dict[str, Any]:
-        """What DescribeTrainingJob reports beyond moto's static record."""
-        fields: dict[str, Any] = {
-            "TrainingJobStatus": self.status, "SecondaryStatus": self.secondary,
-            "SecondaryStatusTransitions": self.transitions, "TrainingStartTime": self.started,
-            "LastModifiedTime": self.ended or time.time(),
-            "FinalMetricDataList": [{"MetricName": k, **v} for k, v in self.metrics.items()],
-        }
-        if self.ended is not None:
-            seconds = max(1, round(self.ended - self.started))
-            fields.update(TrainingEndTime=self.ended, TrainingTimeInSeconds=seconds, BillableTimeInSeconds=seconds)
-        if self.failure_reason:
-            fields["FailureReason"] = self.failure_reason
-        return fields
-
-
 class TrainingJobs:
     """The twin's training jobs: created, described, listed and stopped through the API."""
 
-    def __init__(self, clients: Any, work_dir: Path, backend: str, backend_options: dict[str, Any]) -> None:
+    def __init__(self, clients: Any, work_dir: Path, backend: str, backend_options: dict[str, Any],
+                 environment: Any = None) -> None:
         self.clients, self.work_dir = clients, work_dir
+        self.environment = environment or (lambda: dict(os.environ))  # a job's own AWS calls reach the twin
         self.backend, self.backend_options = backend, backend_options
         self.jobs: dict[str, TrainingJob] = {}
+        self._creating = threading.Lock()
+        self._threads: list[threading.Thread] = []
 
     def operations(self) -> dict[str, Any]:
         return {"CreateTrainingJob": self.create, "DescribeTrainingJob": self.describe,
@@ -88,15 +49,30 @@ class TrainingJobs:
 
     def create(self, call: Call) -> Reply:
         params = call.params()
+        name = params.get("TrainingJobName", "")
+        try:
+            check_resource_name(name, "trainingJobName")
+        except ConfigurationError as exc:
+            return service_error("ValidationException", exc.problem)
+        if name in self.jobs:
+            return service_error("ResourceInUse", "Training job names must be unique within an AWS account and "
+                                 "region, and a training job with this name already exists "
+                                 f"(arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:training-job/"
+                                 f"{name.lower()})")
         role = params.get("RoleArn", "")
         if not self.clients.role_exists(role):
             return service_error("ValidationException", f"Could not assume role {role}. Please ensure that the "
                                  "role exists and allows principal 'sagemaker.amazonaws.com' to assume the role.")
-        reply = call.pass_to_moto()
-        if reply.ok:
-            job = self.jobs[params["TrainingJobName"]] = TrainingJob(params["TrainingJobName"], params)
-            job.move_to("Starting", "Preparing the instances for training")
-            threading.Thread(target=self._run, args=(job,), name=f"job {job.name}", daemon=True).start()
+        with self._creating:
+            if name in self.jobs:  # the same name twice at once
+                return service_error("ResourceInUse", f"a training job named {name} already exists")
+            reply = call.pass_to_moto()
+            if not reply.ok:
+                return reply
+            job = self.jobs[name] = TrainingJob(name, params)
+        job.move_to("Starting", "Preparing the instances for training")
+        self._threads.append(threading.Thread(target=self._run, args=(job,), name=f"job {name}", daemon=True))
+        self._threads[-1].start()
         return reply
 
     def describe(self, call: Call) -> Reply:
@@ -122,44 +98,55 @@ class TrainingJobs:
         job = self.jobs.get(name)
         if job is None:
             return service_error("ValidationException", f"Requested resource not found: training job {name}.")
-        if job.status == "InProgress":
-            job.stop_requested = True
-            job.status = "Stopping"
-            if job.proc is not None:
-                stop(job.proc, grace=5.0)
+        if not job.request_stop():
+            return service_error("ValidationException", f"The request was rejected because the training job is in "
+                                 f"status {job.status}.")
         return json_reply({})
 
-    def stop_all(self) -> None:
-        for job in self.jobs.values():
-            job.stop_requested = True
-            if job.proc is not None:
-                stop(job.proc, grace=5.0)
+    def stop_all(self, wait_s: float = 60.0) -> None:
+        """Stop every job and wait for their threads (a job still downloading stops before it runs)."""
+        for job in list(self.jobs.values()):
+            job.request_stop()
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self, job: TrainingJob) -> None:
-        folder = inside(self.work_dir, job.name)
-        shipper = LogShipper(self.clients.logs, TRAINING_LOG_GROUP, f"{job.name}/algo-1-{int(job.started)}").start()
+        """The job from download to its final status; the status is set only once every log line
+        is in CloudWatch, as the SDK reads the log one last time when it sees the status."""
+        shipper: LogShipper | None = None
+        ending = ("Failed", "Training job failed", "InternalServerError: the job ended unexpectedly")
         try:
-            order = self._prepare(job, folder)
-            job.move_to("Training", "Training image download completed. Training in progress.")
-            outcome = self._execute(job, order, folder, shipper)
-            if job.stop_requested:
-                job.finish("Stopped", "Training job stopped")
-                return
-            if not outcome["ok"]:
-                raise JobFailed(failure_reason(outcome, order))
-            job.move_to("Uploading", "Uploading generated training model")
-            output = f"{job.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job.name}/output"
-            upload_file(self.clients.s3, local_path(outcome["model_data"], "model_data"), f"{output}/model.tar.gz")
-            if outcome.get("output_data"):
-                upload_file(self.clients.s3, local_path(outcome["output_data"], "output_data"),
-                            f"{output}/output.tar.gz")
-            job.finish("Completed", "Training job completed")
+            folder = inside(self.work_dir, job.name)
+            shipper = LogShipper(self.clients.logs, TRAINING_LOG_GROUP,
+                                 f"{job.name}/algo-1-{int(job.started)}").start()
+            ending = self._carry_out(job, folder, shipper)
         except JobFailed as exc:
-            job.finish("Failed", "Training job failed", str(exc))
+            ending = ("Failed", "Training job failed", str(exc))
         except Exception as exc:  # the twin's own trouble still ends the job, with the reason
-            job.finish("Failed", "Training job failed", f"InternalServerError: {type(exc).__name__}: {exc}")
+            ending = ("Failed", "Training job failed", f"InternalServerError: {type(exc).__name__}: {exc}")
         finally:
-            shipper.close()
+            if shipper is not None:
+                shipper.close()
+            job.finish(*ending)
+
+    def _carry_out(self, job: TrainingJob, folder: Path, shipper: LogShipper) -> tuple[str, str, str | None]:
+        stopped = ("Stopped", "Training job stopped", None)
+        order = self._prepare(job, folder)
+        if job.stop_requested:
+            return stopped
+        job.move_to("Training", "Training image download completed. Training in progress.")
+        outcome = self._execute(job, order, folder, shipper)
+        if job.stop_requested:
+            return stopped
+        if not outcome["ok"]:
+            raise JobFailed(failure_reason(outcome, order))
+        job.move_to("Uploading", "Uploading generated training model")
+        output = f"{job.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job.name}/output"
+        upload_file(self.clients.s3, local_path(outcome["model_data"], "model_data"), f"{output}/model.tar.gz")
+        if outcome.get("output_data"):
+            upload_file(self.clients.s3, local_path(outcome["output_data"], "output_data"), f"{output}/output.tar.gz")
+        return ("Completed", "Training job completed", None)
 
     def _prepare(self, job: TrainingJob, folder: Path) -> dict[str, Any]:
         job.move_to("Downloading", "Downloading input data")
@@ -172,6 +159,11 @@ class TrainingJobs:
         program = str(hyperparameters.pop("sagemaker_program", "") or "")
         submitted = str(hyperparameters.pop("sagemaker_submit_directory", "") or "")
         code = self._fetch_code(submitted, folder / "code")
+        try:
+            inside(code, program)
+        except ConfigurationError:
+            raise JobFailed(f"AlgorithmError: entry point {program!r} is not a file name inside the source directory.")\
+                from None
         if not program or not (code / program).is_file():
             raise JobFailed(f"AlgorithmError: entry point {program!r} was not found in {submitted or 'the job'}.")
         resources = request.get("ResourceConfig", {})
@@ -218,7 +210,11 @@ class TrainingJobs:
         order_path.write_text(json.dumps(order))
         patterns = [(d["Name"], re.compile(d["Regex"])) for d in job.request["AlgorithmSpecification"].get(
             "MetricDefinitions") or []]
-        job.proc = spawn([sys.executable, "-m", "sagetwin.aws.job_runner", str(order_path)], cwd=folder)
+        with job.lock:
+            if job.stop_requested:  # stopped while its data was downloading
+                return {"ok": False, "error": "stopped", "exit_code": None, "log_tail": ""}
+            job.proc = spawn([sys.executable, "-m", "sagetwin.aws.job_runner", str(order_path)], cwd=folder,
+                         env=self.environment())
         for raw in job.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             shipper.write(line)
@@ -230,28 +226,3 @@ class TrainingJobs:
             return {"ok": False, "error": "the job's process ended without a result", "exit_code": job.proc.returncode,
                     "log_tail": ""}
         return json.loads(result.read_text())
-
-
-def record_metrics(job: TrainingJob, patterns: list[tuple[str, re.Pattern[str]]], line: str) -> None:
-    """``MetricDefinitions`` as the service applies them: the first group of each match, last one wins."""
-    for name, pattern in patterns:
-        match = pattern.search(line)
-        if match:
-            try:
-                value = float(match.group(1) if match.groups() else match.group(0))
-            except ValueError:
-                continue
-            job.metrics[name] = {"Value": value, "Timestamp": time.time()}
-
-
-def failure_reason(outcome: dict[str, Any], order: dict[str, Any]) -> str:
-    """The toolkit's ``ExecuteUserScriptError`` wording, with the script's own error line."""
-    if outcome.get("exit_code") is None:
-        return f"AlgorithmError: {outcome.get('error', 'the job failed')}"
-    tail = [line for line in (outcome.get("log_tail") or "").splitlines() if line.strip()]
-    errors = [line.strip() for line in tail if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*", line.strip())]
-    message = errors[-1] if errors else (tail[-1].strip() if tail else outcome.get("error", ""))
-    spec = order["spec"]
-    code = outcome["exit_code"]
-    return (f"AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\nErrorMessage \"{message}\"\n"
-            f"Command \"python {spec['entry_point']}\", exit code: {code}")

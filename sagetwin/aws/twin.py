@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import threading
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,17 +26,33 @@ ROLE_NAME = "SageMakerExecutionRole"
 HOOK_DIR = Path(__file__).with_name("hook")
 TRUST_POLICY = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-PLACEHOLDER = {"aws_access_key_id": "sagetwin", "aws_secret_access_key": "sagetwin"}
+LOOPBACK = "127.0.0.1,localhost"
+# variables that would send a client elsewhere than AWS_ENDPOINT_URL, or to a profile's settings
+CLEARED_PREFIXES = ("AWS_ENDPOINT_URL_",)
+CLEARED_NAMES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+
+
+def cleared(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` without what would take a client past the twin."""
+    return {k: v for k, v in environ.items() if k not in CLEARED_NAMES and not k.startswith(CLEARED_PREFIXES)}
+
+
+def with_loopback(value: str | None) -> str:
+    """A proxy exclusion list that also excludes the twin's address (botocore and urllib honour it)."""
+    return ",".join(filter(None, [value, LOOPBACK]))
 
 
 class TwinClients:
-    """boto3 clients the twin uses to read and write its own state, through its own API."""
+    """boto3 clients the twin uses to read and write its own state, through its own API, with a
+    key of its own that nobody else holds."""
 
     def __init__(self, url: str, region: str) -> None:
         import boto3
 
         self.url, self.region, self.account = url, region, ACCOUNT
-        session = boto3.session.Session(region_name=region, **PLACEHOLDER)
+        self.access_key = "STWIN" + secrets.token_hex(8).upper()
+        session = boto3.session.Session(region_name=region, aws_access_key_id=self.access_key,
+                                        aws_secret_access_key=secrets.token_hex(16))
         for service in ("s3", "logs", "sagemaker", "iam", "sts"):
             setattr(self, service, session.client(service, endpoint_url=url))
 
@@ -84,6 +100,8 @@ class Twin:
         from sagetwin.core.plugins import get_backend_entry
 
         get_backend_entry(self.backend)  # an unknown backend fails here, naming the installed ones
+        os.environ["NO_PROXY"] = with_loopback(os.environ.get("NO_PROXY"))  # the twin's own clients, too
+        os.environ["no_proxy"] = with_loopback(os.environ.get("no_proxy"))
         if Twin.running is not None:
             raise ConfigurationError(f"an AWS twin already runs in this process ({Twin.running.url}).",
                                      "use that one, or stop() it before starting another.")
@@ -101,9 +119,11 @@ class Twin:
             self.clients = TwinClients(self.url, self.region)
             self._wire_handlers()
             self.credentials = self._assume_role()
+            self._twin_app.access_keys = {self.clients.access_key, self.credentials["AWS_ACCESS_KEY_ID"]}
+            self._twin_app.port = self.port
             if self.persist:
                 load_all(self.clients.s3, self.store)
-            self._entry = register(os.getpid(), self.url, self.backend)
+            self._entry = register(os.getpid(), self.url, self.backend, self.region, self.credentials)
         except BaseException:
             self._close(save=False)
             raise
@@ -114,7 +134,8 @@ class Twin:
         return self._twin_app
 
     def _wire_handlers(self) -> None:
-        self.jobs = TrainingJobs(self.clients, self.work_dir / "jobs", self.backend, self.backend_options)
+        self.jobs = TrainingJobs(self.clients, self.work_dir / "jobs", self.backend, self.backend_options,
+                                 environment=lambda: {**cleared(dict(os.environ)), **self.environment()})
         self.endpoints = Endpoints(self.clients, self.work_dir / "endpoints", self.backend, self.backend_options)
         self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations()})
         self._twin_app.invoke = self.endpoints.invoke
@@ -133,7 +154,8 @@ class Twin:
         return {"AWS_ENDPOINT_URL": self.url, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
                 **self.credentials, "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "SAGETWIN_AWS_ENDPOINT": self.url,
-                "PYTHONPATH": pythonpath}
+                "PYTHONPATH": pythonpath, "NO_PROXY": with_loopback(os.environ.get("NO_PROXY")),
+                "no_proxy": with_loopback(os.environ.get("no_proxy"))}
 
     def stop(self) -> None:
         """Delete every endpoint, stop every job, keep S3 on disk, close the server."""
@@ -143,12 +165,11 @@ class Twin:
         if self._server is None:
             return
         try:
-            if self.endpoints is not None:
-                self.endpoints.delete_all()
-            if self.jobs is not None:
-                self.jobs.stop_all()
-            if save:
-                self._save_s3()
+            steps = [self.endpoints.delete_all if self.endpoints else None, self.jobs.stop_all if self.jobs else None,
+                     self._save_s3 if save else None]
+            errors = [error for error in map(_attempt, filter(None, steps)) if error is not None]
+            if errors:  # every step ran; the first failure is the one reported
+                raise errors[0]
         finally:
             self._reset_moto()  # moto's state is the process's: nothing of this twin outlives it
             self._server.shutdown()
@@ -161,11 +182,9 @@ class Twin:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _reset_moto(self) -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"),
-                                   timeout=30).read()
-        except OSError:
-            pass  # stopping: the server may already be gone; starting: the next call fails clearly
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
 
     def _save_s3(self) -> None:
         """The store becomes exactly this run's S3 (deleted objects stay deleted), or stays as it was."""
@@ -181,6 +200,14 @@ class Twin:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _attempt(step: Any) -> BaseException | None:
+    try:
+        step()
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _moto() -> Any:

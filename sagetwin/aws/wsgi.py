@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+ACCESS_KEY = re.compile(r"(?:Credential=|X-Amz-Credential=)([A-Z0-9]+)(?:/|%2F)")
 INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 JSON_11 = "application/x-amz-json-1.1"
 
@@ -79,17 +80,43 @@ class TwinApp:
         self.moto_app = moto_app
         self.operations = operations
         self.invoke = invoke
+        self.access_keys: set[str] = set()  # empty: not yet guarded (while the twin sets itself up)
+        self.port = 0
+
+    def refusal(self, environ: dict[str, Any]) -> Reply | None:
+        """Only callers holding one of the twin's keys, on its own address, and never a web page:
+        a training job runs code, so a request from anyone else must not create one."""
+        if environ.get("HTTP_ORIGIN"):
+            return service_error("AccessDeniedException", "requests from web pages are refused", 403)
+        host = environ.get("HTTP_HOST", "")
+        if self.port and host not in (f"127.0.0.1:{self.port}", f"localhost:{self.port}"):
+            return service_error("AccessDeniedException", f"requests for host {host!r} are refused", 403)
+        if not self.access_keys:
+            return None
+        credential = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", "") + " " + environ.get("QUERY_STRING", ""))
+        if credential is None or credential.group(1) not in self.access_keys:
+            return service_error("UnrecognizedClientException", "The security token included in the request is "
+                                 "invalid: use the credentials the twin printed (its environment).", 403)
+        return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service, _, operation = target.partition(".")
         invoke = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
-        if service == "SageMaker" and operation in self.operations:
-            reply = self.operations[operation](self._call(operation, environ))
-        elif invoke and environ.get("REQUEST_METHOD") == "POST":
-            reply = self.invoke(invoke.group("name"), self._call("InvokeEndpoint", environ))
-        else:
-            return self.moto_app(environ, start_response)
+        refusal = self.refusal(environ)
+        try:
+            if refusal is not None:
+                reply = refusal
+            elif service == "SageMaker" and operation in self.operations:
+                reply = self.operations[operation](self._call(operation, environ))
+            elif invoke and environ.get("REQUEST_METHOD") == "POST":
+                reply = self.invoke(invoke.group("name"), self._call("InvokeEndpoint", environ))
+            else:
+                return self.moto_app(environ, start_response)
+        except ValueError as exc:  # a body that is not the JSON the protocol requires
+            reply = service_error("SerializationException", f"the request body could not be read: {exc}")
+        except Exception as exc:  # a handler's bug answers as the service's own failures do, not as HTML
+            reply = service_error("InternalFailure", f"{type(exc).__name__}: {exc}", 500)
         headers = {**reply.headers, "Content-Length": str(len(reply.body))}
         start_response(f"{reply.status} {_REASONS.get(reply.status, 'Status')}", list(headers.items()))
         return [reply.body]

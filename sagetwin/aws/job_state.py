@@ -1,0 +1,97 @@
+"""A twin training job's record, as DescribeTrainingJob reports it: status and secondary status
+with their transitions, metrics from ``MetricDefinitions``, the failure reason in the training
+toolkit's wording."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagetwin.emulation.processes import stop
+
+
+class JobFailed(Exception):
+    """Ends a job as Failed with this message as its FailureReason."""
+
+
+@dataclass
+class TrainingJob:
+    name: str
+    request: dict[str, Any]
+    status: str = "InProgress"
+    secondary: str = "Starting"
+    failure_reason: str | None = None
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    proc: Any = None
+    stop_requested: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # between StopTrainingJob and the runner's start
+
+    def request_stop(self) -> bool:
+        """Stop a job in progress (False: it had already ended)."""
+        with self.lock:
+            if self.status not in ("InProgress", "Stopping"):
+                return False
+            self.status, self.stop_requested, proc = "Stopping", True, self.proc
+        if proc is not None:
+            stop(proc, grace=5.0)
+        return True
+
+    def move_to(self, secondary: str, message: str) -> None:
+        now = time.time()
+        if self.transitions:
+            self.transitions[-1]["EndTime"] = now
+        self.secondary = secondary
+        self.transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+
+    def finish(self, status: str, message: str, reason: str | None = None) -> None:
+        with self.lock:
+            self.move_to(status, message)
+            self.transitions[-1]["EndTime"] = time.time()
+            self.status, self.failure_reason, self.ended = status, reason, time.time()
+
+    def overlay(self) -> dict[str, Any]:
+        """What DescribeTrainingJob reports beyond moto's static record (copies: the job's thread
+        keeps changing the originals)."""
+        fields: dict[str, Any] = {
+            "TrainingJobStatus": self.status, "SecondaryStatus": self.secondary,
+            "SecondaryStatusTransitions": [dict(t) for t in list(self.transitions)],
+            "TrainingStartTime": self.started, "LastModifiedTime": self.ended or time.time(),
+            "FinalMetricDataList": [{"MetricName": k, **v} for k, v in dict(self.metrics).items()],
+        }
+        if self.ended is not None:
+            seconds = max(1, round(self.ended - self.started))
+            fields.update(TrainingEndTime=self.ended, TrainingTimeInSeconds=seconds, BillableTimeInSeconds=seconds)
+        if self.failure_reason:
+            fields["FailureReason"] = self.failure_reason
+        return fields
+
+
+def record_metrics(job: TrainingJob, patterns: list[tuple[str, re.Pattern[str]]], line: str) -> None:
+    """``MetricDefinitions`` as the service applies them: the first group of each match, last one wins."""
+    for name, pattern in patterns:
+        match = pattern.search(line)
+        if match:
+            try:
+                value = float(match.group(1) if match.groups() else match.group(0))
+            except ValueError:
+                continue
+            job.metrics[name] = {"Value": value, "Timestamp": time.time()}
+
+
+def failure_reason(outcome: dict[str, Any], order: dict[str, Any]) -> str:
+    """The toolkit's ``ExecuteUserScriptError`` wording, with the script's own error line."""
+    if outcome.get("exit_code") is None:
+        return f"AlgorithmError: {outcome.get('error', 'the job failed')}"
+    tail = [line for line in (outcome.get("log_tail") or "").splitlines() if line.strip()]
+    errors = [line.strip() for line in tail if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*", line.strip())]
+    message = errors[-1] if errors else (tail[-1].strip() if tail else outcome.get("error", ""))
+    spec = order["spec"]
+    code = outcome["exit_code"]
+    return (f"AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\nErrorMessage \"{message}\"\n"
+            f"Command \"python {spec['entry_point']}\", exit code: {code}")
