@@ -220,6 +220,9 @@ def test_names_are_checked_and_taken_names_refused_as_the_service_does(sagetwin_
         assert taken.value.response["Error"]["Code"] == "ResourceInUse"
         twin.jobs.stop_all()  # waits for the job's thread
         assert sm.describe_training_job(TrainingJobName="taken")["TrainingJobStatus"] == "Failed"
+        assert [j["TrainingJobName"] for j in sm.list_training_jobs(StatusEquals="Failed")["TrainingJobSummaries"]] \
+            == ["taken"]  # filtered on what happened, not on moto's static "Completed"
+        assert sm.list_training_jobs(StatusEquals="Completed")["TrainingJobSummaries"] == []
         with pytest.raises(ClientError) as finished:
             sm.stop_training_job(TrainingJobName="taken")
         assert "is in status Failed" in str(finished.value)

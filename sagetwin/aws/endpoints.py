@@ -14,7 +14,7 @@ from typing import Any
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.logs import LogShipper
 from sagetwin.aws.s3 import MissingData, download_object
-from sagetwin.aws.wsgi import Call, Reply, json_reply, service_error
+from sagetwin.aws.wsgi import Call, Reply, json_reply, listing_with_status, service_error
 from sagetwin.core.backend import TakesCustomAttributes
 from sagetwin.core.errors import ConfigurationError, InvocationError, SagetwinError
 from sagetwin.core.job import create_backend
@@ -96,15 +96,11 @@ class Endpoints:
         return json_reply({**reply.json(), **overlay})
 
     def list(self, call: Call) -> Reply:
-        reply = call.pass_to_moto()
-        if not reply.ok:
-            return reply
-        payload = reply.json()
-        for summary in payload.get("Endpoints", []):
-            endpoint = self.endpoints.get(summary.get("EndpointName", ""))
-            if endpoint is not None:
-                summary["EndpointStatus"] = endpoint.status
-        return json_reply(payload)
+        def status(name: str) -> dict[str, Any] | None:
+            endpoint = self.endpoints.get(name)
+            return None if endpoint is None else {"EndpointStatus": endpoint.status}
+
+        return listing_with_status(call, "Endpoints", "EndpointName", status)
 
     def delete(self, call: Call) -> Reply:
         reply = call.pass_to_moto()

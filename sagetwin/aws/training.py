@@ -22,7 +22,7 @@ from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
 from sagetwin.aws.logs import TRAINING_LOG_GROUP, LogShipper
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
-from sagetwin.aws.wsgi import Call, Reply, json_reply, service_error
+from sagetwin.aws.wsgi import Call, Reply, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import check_resource_name
 from sagetwin.core.paths import inside
@@ -83,15 +83,11 @@ class TrainingJobs:
         return json_reply({**reply.json(), **job.overlay()})
 
     def list(self, call: Call) -> Reply:
-        reply = call.pass_to_moto()
-        if not reply.ok:
-            return reply
-        payload = reply.json()
-        for summary in payload.get("TrainingJobSummaries", []):
-            job = self.jobs.get(summary.get("TrainingJobName", ""))
-            if job is not None:
-                summary.update(TrainingJobStatus=job.status, SecondaryStatus=job.secondary)
-        return json_reply(payload)
+        def status(name: str) -> dict[str, Any] | None:
+            job = self.jobs.get(name)
+            return None if job is None else {"TrainingJobStatus": job.status, "SecondaryStatus": job.secondary}
+
+        return listing_with_status(call, "TrainingJobSummaries", "TrainingJobName", status)
 
     def stop(self, call: Call) -> Reply:
         name = call.params().get("TrainingJobName", "")

@@ -71,6 +71,24 @@ class Call:
 Handler = Callable[[Call], Reply]
 
 
+def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable[[str], dict[str, Any] | None]
+                        ) -> Reply:
+    """A List* answer with the statuses the twin knows (moto's are static), its ``StatusEquals``
+    filter applied to those rather than to moto's."""
+    params = call.params()
+    wanted = params.pop("StatusEquals", None)
+    reply = Call(call.operation, json.dumps(params).encode(), call.environ, call.moto).pass_to_moto()
+    if not reply.ok:
+        return reply
+    payload = reply.json()
+    status_key = {"TrainingJobSummaries": "TrainingJobStatus", "Endpoints": "EndpointStatus"}[items]
+    for summary in payload.get(items, []):
+        summary.update(overlay(summary.get(name_key, "")) or {})
+    if wanted:
+        payload[items] = [summary for summary in payload.get(items, []) if summary.get(status_key) == wanted]
+    return json_reply(payload)
+
+
 class TwinApp:
     """WSGI middleware: ``operations`` (SageMaker target name → handler) and ``invoke``
     (endpoint name, call → reply) run first; moto answers the rest."""
