@@ -62,20 +62,28 @@ def test_people_test_their_sdk_code_with_the_sagetwin_aws_fixture(tmp_path):
     assert "1 passed" in result.stdout
 
 
+INFERENCE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+                   "2.3.0-transformers4.48.0-cpu-py311-ubuntu22.04")
+
+
+def create_endpoint(twin, endpoint: str, config: str, model: str) -> None:
+    """Model, config and endpoint through the twin's API; the model's archive does not exist, so the
+    endpoint ends Failed, which is all these tests need of it."""
+    sm = twin.clients.sagemaker
+    sm.create_model(ModelName=model, ExecutionRoleArn=twin.role_arn,
+                    PrimaryContainer={"Image": INFERENCE_IMAGE, "ModelDataUrl": "s3://nowhere/model.tar.gz"})
+    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}])
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+
+
 def test_sagetwin_endpoints_lists_and_deletes_a_running_twins_endpoints(sagetwin_home):
     from sagetwin.aws.twin import Twin
     from tests.conftest import run_cli
 
-    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
-             "2.3.0-transformers4.48.0-cpu-py311-ubuntu22.04")
     with Twin(persist=False) as twin:
         sm = twin.clients.sagemaker
-        sm.create_model(ModelName="listed-model", ExecutionRoleArn=twin.role_arn,
-                        PrimaryContainer={"Image": image, "ModelDataUrl": "s3://nowhere/model.tar.gz"})
-        sm.create_endpoint_config(EndpointConfigName="listed-config", ProductionVariants=[{
-            "VariantName": "AllTraffic", "ModelName": "listed-model", "InitialInstanceCount": 1,
-            "InstanceType": "ml.g4dn.xlarge"}])
-        sm.create_endpoint(EndpointName="listed-endpoint", EndpointConfigName="listed-config")
+        create_endpoint(twin, "listed-endpoint", "listed-config", "listed-model")
         listed = run_cli("endpoints", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [row["name"] for row in json.loads(listed.stdout) if row["backend"].startswith("aws-twin")] == \
@@ -202,11 +210,9 @@ def test_names_are_checked_and_taken_names_refused_as_the_service_does(sagetwin_
 
     from sagetwin.aws.twin import Twin
 
-    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
-             "2.3.0-transformers4.48.0-cpu-py311-ubuntu22.04")
     with Twin(persist=False) as twin:
         sm = twin.clients.sagemaker
-        request = {"AlgorithmSpecification": {"TrainingImage": image.replace("inference", "training"),
+        request = {"AlgorithmSpecification": {"TrainingImage": INFERENCE_IMAGE.replace("inference", "training"),
                                               "TrainingInputMode": "File"},
                    "RoleArn": twin.role_arn, "OutputDataConfig": {"S3OutputPath": "s3://nowhere/out"},
                    "ResourceConfig": {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
@@ -226,12 +232,7 @@ def test_names_are_checked_and_taken_names_refused_as_the_service_does(sagetwin_
         with pytest.raises(ClientError) as finished:
             sm.stop_training_job(TrainingJobName="taken")
         assert "is in status Failed" in str(finished.value)
-        sm.create_model(ModelName="m", ExecutionRoleArn=twin.role_arn,
-                        PrimaryContainer={"Image": image, "ModelDataUrl": "s3://nowhere/model.tar.gz"})
-        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[{
-            "VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1,
-            "InstanceType": "ml.g4dn.xlarge"}])
-        sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
+        create_endpoint(twin, "e", "c", "m")
         with pytest.raises(ClientError) as twice:
             sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
         assert "Cannot create already existing endpoint" in str(twice.value)

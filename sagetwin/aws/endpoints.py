@@ -14,11 +14,10 @@ from typing import Any
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.logs import LogShipper
 from sagetwin.aws.s3 import MissingData, download_object
-from sagetwin.aws.wsgi import Call, Reply, json_reply, listing_with_status, service_error
+from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.backend import TakesCustomAttributes
-from sagetwin.core.errors import ConfigurationError, InvocationError, SagetwinError
+from sagetwin.core.errors import InvocationError, SagetwinError
 from sagetwin.core.job import create_backend
-from sagetwin.core.limits import check_resource_name
 from sagetwin.core.paths import inside
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
@@ -65,25 +64,19 @@ class Endpoints:
 
     def create(self, call: Call) -> Reply:
         params = call.params()
-        name = params.get("EndpointName", "")
-        try:
-            check_resource_name(name, "endpointName")
-        except ConfigurationError as exc:
-            return service_error("ValidationException", exc.problem)
-        with self._creating:
-            if name in self.endpoints:
-                return service_error("ValidationException", "Cannot create already existing endpoint "
-                                     f'"arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:endpoint/'
-                                     f'{name.lower()}".')
-            reply = call.pass_to_moto()
-            if not reply.ok:
-                return reply
-            endpoint = self.endpoints[name] = TwinEndpoint(name)
-        starter = threading.Thread(target=self._start, args=(endpoint, params.get("EndpointConfigName", "")),
-                                   name=f"endpoint {name}", daemon=True)
-        self._starters.append(starter)
-        starter.start()
+        reply, endpoint = create_once(call, params.get("EndpointName", ""), "endpointName", self.endpoints,
+                                      self._creating, self._taken, TwinEndpoint)
+        if endpoint is not None:
+            starter = threading.Thread(target=self._start, args=(endpoint, params.get("EndpointConfigName", "")),
+                                       name=f"endpoint {endpoint.name}", daemon=True)
+            self._starters.append(starter)
+            starter.start()
         return reply
+
+    def _taken(self, name: str) -> Reply:
+        return service_error("ValidationException", "Cannot create already existing endpoint "
+                             f'"arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:endpoint/'
+                             f'{name.lower()}".')
 
     def describe(self, call: Call) -> Reply:
         reply = call.pass_to_moto()

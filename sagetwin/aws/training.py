@@ -22,9 +22,8 @@ from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
 from sagetwin.aws.logs import TRAINING_LOG_GROUP, LogShipper
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
-from sagetwin.aws.wsgi import Call, Reply, json_reply, listing_with_status, service_error
+from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.limits import check_resource_name
 from sagetwin.core.paths import inside
 from sagetwin.emulation.artifacts import local_path
 from sagetwin.emulation.contract import decode_hyperparameters
@@ -49,31 +48,27 @@ class TrainingJobs:
 
     def create(self, call: Call) -> Reply:
         params = call.params()
-        name = params.get("TrainingJobName", "")
-        try:
-            check_resource_name(name, "trainingJobName")
-        except ConfigurationError as exc:
-            return service_error("ValidationException", exc.problem)
-        if name in self.jobs:
-            return service_error("ResourceInUse", "Training job names must be unique within an AWS account and "
-                                 "region, and a training job with this name already exists "
-                                 f"(arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:training-job/"
-                                 f"{name.lower()})")
-        role = params.get("RoleArn", "")
-        if not self.clients.role_exists(role):
-            return service_error("ValidationException", f"Could not assume role {role}. Please ensure that the "
-                                 "role exists and allows principal 'sagemaker.amazonaws.com' to assume the role.")
-        with self._creating:
-            if name in self.jobs:  # the same name twice at once
-                return service_error("ResourceInUse", f"a training job named {name} already exists")
-            reply = call.pass_to_moto()
-            if not reply.ok:
-                return reply
-            job = self.jobs[name] = TrainingJob(name, params)
-        job.move_to("Starting", "Preparing the instances for training")
-        self._threads.append(threading.Thread(target=self._run, args=(job,), name=f"job {name}", daemon=True))
-        self._threads[-1].start()
+        reply, job = create_once(call, params.get("TrainingJobName", ""), "trainingJobName", self.jobs, self._creating,
+                                 self._taken, lambda name: TrainingJob(name, params),
+                                 precheck=lambda: self._role_refused(params.get("RoleArn", "")))
+        if job is not None:
+            job.move_to("Starting", "Preparing the instances for training")
+            self._threads.append(threading.Thread(target=self._run, args=(job,), name=f"job {job.name}",
+                                                  daemon=True))
+            self._threads[-1].start()
         return reply
+
+    def _taken(self, name: str) -> Reply:
+        return service_error("ResourceInUse", "Training job names must be unique within an AWS account and region, "
+                             "and a training job with this name already exists "
+                             f"(arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:training-job/"
+                             f"{name.lower()})")
+
+    def _role_refused(self, role: str) -> Reply | None:
+        if self.clients.role_exists(role):
+            return None
+        return service_error("ValidationException", f"Could not assume role {role}. Please ensure that the role "
+                             "exists and allows principal 'sagemaker.amazonaws.com' to assume the role.")
 
     def describe(self, call: Call) -> Reply:
         reply = call.pass_to_moto()

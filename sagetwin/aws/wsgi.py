@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.limits import check_resource_name
+
 ACCESS_KEY = re.compile(r"(?:Credential=|X-Amz-Credential=)([A-Z0-9]+)(?:/|%2F)")
 INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 JSON_11 = "application/x-amz-json-1.1"
@@ -69,6 +72,29 @@ class Call:
 
 
 Handler = Callable[[Call], Reply]
+
+
+def create_once(call: Call, name: str, field: str, registry: dict[str, Any], lock: Any,
+                taken: Callable[[str], Reply], make: Callable[[str], Any],
+                precheck: Callable[[], Reply | None] = lambda: None) -> tuple[Reply, Any]:
+    """A Create* as the service takes it: the name's pattern, ``precheck`` (e.g. the role), a name
+    already in use refused (under ``lock``: two requests at once count), moto's record, then the
+    twin's own object ``make(name)``; returns the reply and that object (None when refused)."""
+    try:
+        check_resource_name(name, field)
+    except ConfigurationError as exc:
+        return service_error("ValidationException", exc.problem), None
+    refused = precheck()
+    if refused is not None:
+        return refused, None
+    with lock:
+        if name in registry:
+            return taken(name), None
+        reply = call.pass_to_moto()
+        if not reply.ok:
+            return reply, None
+        made = registry[name] = make(name)
+    return reply, made
 
 
 def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable[[str], dict[str, Any] | None]
