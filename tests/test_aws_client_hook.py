@@ -83,3 +83,11 @@ def test_s3fs_clients_made_through_aiobotocore_reach_the_twin_too(hooked):
             return client.meta.endpoint_url
 
     assert asyncio.run(endpoint()) == "http://127.0.0.1:9"
+
+
+def test_the_sdks_endpoint_table_is_read_once_and_gives_the_same_urls(hooked):
+    import sagemaker.utils
+
+    first = sagemaker.utils._botocore_resolver()
+    assert sagemaker.utils._botocore_resolver() is first
+    assert sagemaker.utils.sts_regional_endpoint("eu-west-1") == "https://sts.eu-west-1.amazonaws.com"

@@ -236,3 +236,52 @@ def test_names_are_checked_and_taken_names_refused_as_the_service_does(sagetwin_
         with pytest.raises(ClientError) as twice:
             sm.create_endpoint(EndpointName="e", EndpointConfigName="c")
         assert "Cannot create already existing endpoint" in str(twice.value)
+
+
+def _job_runners() -> list[int]:
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                if b"sagetwin.aws.job_runner" in file.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_a_job_runner_waits_ready_while_the_twin_runs_and_goes_with_it(sagetwin_home):
+    import time
+
+    from sagetwin.aws.twin import Twin
+
+    before = set(_job_runners())
+    with Twin(persist=False):
+        deadline = time.monotonic() + 10
+        while not set(_job_runners()) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(_job_runners()) - before, "no job runner was started ahead of the first job"
+    assert not set(_job_runners()) - before, "a job runner outlived the twin"
+
+
+def test_callers_keep_their_connection_between_calls(sagetwin_home):
+    """HTTP/1.1 keep-alive: each call does not pay for a new connection (and a new thread)."""
+    import http.client
+
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin:
+        connection = http.client.HTTPConnection("127.0.0.1", twin.port, timeout=10)
+        try:
+            for _ in range(3):
+                connection.request("POST", "/endpoints/none/invocations", body=b"{}",
+                                   headers={"Content-Type": "application/json"})
+                answer = connection.getresponse()
+                answer.read()
+                assert answer.status == 403  # unsigned: refused, on the same connection
+                assert answer.getheader("Connection", "").lower() != "close"
+            assert connection.sock is not None
+        finally:
+            connection.close()

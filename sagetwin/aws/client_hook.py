@@ -4,7 +4,7 @@ Most clients already follow ``AWS_ENDPOINT_URL``, but the SageMaker SDK builds i
 with an explicit regional URL (``https://sts.<region>.amazonaws.com``), which that variable
 does not override; ``default_bucket()`` and ``get_execution_role()`` would reach for AWS. This
 module rewrites any non-loopback ``endpoint_url`` given to botocore to the twin's, and shortens
-the SDK's polling intervals (5 to 30 s: sized for the cloud) to 0.2 s,
+the SDK's polling intervals (5 to 30 s: sized for the cloud) to 0.5 s,
 since the twin's jobs run on this machine. Nothing else about the SDK changes.
 
 Standard library only, and no sagetwin import: ``hook/sitecustomize.py`` loads it by path
@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 ENDPOINT_VARIABLE = "SAGETWIN_AWS_ENDPOINT"
-POLL_S = 0.2
+POLL_S = 0.5  # a log line shows within half a second; each poll costs CPU the job trains on
 SDK_DESCRIBE_INTERVAL_S = 30  # _logs_for_job re-describes a job at most this often
 _installed: dict[str, str] = {}
 
@@ -55,6 +55,7 @@ def install(endpoint: str | None = None) -> bool:
             module.AioSession, sys.modules["botocore.session"].Session.create_client))
         _after_import("sagemaker.session", _patch_sdk_polls)
         _after_import("sagemaker.telemetry.telemetry_logging", _silence_sdk_telemetry)
+        _after_import("sagemaker.utils", _remember_endpoint_table)
     return True
 
 
@@ -138,6 +139,15 @@ def _replace_constant(function: Any, old: int, new: float) -> None:
     if [c for c in code.co_consts if type(c) is int].count(old) == 1:
         function.__code__ = code.replace(co_consts=tuple(new if type(c) is int and c == old else c
                                                           for c in code.co_consts))
+
+
+def _remember_endpoint_table(module: Any) -> None:
+    """The SDK re-reads botocore's endpoint table (a 0.2 s JSON parse) for every STS URL it
+    builds, three times per ``fit()``; the table does not change while a process runs, so it
+    is read once. What the SDK builds from it is unchanged."""
+    resolver = getattr(module, "_botocore_resolver", None)
+    if resolver is not None and not hasattr(resolver, "cache_info"):
+        module._botocore_resolver = functools.lru_cache(maxsize=1)(resolver)
 
 
 def _silence_sdk_telemetry(module: Any) -> None:

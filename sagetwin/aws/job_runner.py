@@ -1,4 +1,6 @@
-"""One twin training job, in its own process: ``python -m sagetwin.aws.job_runner ORDER.json``.
+"""One twin training job, in its own process: ``python -m sagetwin.aws.job_runner ORDER.json``,
+or ``... job_runner --next``: started ahead of time, its imports done, it waits for the order's
+path on stdin (the twin keeps one such runner ready, so a job does not wait for them).
 
 The twin starts this so that ``StopTrainingJob`` can stop a job at any moment (its process
 group is stopped; the backend's own processes follow through their lifelines) and so that a
@@ -8,7 +10,9 @@ written to the order's ``result`` path as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 from sagetwin.core.errors import SagetwinError, TrainingError
 from sagetwin.core.job import create_backend
+from sagetwin.core.plugins import backend_entries
 from sagetwin.core.spec import TrainingSpec
 
 
@@ -45,8 +50,23 @@ def run(order: dict[str, Any]) -> dict[str, Any]:
             "duration_s": result.duration_s, "metrics": result.metrics}
 
 
+def wait_for_order() -> Path | None:
+    """Load what every job needs (the backends' plugins), then wait for the twin to hand over
+    an order; None when it stops first (stdin closed)."""
+    with contextlib.suppress(Exception):  # a broken plugin is reported by the job itself, with its order
+        backend_entries()
+    line = sys.stdin.readline().strip()
+    if not line:
+        return None
+    order_path = Path(line)
+    os.chdir(order_path.parent)
+    return order_path
+
+
 def main(argv: list[str]) -> int:
-    order_path = Path(argv[0])
+    order_path = wait_for_order() if argv == ["--next"] else Path(argv[0])
+    if order_path is None:
+        return 0
     order = json.loads(order_path.read_text())
     try:
         outcome = run(order)

@@ -29,6 +29,7 @@ class TrainingJob:
     started: float = field(default_factory=time.time)
     ended: float | None = None
     proc: Any = None
+    recorded: dict[str, Any] | None = None  # moto's DescribeTrainingJob answer: static, so asked for once
     stop_requested: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # between StopTrainingJob and the runner's start
 

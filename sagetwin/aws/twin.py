@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import shutil
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from sagetwin.aws.endpoints import Endpoints
 from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
+from sagetwin.aws.server import LoopbackServer
 from sagetwin.aws.training import TrainingJobs
 from sagetwin.aws.wsgi import TwinApp
 from sagetwin.core.errors import ConfigurationError
@@ -83,7 +83,6 @@ class Twin:
         self.work_dir = home_dir() / "aws" / "work" / unique_name("twin")
         self.credentials: dict[str, str] = {}
         self._server: Any = None
-        self._thread: threading.Thread | None = None
         self.jobs: TrainingJobs | None = None
         self._entry: Path | None = None
         self.endpoints: Endpoints | None = None
@@ -108,11 +107,8 @@ class Twin:
         moto = _moto()
         private_dir(self.work_dir.parent.parent)
         self.work_dir.mkdir(parents=True)
-        self._server = moto.make_server(HOST, self.port, self._app(moto), threaded=True,
-                                        request_handler=moto.QuietHandler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sagetwin aws", daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self._app(moto), HOST, self.port).start()
+        self.port = self._server.port
         Twin.running = self
         try:
             self._reset_moto()  # moto keeps its state per process: a twin starts from nothing but what it kept
@@ -124,6 +120,7 @@ class Twin:
             if self.persist:
                 load_all(self.clients.s3, self.store)
             self._entry = register(os.getpid(), self.url, self.backend, self.region, self.credentials)
+            self.jobs.prepare_runner()
         except BaseException:
             self._close(save=False)
             raise
@@ -172,8 +169,7 @@ class Twin:
                 raise errors[0]
         finally:
             self._reset_moto()  # moto's state is the process's: nothing of this twin outlives it
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
             Twin.running = None
             if self._entry is not None:
@@ -214,16 +210,8 @@ def _moto() -> Any:
     """moto's server pieces, or a clear error naming the install that adds them."""
     try:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import WSGIRequestHandler, make_server
     except ImportError:
         raise ConfigurationError("the AWS twin needs moto's server, which is not installed.",
-                                 "pip install 'sagetwin[aws]' (moto[server] and s3fs).") from None
-
-    class QuietHandler(WSGIRequestHandler):
-        """No access log on the person's terminal: the SDK's own output is what they read."""
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
+                                 "pip install 'sagetwin[aws]' (moto[server], waitress and s3fs).") from None
     return SimpleNamespace(DomainDispatcherApplication=DomainDispatcherApplication,
-                           create_backend_app=create_backend_app, make_server=make_server, QuietHandler=QuietHandler)
+                           create_backend_app=create_backend_app)

@@ -21,16 +21,17 @@ from sagetwin.core.progress import Reporter
 
 
 def spawn(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-          stdout: int | object = subprocess.PIPE) -> subprocess.Popen:
+          stdout: int | object = subprocess.PIPE, stdin: int | object = subprocess.DEVNULL) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (session), tied to this process's lifetime through a
     lifeline pipe (``lifeline``): it ends when this process ends, whichever thread started it. No
-    ``preexec_fn``: nothing runs between fork and exec, so threaded programs spawn safely."""
+    ``preexec_fn``: nothing runs between fork and exec, so threaded programs spawn safely.
+    ``stdin`` is closed unless asked for (e.g. a pipe to hand a started process its work)."""
     read_end, write_end = os.pipe()
     os.set_inheritable(read_end, True)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", LIFELINE, str(read_end), "--", *cmd],
-            env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, stdin=stdin,
             start_new_session=True, pass_fds=(read_end,),
         )
     except BaseException:
