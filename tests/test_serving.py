@@ -85,3 +85,43 @@ def test_body_that_is_not_an_object_gets_the_toolkits_400(trained_tiny, no_lefto
             predictor.predict("just a string body")  # the toolkit calls data.pop("inputs", data)
         assert info.value.status == 400 and "pop" in str(info.value)
         assert predictor.predict({"inputs": "still serving"})[0]["label"] in {"NEGATIVE", "POSITIVE"}
+
+
+def test_a_server_that_takes_the_port_first_is_never_taken_for_the_endpoint(trained_tiny, monkeypatch,
+                                                                            no_leftover_processes):
+    """The model server binds port 0 itself and reports what it got: a port chosen, released and
+    bound later could meanwhile belong to another server, whose /ping would pass for ours."""
+    import http.server
+    import threading
+
+    import sagetwin.emulation.processes as processes
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            body = b'[{"label": "IMPOSTOR", "score": 1.0}]'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    # the race, made certain: whatever free port sagetwin would pick is taken before its server binds
+    monkeypatch.setattr(processes, "free_port", lambda host="127.0.0.1": impostor.server_address[1])
+    try:
+        with deploy(trained_tiny.model_data) as predictor:
+            answer = predictor.predict({"inputs": "a wonderful film"})
+            assert predictor.endpoint.port != impostor.server_address[1]
+        assert answer[0]["label"] != "IMPOSTOR"
+    finally:
+        impostor.shutdown()
+        impostor.server_close()

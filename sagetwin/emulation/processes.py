@@ -165,6 +165,21 @@ def choose_port(requested: int | None, host: str = "127.0.0.1") -> int:
     return requested
 
 
+def wait_for_port_file(path: Path, *, timeout: float, alive: Callable[[], bool] = lambda: True,
+                       interval: float = 0.02) -> int | None:
+    """The port a server wrote to ``path`` once it was listening; None if it died or timed out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            pass
+        if not alive():
+            return None
+        time.sleep(interval)
+    return None
+
+
 def wait_until_healthy(host: str, port: int, *, timeout: float, path: str = "/ping",
                        alive: Callable[[], bool] = lambda: True, interval: float = 0.1) -> bool:
     """Poll ``GET path`` until 200 (True), the process dies or the time runs out (False)."""

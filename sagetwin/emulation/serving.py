@@ -96,11 +96,18 @@ class ToolkitHandler:
         return bytes(payload), context.response_content_type or "application/json"
 
 
-def serve(model_dir: str, host: str, port: int) -> None:
-    """Bind first (so /ping answers 503 while loading), then load the model and serve."""
+def serve(model_dir: str, host: str, port: int, port_file: str | None = None) -> None:
+    """Bind first (so /ping answers 503 while loading), then load the model and serve. The port
+    actually bound goes to ``port_file`` (written whole, by rename): with port 0 the kernel picks
+    a free one, and no other server can take it between a choice and the bind."""
     state = ServerState()
     server = make_server(host, port, state)
     bound_port = server.server_address[1]
+    if port_file:
+        partial = f"{port_file}.{os.getpid()}.partial"
+        with open(partial, "w") as file:
+            file.write(str(bound_port))
+        os.replace(partial, port_file)
     print(f"sagetwin-serving: listening on http://{host}:{bound_port}", flush=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -124,11 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a model folder with the HF inference toolkit handler.")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="0: any free port, reported in --port-file")
+    parser.add_argument("--port-file", help="write the bound port here once listening")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("SAGETWIN_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(args.model_dir, args.host, args.port)
+    serve(args.model_dir, args.host, args.port, args.port_file)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from sagetwin.emulation.processes import (
     spawn,
     stop,
     tail_of,
+    wait_for_port_file,
     wait_until_healthy,
 )
 
@@ -138,22 +139,40 @@ class ProcessBackend:
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> ProcessEndpoint:
         archive = local_model_archive(spec.model_data)
         require_model_files(archive)
-        port = choose_port(spec.port, HOST)
+        requested = choose_port(spec.port, HOST) if spec.port else 0  # 0: the server binds any free port
         endpoint_dir = inside(self.work_dir / "endpoints", spec.endpoint_name)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
         model_dir = unpack_model(archive, endpoint_dir / "model")
-        log_path = endpoint_dir / "server.log"
+        log_path, port_file = endpoint_dir / "server.log", endpoint_dir / "port"
+        port_file.unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(spec.environment)
         cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
-               "--host", HOST, "--port", str(port)]
-        reporter.step(f"process: starting model server on http://{HOST}:{port} (log: {log_path})")
+               "--host", HOST, "--port", str(requested), "--port-file", str(port_file)]
+        reporter.step(f"process: starting model server (log: {log_path})")
         proc = spawn(cmd, env=env, cwd=endpoint_dir)
         pump_to_file(proc, log_path)
-        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir, spec.invocation_timeout)
+        timeout = spec.startup_timeout or STARTUP_TIMEOUT_S
         started = time.monotonic()
         try:
-            healthy = wait_until_healthy(HOST, port, timeout=spec.startup_timeout or STARTUP_TIMEOUT_S,
+            port = wait_for_port_file(port_file, timeout=timeout, alive=lambda: proc.poll() is None)
+        except BaseException:
+            stop(proc, grace=2.0)
+            raise
+        if port is None:
+            stop(proc, grace=2.0)
+            raise EndpointError(
+                f"endpoint {spec.endpoint_name} failed to start: the model server "
+                + (f"exited with code {proc.returncode}" if proc.returncode is not None
+                   else f"did not listen within {timeout:.0f}s") + ".",
+                "read the server log below" + (f"; port {requested} may have been taken meanwhile"
+                                               if requested else "") + ".",
+                details=log_excerpt("the server log", tail_of(log_path)),
+            )
+        reporter.step(f"process: model server listening on http://{HOST}:{port}")
+        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir, spec.invocation_timeout)
+        try:
+            healthy = wait_until_healthy(HOST, port, timeout=max(1.0, timeout - (time.monotonic() - started)),
                                          alive=lambda: proc.poll() is None)
         except BaseException:
             endpoint.delete()
@@ -162,7 +181,7 @@ class ProcessBackend:
             code = proc.poll()
             endpoint.delete()
             why = (f"the model server exited with code {code}" if code is not None
-                   else f"/ping did not answer 200 within {spec.startup_timeout or STARTUP_TIMEOUT_S:.0f}s")
+                   else f"/ping did not answer 200 within {timeout:.0f}s")
             raise EndpointError(
                 f"endpoint {spec.endpoint_name} failed to start: {why}.",
                 "read the server log below; for slow-loading models raise startup_timeout.",
