@@ -1,0 +1,221 @@
+"""Endpoints under load and under bad requests: the `process` endpoint and, where Docker runs,
+the `local` endpoint (the DLC's toolkit on multi-model-server) serving the same model.tar.gz,
+measured in the same run.
+
+For each endpoint:
+1. load: N good requests (default 1000) at concurrency C (default 16), one keep-alive connection
+   per client thread: errors, throughput, p50 and p99;
+2. bad requests, sent raw (a wrong Content-Length, none, chunked, unknown methods, not HTTP, a
+   body over 6 MB, a body the model rejects, ...): the status of each answer and whether it
+   is JSON;
+3. afterwards, /ping must still answer 200.
+
+The ratios compare `process` with `local` (throughput: process / local; p99: process / local).
+
+Usage: python bench/bench_endpoints.py [--requests 1000] [--concurrency 16] [--no-local]
+       [--json bench/results/endpoints.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+import sagetwin  # noqa: E402
+from sagetwin.core.progress import SilentReporter  # noqa: E402
+from sagetwin.guide.data import prepare_datasets, resolve_model  # noqa: E402
+
+TRAIN_SCRIPTS = REPO / "train_scripts"
+GOOD_BODY = json.dumps({"inputs": "a wonderful, moving film"}).encode()
+SIX_MB = 6 * 1024 * 1024
+
+# (name, raw request bytes after the request line's host is filled in)
+BAD_REQUESTS: list[tuple[str, bytes]] = [
+    ("Content-Length: abc", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: abc\r\n\r\n{}"),
+    ("Content-Length: -1", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: -1\r\n\r\n{}"),
+    ("Content-Length: 10^12", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: 1000000000000\r\n\r\n{}"),
+    ("no Content-Length", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                          b"Connection: close\r\n\r\n"),
+    ("Transfer-Encoding: chunked", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+    ("DELETE /invocations", b"DELETE /invocations HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+    ("BREW /pot", b"BREW /pot HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+    ("not HTTP", b"this is not http\r\n\r\n"),
+    ("GET /nowhere", b"GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n"),
+    ("a body the model rejects", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 8\r\n\r\n{\"a\": 1}"),
+    ("not JSON", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 9\r\n\r\n{not json"),
+]
+
+
+def oversized_request() -> bytes:
+    body = b'{"inputs": "' + b"x" * (SIX_MB + 1 - 14) + b'"}'
+    return (b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def load(host: str, port: int, requests: int, concurrency: int) -> dict:
+    """``requests`` good calls from ``concurrency`` threads, each on its own keep-alive connection."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    break
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/invocations", body=GOOD_BODY,
+                                   headers={"Content-Type": "application/json", "Accept": "application/json"})
+                answer = connection.getresponse()
+                payload = answer.read()
+                ok = answer.status == 200 and isinstance(json.loads(payload), list)
+            except Exception as exc:  # counted, and the connection is made again
+                ok, payload = False, f"{type(exc).__name__}: {exc}".encode()
+                connection.close()
+                connection = http.client.HTTPConnection(host, port, timeout=60)
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                if not ok:
+                    errors.append(payload[:200].decode("utf-8", "replace"))
+        connection.close()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(client) for _ in range(concurrency)]:
+            future.result()
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {"requests": requests, "concurrency": concurrency, "errors": len(errors), "first_errors": errors[:3],
+            "req_per_s": round(requests / wall, 1), "p50_ms": round(statistics.median(ordered) * 1000, 1),
+            "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 1)}
+
+
+def send_raw(host: str, port: int, raw: bytes, timeout: float = 30.0) -> dict:
+    """One raw request; the answer's status and whether its body is JSON."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            sock.sendall(raw)
+        except OSError as exc:  # the server answered and closed before taking the whole body
+            sent_all = f"send stopped: {type(exc).__name__}"
+        else:
+            sent_all = "sent"
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                data = b"".join(chunks)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), None)
+                if length is not None and len(body) >= length:
+                    break
+        except (TimeoutError, OSError) as exc:
+            return {"status": None, "json": False, "note": f"{sent_all}; no answer ({type(exc).__name__})"}
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n")[0].decode("latin-1") if head else ""
+    try:
+        status = int(status_line.split()[1])
+    except (IndexError, ValueError):
+        return {"status": None, "json": False, "note": f"{sent_all}; no status line ({status_line[:40]!r})"}
+    try:
+        json.loads(body)
+        is_json = True
+    except ValueError:
+        is_json = False
+    return {"status": status, "json": is_json, "note": sent_all}
+
+
+def ping(host: str, port: int) -> int:
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("GET", "/ping")
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def exercise(endpoint, requests: int, concurrency: int) -> dict:
+    host, port = endpoint.host, endpoint.port
+    for _ in range(20):  # warm-up: the first calls load lazily on some servers
+        endpoint.invoke(GOOD_BODY, "application/json", "application/json")
+    result = {"load": load(host, port, requests, concurrency)}
+    bad = {name: send_raw(host, port, raw) for name, raw in BAD_REQUESTS}
+    bad["6 MB + 1 byte"] = send_raw(host, port, oversized_request())
+    result["bad_requests"] = bad
+    result["ping_after"] = ping(host, port)
+    result["good_call_after"] = endpoint.invoke(GOOD_BODY, "application/json", "application/json")[0][:80].decode()
+    return result
+
+
+def deploy(backend: str, model_data: str):
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend=backend, reporter=SilentReporter())
+    return job.deploy(model_data=model_data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--no-local", action="store_true", help="only the process endpoint (no Docker)")
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "endpoints.json"))
+    args = parser.parse_args()
+    model = resolve_model("tiny")
+    channels = {**prepare_datasets("sample", model.tokenizer_source, train_size=64, test_size=32), **model.channels()}
+    hyperparameters = {"epochs": 1, "max_steps": 2, "model_name": "/opt/ml/input/data/model"}
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process", reporter=SilentReporter(),
+                                  hyperparameters=hyperparameters)
+    model_data = job.fit(channels).model_data
+    report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "model": "tiny BERT (trained 2 steps)"}
+    backends = ["process"] if args.no_local else ["process", "local"]
+    for backend in backends:
+        print(f"{backend}: deploying", flush=True)
+        with deploy(backend, model_data) as predictor:
+            report[backend] = exercise(predictor.endpoint, args.requests, args.concurrency)
+        print(backend, json.dumps(report[backend]["load"]), flush=True)
+        for name, answer in report[backend]["bad_requests"].items():
+            print(f"  {name:28} {answer}")
+        print(f"  /ping after: {report[backend]['ping_after']}", flush=True)
+    if "local" in report:
+        report["ratios"] = {
+            "throughput_process_over_local": round(report["process"]["load"]["req_per_s"]
+                                                   / report["local"]["load"]["req_per_s"], 2),
+            "p99_process_over_local": round(report["process"]["load"]["p99_ms"] / report["local"]["load"]["p99_ms"], 2),
+        }
+        print("ratios", json.dumps(report["ratios"]))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
