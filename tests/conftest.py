@@ -38,8 +38,13 @@ def fresh_plugin_manager():
 
 @pytest.fixture
 def no_leftover_processes():
-    """Fail the test if it leaves child processes (servers, training runs) behind."""
+    """Fail the test if it leaves child processes (servers, training runs) behind. The warm
+    model-server parent lives as long as the program that started it: it is closed here, as
+    the end of a program closes it, and must take its forked servers with it."""
     yield
+    from sagetwin.emulation.warm_serving import warm_servers
+
+    warm_servers.close()
     me = psutil.Process()
     children = [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not children, f"processes left running: {[(p.pid, p.cmdline()) for p in children]}"

@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sagetwin.backends.process.drift import drift, drift_fix
 from sagetwin.backends.process.stack_env import stack_python
@@ -35,6 +36,7 @@ from sagetwin.emulation.artifacts import (
 )
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
+from sagetwin.emulation.fork_server import EXIT_CODE_FILE
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.processes import (
     choose_port,
@@ -46,6 +48,7 @@ from sagetwin.emulation.processes import (
     wait_for_port_file,
     wait_until_healthy,
 )
+from sagetwin.emulation.warm_serving import warm_servers, warm_serving_enabled
 
 HOST = "127.0.0.1"
 ENVIRONMENTS = ("host", "stack")
@@ -149,10 +152,8 @@ class ProcessBackend:
         env.update(spec.environment)
         cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
                "--host", HOST, "--port", str(requested), "--port-file", str(port_file)]
-        reporter.step(f"process: starting model server (log: {log_path})")
-        proc = spawn(cmd, env=env, cwd=endpoint_dir)
-        pump_to_file(proc, log_path)
         timeout = spec.startup_timeout or STARTUP_TIMEOUT_S
+        proc = self._start_server(cmd, env, model_dir, port_file, log_path, endpoint_dir, timeout, reporter)
         started = time.monotonic()
         try:
             port = wait_for_port_file(port_file, timeout=timeout, alive=lambda: proc.poll() is None)
@@ -189,6 +190,23 @@ class ProcessBackend:
             )
         reporter.step(f"process: endpoint answered /ping after {time.monotonic() - started:.1f}s")
         return endpoint
+
+
+    def _start_server(self, cmd: list[str], env: dict[str, str], model_dir: Path, port_file: Path, log_path: Path,
+                      endpoint_dir: Path, timeout: float, reporter: Reporter) -> Any:
+        """A model server forked from this program's warm parent (torch and transformers already
+        imported: a redeploy costs the model's load only), else a fresh interpreter."""
+        (endpoint_dir / EXIT_CODE_FILE).unlink(missing_ok=True)
+        if warm_serving_enabled() and self.audit_record is None:
+            reporter.step(f"process: starting model server from the warm parent (log: {log_path})")
+            try:
+                return warm_servers.start_server(cmd[0], env, model_dir, port_file, log_path, endpoint_dir, timeout)
+            except (RuntimeError, OSError) as exc:
+                reporter.step(f"process: the warm parent failed ({exc}); starting a fresh model server")
+        reporter.step(f"process: starting model server (log: {log_path})")
+        proc = spawn(cmd, env=env, cwd=endpoint_dir)
+        pump_to_file(proc, log_path)
+        return proc
 
 
 class ProcessEndpoint(LocalHttpEndpoint):
