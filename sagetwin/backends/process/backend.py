@@ -198,7 +198,8 @@ class ProcessBackend:
         imported: a redeploy costs the model's load only), else a fresh interpreter."""
         (endpoint_dir / EXIT_CODE_FILE).unlink(missing_ok=True)
         if warm_serving_enabled() and self.audit_record is None:
-            reporter.step(f"process: starting model server from the warm parent (log: {log_path})")
+            reporter.step("process: starting model server, forked from this program's model-server parent (the "
+                          f"first deploy starts it and imports torch and transformers once; log: {log_path})")
             try:
                 return warm_servers.start_server(cmd[0], env, model_dir, port_file, log_path, endpoint_dir, timeout)
             except (RuntimeError, OSError) as exc:
