@@ -125,3 +125,30 @@ def test_a_server_that_takes_the_port_first_is_never_taken_for_the_endpoint(trai
     finally:
         impostor.shutdown()
         impostor.server_close()
+
+
+def test_sagemaker_model_server_workers_serve_requests_side_by_side(trained_tiny, tmp_path, no_leftover_processes):
+    """As MMS on the DLC: N workers, each with its own loaded model, one request at a time each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = '''
+import time
+
+def model_fn(model_dir):
+    return object()
+
+def predict_fn(data, model):
+    time.sleep(1.0)
+    return [{"label": str(id(model)), "score": 1.0}]
+'''
+    with deploy(archive_with_code(trained_tiny, tmp_path, code), env={"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) \
+            as predictor:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: predictor.predict({"inputs": "x"})[0]["label"], range(2)))
+    assert len(set(answers)) == 2, f"both requests went to one worker: {answers}"
+
+
+def test_a_bad_worker_count_fails_the_deploy_naming_it(trained_tiny, no_leftover_processes):
+    with pytest.raises(sagetwin.EndpointError) as failed:
+        deploy(trained_tiny.model_data, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS='many' is not a whole number" in str(failed.value.render())

@@ -97,6 +97,8 @@ def _child(order: dict[str, Any], parent: int) -> None:
         code = 0
     except SystemExit as exc:
         code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        if isinstance(exc.code, str):  # what the interpreter would print on its way out
+            print(exc.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import sys
 import threading
 import traceback
@@ -96,6 +97,38 @@ class ToolkitHandler:
         return bytes(payload), context.response_content_type or "application/json"
 
 
+class HandlerPool:
+    """``SAGEMAKER_MODEL_SERVER_WORKERS`` handlers, as MMS runs that many workers on the DLC: each
+    loads the model and answers one request at a time; a request waits for a free one."""
+
+    def __init__(self, model_dir: str, workers: int) -> None:
+        self.handlers = [ToolkitHandler(model_dir) for _ in range(workers)]
+        self.service = self.handlers[0].service
+        self._free: queue.SimpleQueue[ToolkitHandler] = queue.SimpleQueue()
+        for handler in self.handlers:
+            self._free.put(handler)
+
+    def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[bytes, str]:
+        handler = self._free.get()
+        try:
+            return handler.invoke(body, headers)
+        finally:
+            self._free.put(handler)
+
+
+def worker_count() -> int:
+    """``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1, as sagetwin's local images default it)."""
+    raw = os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1").strip() or "1"
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise SystemExit(f"sagetwin-serving: SAGEMAKER_MODEL_SERVER_WORKERS={raw!r} is not a whole number; "
+                         "set it to 1 or more.") from None
+    if workers < 1:
+        raise SystemExit(f"sagetwin-serving: SAGEMAKER_MODEL_SERVER_WORKERS={workers} must be 1 or more.")
+    return workers
+
+
 def serve(model_dir: str, host: str, port: int, port_file: str | None = None) -> None:
     """Bind first (so /ping answers 503 while loading), then load the model and serve. The port
     actually bound goes to ``port_file`` (written whole, by rename): with port 0 the kernel picks
@@ -112,7 +145,8 @@ def serve(model_dir: str, host: str, port: int, port_file: str | None = None) ->
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        state.handler = ToolkitHandler(model_dir)
+        workers = worker_count()
+        state.handler = ToolkitHandler(model_dir) if workers == 1 else HandlerPool(model_dir, workers)
     except Exception as exc:
         state.load_error = f"model failed to load: {type(exc).__name__}: {exc}"
         traceback.print_exc()
