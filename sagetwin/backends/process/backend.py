@@ -145,7 +145,7 @@ class ProcessBackend:
         requested = choose_port(spec.port, HOST) if spec.port else 0  # 0: the server binds any free port
         endpoint_dir = inside(self.work_dir / "endpoints", spec.endpoint_name)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
-        model_dir = unpack_model(archive, endpoint_dir / "model")
+        model_dir = unpack_model(archive, endpoint_dir / "model", cache_dir=self.work_dir / "unpacked-models")
         log_path, port_file = endpoint_dir / "server.log", endpoint_dir / "port"
         port_file.unlink(missing_ok=True)
         env = dict(os.environ)
