@@ -285,3 +285,17 @@ def test_callers_keep_their_connection_between_calls(sagetwin_home):
             assert connection.sock is not None
         finally:
             connection.close()
+
+
+def test_s3_keys_with_escapes_and_question_marks_are_kept_as_written(sagetwin_home):
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin:
+        s3 = twin_client(twin, "s3")
+        s3.create_bucket(Bucket="keys-as-written")
+        keys = ["a%41.txt", "x?y.csv", "plus+and space.json", "percent%25/inner%3F.bin"]
+        for key in keys:
+            s3.put_object(Bucket="keys-as-written", Key=key, Body=key.encode())
+        listed = sorted(item["Key"] for item in s3.list_objects_v2(Bucket="keys-as-written")["Contents"])
+        assert listed == sorted(keys)
+        assert all(s3.get_object(Bucket="keys-as-written", Key=key)["Body"].read() == key.encode() for key in keys)

@@ -89,23 +89,40 @@ def test_the_warm_parent_and_its_servers_end_with_the_program(trained_tiny, tmp_
         assert not wait_until_gone(started), f"{how}: left running: {wait_until_gone(started, 0)}"
 
 
-def test_a_changed_environment_gets_a_new_warm_parent(trained_tiny, monkeypatch, no_leftover_processes):
+def test_a_changed_environment_gets_a_new_warm_parent_and_live_endpoints_keep_serving(
+        trained_tiny, monkeypatch, no_leftover_processes):
     """Variables read when packages are imported cannot be handed to a parent that has already
-    imported them: a deploy with a different environment gets a new parent, and the old one ends;
-    a variable the toolkit reads at load time (HF_TASK) does not need one."""
+    imported them: a deploy with a different environment gets a new parent, while the endpoints
+    forked from the old one keep serving; the old parent ends once it serves nothing. A variable
+    the toolkit reads at load time (HF_TASK) does not need a new parent."""
     import psutil
 
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process", reporter=SilentReporter())
 
-    def parent_of_a_deploy(**env) -> int:
-        with job.deploy(model_data=trained_tiny.model_data, env=env) as predictor:
-            assert predictor.predict({"inputs": "a film"})[0]["label"]
-            return psutil.Process(predictor.endpoint.proc.pid).ppid()
+    def parent_of(predictor) -> int:
+        return psutil.Process(predictor.endpoint.proc.pid).ppid()
 
     monkeypatch.setenv("SAGETWIN_TEST_IMPORT_TIME", "a")
-    first = parent_of_a_deploy()
-    assert parent_of_a_deploy(HF_TASK="text-classification") == first
-    monkeypatch.setenv("SAGETWIN_TEST_IMPORT_TIME", "b")
-    second = parent_of_a_deploy()
-    assert second != first
-    assert not wait_until_gone({first}), "the replaced warm parent is still running"
+    with job.deploy(model_data=trained_tiny.model_data) as first:
+        with job.deploy(model_data=trained_tiny.model_data, env={"HF_TASK": "text-classification"}) as same:
+            assert parent_of(same) == parent_of(first)
+        monkeypatch.setenv("SAGETWIN_TEST_IMPORT_TIME", "b")
+        with job.deploy(model_data=trained_tiny.model_data) as second:
+            assert parent_of(second) != parent_of(first)
+            assert first.predict({"inputs": "a film"})[0]["label"], "the first endpoint stopped serving"
+            assert second.predict({"inputs": "a film"})[0]["label"]
+        old_parent = parent_of(first)
+    with job.deploy(model_data=trained_tiny.model_data) as third:  # "b" again: the idle "a" parent is retired
+        assert third.predict({"inputs": "a film"})[0]["label"]
+        assert not wait_until_gone({old_parent}), "the idle warm parent is still running"
+
+
+def test_a_requested_port_is_the_port_served(trained_tiny, no_leftover_processes):
+    from sagetwin.emulation.processes import free_port
+
+    port = free_port()
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process", reporter=SilentReporter())
+    with job.deploy(model_data=trained_tiny.model_data, port=port) as predictor:
+        assert predictor.endpoint.port == port
+        assert isinstance(predictor.endpoint.proc, ForkedServer)
+        assert predictor.predict({"inputs": "a film"})[0]["label"]

@@ -16,7 +16,22 @@ from typing import Any
 from sagetwin.core.errors import ConfigurationError
 
 THREADS = 32  # concurrent requests: long InvokeEndpoint calls must not hold up the SDK's polls
+CONNECTION_LIMIT = 1000  # keep-alive pools of many SDK sessions and clients stay connected at once
+IDLE_CONNECTION_TIMEOUT_S = 30
 MAX_BODY_BYTES = 5 * 1024**3 + 1024**2  # S3's single PUT limit (5 GiB), with room for the request's own framing
+
+
+def _with_raw_uri(app: Callable[..., Any]) -> Callable[..., Any]:
+    """moto reads the undecoded path from ``RAW_URI`` (werkzeug's name; waitress calls it
+    ``REQUEST_URI``) and decodes S3 keys itself: without it ``a%41`` became ``aA`` and a key
+    with ``?`` was cut short."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if "REQUEST_URI" in environ:
+            environ.setdefault("RAW_URI", environ["REQUEST_URI"])
+        return app(environ, start_response)
+
+    return wrapped
 
 
 class LoopbackServer:
@@ -29,8 +44,9 @@ class LoopbackServer:
             raise ConfigurationError("the AWS twin needs waitress, which is not installed.",
                                      "pip install 'sagetwin[aws]'.") from None
         logging.getLogger("waitress").setLevel(logging.ERROR)  # no access or queue lines on the person's terminal
-        self._server = create_server(app, host=host, port=port, threads=THREADS, ident="sagetwin",
-                                     max_request_body_size=MAX_BODY_BYTES, clear_untrusted_proxy_headers=True)
+        self._server = create_server(_with_raw_uri(app), host=host, port=port, threads=THREADS, ident="sagetwin",
+                                     max_request_body_size=MAX_BODY_BYTES, clear_untrusted_proxy_headers=True,
+                                     connection_limit=CONNECTION_LIMIT, channel_timeout=IDLE_CONNECTION_TIMEOUT_S)
         self.port: int = self._server.effective_port
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="sagetwin aws", daemon=True)

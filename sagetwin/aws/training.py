@@ -44,23 +44,28 @@ class TrainingJobs:
         self._threads: list[threading.Thread] = []
         self._runner_lock = threading.Lock()
         self._spare: subprocess.Popen | None = None
+        self._spare_env: dict[str, str] = {}
         self._closed = False
 
     def prepare_runner(self) -> None:
         """Start a job runner ahead of the next job (its imports take ~0.4 s on a small machine);
-        called when the twin is up and after each job, never while one trains."""
+        called when the twin is up and after each job."""
         with self._runner_lock:
             if self._closed or (self._spare is not None and self._spare.poll() is None):
                 return
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            self._spare_env = self.environment()
             self._spare = spawn([sys.executable, "-m", "sagetwin.aws.job_runner", "--next"], cwd=self.work_dir,
-                                env=self.environment(), stdin=subprocess.PIPE)
+                                env=self._spare_env, stdin=subprocess.PIPE)
 
     def _runner_for(self, order_path: Path) -> subprocess.Popen:
-        """The ready runner handed ``order_path``, or a new one when none is ready."""
+        """The ready runner handed ``order_path``, or a new one when none is ready or the
+        environment changed since it started (a job runs with the environment of its start)."""
+        environment = self.environment()
         with self._runner_lock:
             spare, self._spare = self._spare, None
-        if spare is not None and spare.poll() is None and spare.stdin is not None:
+        if spare is not None and spare.poll() is None and spare.stdin is not None \
+                and self._spare_env == environment:
             try:
                 spare.stdin.write(f"{order_path}\n".encode())
                 spare.stdin.close()
@@ -70,7 +75,7 @@ class TrainingJobs:
         elif spare is not None:
             stop(spare, grace=1.0)
         return spawn([sys.executable, "-m", "sagetwin.aws.job_runner", str(order_path)], cwd=order_path.parent,
-                     env=self.environment())
+                     env=environment)
 
     def _close_runner(self) -> None:
         with self._runner_lock:

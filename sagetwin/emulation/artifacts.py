@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
@@ -60,7 +60,7 @@ def pack_model(model_dir: Path, target: Path) -> Path:
 
 def unpack_model(archive: Path, target: Path, cache_dir: Path | None = None, keep: int = 3) -> Path:
     """``archive`` unpacked into a fresh ``target``. With ``cache_dir``, each archive is unpacked
-    once (keyed by its inode, size and modification time: a rewritten archive is a new key) and
+    once (keyed by its inode, size, modification and change times: a rewritten archive is a new key) and
     copied from there, which costs a fraction of gunzip for the weights of a 100 MB model; the
     ``keep`` most recently used unpacked archives are kept."""
     if target.exists():
@@ -71,29 +71,27 @@ def unpack_model(archive: Path, target: Path, cache_dir: Path | None = None, kee
             tar.extractall(target, filter="data")
         return target
     info = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
-                         .encode()).hexdigest()[:32]
-    cached = cache_dir / key
-    if not cached.is_dir():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f"{key}.", suffix=".partial", dir=cache_dir))
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                tar.extractall(partial, filter="data")
-            os.replace(partial, cached)  # whole or not at all; a deploy doing the same at once loses the race
-        except OSError:
-            if not cached.is_dir():
-                raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    os.utime(cached)  # most recently used
-    shutil.copytree(cached, target, symlinks=True)
-    entries = [(p, _mtime(p)) for p in cache_dir.iterdir() if p.is_dir()]
-    unpacked = [p for p, _ in sorted(((p, m) for p, m in entries if not p.name.endswith(".partial")),
-                                     key=lambda item: item[1], reverse=True)]
-    abandoned = [p for p, m in entries if p.name.endswith(".partial") and time.time() - m > 3600]
-    for stale in unpacked[keep:] + abandoned:  # abandoned: left by a deploy that was killed while unpacking
-        shutil.rmtree(stale, ignore_errors=True)
+    key = hashlib.sha256(f"{archive.resolve()}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:"
+                         f"{info.st_ctime_ns}".encode()).hexdigest()[:32]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one program at a time unpacks, copies or evicts
+        cached = cache_dir / key
+        if not cached.is_dir():
+            partial = Path(tempfile.mkdtemp(prefix=f"{key}.", suffix=".partial", dir=cache_dir))
+            try:
+                with tarfile.open(archive, "r:gz") as tar:
+                    tar.extractall(partial, filter="data")
+                os.replace(partial, cached)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+        os.utime(cached)  # most recently used
+        shutil.copytree(cached, target, symlinks=True)
+        unpacked = sorted((p for p in cache_dir.iterdir() if p.is_dir() and not p.name.endswith(".partial")),
+                          key=_mtime, reverse=True)
+        abandoned = [p for p in cache_dir.iterdir() if p.name.endswith(".partial")]  # a killed unpack's
+        for stale in unpacked[keep:] + abandoned:
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 

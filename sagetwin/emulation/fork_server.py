@@ -92,8 +92,9 @@ def _child(order: dict[str, Any], parent: int) -> None:
         threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
         from sagetwin.emulation import serving
 
-        serving.main(["--model-dir", order["model_dir"], "--host", order.get("host", "127.0.0.1"), "--port", "0",
-                      "--port-file", order["port_file"]])
+        sys.path[0] = order["cwd"]  # as for a fresh `python -m` started in the endpoint's folder
+        serving.main(["--model-dir", order["model_dir"], "--host", order.get("host", "127.0.0.1"),
+                      "--port", str(order.get("port", 0)), "--port-file", order["port_file"]])
         code = 0
     except SystemExit as exc:
         code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
@@ -120,10 +121,13 @@ def main() -> int:
         order = json.loads(line)
         sys.stdout.flush()
         sys.stderr.flush()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # reaped only once it is counted
         pid = os.fork()
         if pid == 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             _child(order, parent)
         _children.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         print(json.dumps({"pid": pid}), flush=True)
     _stop_children()
     return 0

@@ -48,7 +48,7 @@ from sagetwin.emulation.processes import (
     wait_for_port_file,
     wait_until_healthy,
 )
-from sagetwin.emulation.warm_serving import warm_servers, warm_serving_enabled
+from sagetwin.emulation.warm_serving import ForkedServer, warm_servers, warm_serving_enabled
 
 HOST = "127.0.0.1"
 ENVIRONMENTS = ("host", "stack")
@@ -153,15 +153,16 @@ class ProcessBackend:
         cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
                "--host", HOST, "--port", str(requested), "--port-file", str(port_file)]
         timeout = spec.startup_timeout or STARTUP_TIMEOUT_S
-        proc = self._start_server(cmd, env, model_dir, port_file, log_path, endpoint_dir, timeout, reporter)
         started = time.monotonic()
+        proc = self._start_server(cmd, env, model_dir, port_file, log_path, endpoint_dir, requested, timeout, reporter)
         try:
-            port = wait_for_port_file(port_file, timeout=timeout, alive=lambda: proc.poll() is None)
+            port = wait_for_port_file(port_file, timeout=max(1.0, timeout - (time.monotonic() - started)),
+                                      alive=lambda: proc.poll() is None)
         except BaseException:
-            stop(proc, grace=2.0)
+            stop_server(proc, grace=2.0)
             raise
         if port is None:
-            stop(proc, grace=2.0)
+            stop_server(proc, grace=2.0)
             raise EndpointError(
                 f"endpoint {spec.endpoint_name} failed to start: the model server "
                 + (f"exited with code {proc.returncode}" if proc.returncode is not None
@@ -193,7 +194,7 @@ class ProcessBackend:
 
 
     def _start_server(self, cmd: list[str], env: dict[str, str], model_dir: Path, port_file: Path, log_path: Path,
-                      endpoint_dir: Path, timeout: float, reporter: Reporter) -> Any:
+                      endpoint_dir: Path, port: int, timeout: float, reporter: Reporter) -> Any:
         """A model server forked from this program's warm parent (torch and transformers already
         imported: a redeploy costs the model's load only), else a fresh interpreter."""
         (endpoint_dir / EXIT_CODE_FILE).unlink(missing_ok=True)
@@ -201,13 +202,20 @@ class ProcessBackend:
             reporter.step("process: starting model server, forked from this program's model-server parent (the "
                           f"first deploy starts it and imports torch and transformers once; log: {log_path})")
             try:
-                return warm_servers.start_server(cmd[0], env, model_dir, port_file, log_path, endpoint_dir, timeout)
+                return warm_servers.start_server(cmd[0], env, model_dir, port_file, log_path, endpoint_dir, port,
+                                                 timeout)
             except (RuntimeError, OSError) as exc:
                 reporter.step(f"process: the warm parent failed ({exc}); starting a fresh model server")
         reporter.step(f"process: starting model server (log: {log_path})")
         proc = spawn(cmd, env=env, cwd=endpoint_dir)
         pump_to_file(proc, log_path)
         return proc
+
+
+def stop_server(proc: Any, grace: float = 10.0) -> int | None:
+    """A model server stopped: a forked one by itself (its pid is checked to still be it), a
+    spawned one with its process group."""
+    return proc.stop(grace) if isinstance(proc, ForkedServer) else stop(proc, grace=grace)
 
 
 class ProcessEndpoint(LocalHttpEndpoint):
@@ -220,5 +228,5 @@ class ProcessEndpoint(LocalHttpEndpoint):
         self.work_dir = work_dir
 
     def _release(self) -> None:
-        stop(self.proc)
+        stop_server(self.proc)
         shutil.rmtree(self.work_dir / "model", ignore_errors=True)
