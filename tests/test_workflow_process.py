@@ -70,3 +70,7 @@ def test_cli_run_json(no_leftover_processes):
     assert set(data["timings"]) >= {"prepare_s", "fit_s", "deploy_s", "predict_s", "delete_s", "total_s"}
     # progress goes to stderr, so stdout is exactly one JSON document
     assert "step 10/10" in result.stderr and "endpoint" in result.stderr
+    # each logging step is printed once: no second copy of the Trainer's log dict
+    assert "{'loss'" not in result.stderr and "{'eval_loss'" not in result.stderr
+    steps = [line.split("|", 1)[-1].strip() for line in result.stderr.splitlines() if " it/s) {" in line]
+    assert steps and len(steps) == len(set(steps)), steps

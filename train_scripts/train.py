@@ -32,6 +32,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback
 
 logger = logging.getLogger(__name__)
 DEFAULT_LABELS = {2: ["NEGATIVE", "POSITIVE"]}
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         callbacks=[ProgressPrinter()],
         **{tokenizer_key: tokenizer},
     )
+    trainer.remove_callback(PrinterCallback)  # it prints each log dict again after ProgressPrinter's line
 
     train_result = trainer.train()
     eval_result = trainer.evaluate(eval_dataset=test_dataset)
