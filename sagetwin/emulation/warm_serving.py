@@ -33,13 +33,15 @@ LOAD_TIME_VARIABLES = frozenset({
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), None once it is gone or
-    a zombie: with the pid it names one process, never a later one that reuses the pid."""
+    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), None once it has ended:
+    with the pid it names one process, never a later one that reuses the pid. A zombie whose
+    other threads are still exiting has not ended: it still holds its files and sockets."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return None if fields[0] in ("Z", "X") else fields[19]
+    ended = fields[0] == "X" or (fields[0] == "Z" and int(fields[17]) <= 1)
+    return None if ended else fields[19]
 
 
 class ForkedServer:
