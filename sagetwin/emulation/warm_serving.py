@@ -52,7 +52,6 @@ class ForkedServer:
     def __init__(self, pid: int, log_dir: Path) -> None:
         self.pid = pid
         self.args = ["fork_server child", str(pid)]
-        self.stdout = None
         self._started = _start_time(pid)
         self._exit_file = log_dir / EXIT_CODE_FILE
         self.returncode: int | None = None

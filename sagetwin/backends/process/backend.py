@@ -192,7 +192,6 @@ class ProcessBackend:
         reporter.step(f"process: endpoint answered /ping after {time.monotonic() - started:.1f}s")
         return endpoint
 
-
     def _start_server(self, cmd: list[str], env: dict[str, str], model_dir: Path, port_file: Path, log_path: Path,
                       endpoint_dir: Path, port: int, timeout: float, reporter: Reporter) -> Any:
         """A model server forked from this program's warm parent (torch and transformers already
