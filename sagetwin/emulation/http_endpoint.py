@@ -25,7 +25,7 @@ class HttpInvoker:
         self.alive = alive
         self.log_hint = log_hint
         self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._local = threading.local()  # one keep-alive connection per calling thread: never shared
         self.retired = False
 
     def invoke(self, body: bytes, content_type: str, accept: str,
@@ -66,6 +66,14 @@ class HttpInvoker:
                 status=response.status, body=payload.decode("utf-8", "replace"),
             )
         return payload, answer_type
+
+    @property
+    def _conn(self) -> http.client.HTTPConnection | None:
+        return getattr(self._local, "connection", None)
+
+    @_conn.setter
+    def _conn(self, connection: http.client.HTTPConnection | None) -> None:
+        self._local.connection = connection
 
     def retire(self) -> None:
         """The endpoint is gone: close the connection and refuse further invocations."""
