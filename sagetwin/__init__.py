@@ -20,6 +20,7 @@ from sagetwin.core.errors import (
 )
 from sagetwin.core.hookspecs import hookimpl
 from sagetwin.core.job import HuggingFaceJob
+from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 
@@ -33,6 +34,7 @@ __all__ = [
     "EndpointError",
     "EndpointNotFoundError",
     "HuggingFaceJob",
+    "HuggingFaceModel",
     "InvocationError",
     "Predictor",
     "SagetwinError",

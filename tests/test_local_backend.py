@@ -26,6 +26,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module", autouse=True)
 def docker_engine():
+    require_docker()
+
+
+def require_docker() -> None:
+    """Skip (fail under SAGETWIN_REQUIRE_DOCKER=1) unless the local backend can run here."""
     from sagetwin.backends.local.backend import LocalBackend
 
     availability = LocalBackend.availability()

@@ -20,11 +20,13 @@ from sagetwin.core.limits import (
     check_hyperparameter_limits,
     check_resource_name,
 )
+from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.paths import unique_name
 from sagetwin.core.plugins import backend_entries, get_backend_entry, get_plugin_manager
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, StreamReporter
-from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
+from sagetwin.core.spec import TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
+from sagetwin.core.training_log import HistoryTap, LogHistory
 from sagetwin.core.versions import resolve_stack
 
 AUTO = "auto"
@@ -165,8 +167,11 @@ class HuggingFaceJob:
         self.reporter.step(f"training job {spec.job_name} on backend {self.backend_name} ({self.backend_reason}); "
                            f"stack: {self.stack.describe()}")
         self.pm.hook.sagetwin_training_started(spec=spec, backend=self.backend_name)
+        history = LogHistory()
         try:
-            result = backend.fit(spec, self.reporter)
+            result = backend.fit(spec, HistoryTap(self.reporter, history))
+            if not result.log_history:
+                result.log_history = history.records
         except BaseException as exc:
             self.pm.hook.sagetwin_training_finished(spec=spec, result=None, error=exc)
             raise
@@ -187,33 +192,18 @@ class HuggingFaceJob:
         startup_timeout: float | None = None,
         invocation_timeout: float = INVOCATION_TIMEOUT_S,
     ) -> Predictor:
-        """Serve the trained model; use as ``with job.deploy() as predictor:`` to always delete it."""
+        """Serve the trained model (or ``model_data``); use as ``with job.deploy() as predictor:`` to
+        always delete it. A :class:`HuggingFaceModel` on this job's backend and stack does the work."""
         model_data = model_data or self.model_data
         if not model_data:
             raise ConfigurationError(
                 "there is no model to deploy: fit() has not run in this job and no model_data was given.",
                 "call job.fit(...) first, or pass model_data='file:///path/model.tar.gz'.",
             )
-        spec = DeploySpec(
-            endpoint_name=check_resource_name(endpoint_name, "endpointName") if endpoint_name is not None
-            else unique_name(self.base_job_name + "-ep"),
-            model_data=model_data, instance_type=instance_type,
-            initial_instance_count=initial_instance_count, environment=dict(env or {}),
-            port=port, startup_timeout=startup_timeout, invocation_timeout=invocation_timeout,
-            transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
-            py_version=self.py_version, role=self.role,
-        )
-        self.reporter.step(f"deploying endpoint {spec.endpoint_name} on backend {self.backend_name}")
-        endpoint = self.backend.deploy(spec, self.reporter)
-        try:  # it exists from here on: an error or Ctrl-C in a hook must not leave it running
-            self.pm.hook.sagetwin_endpoint_created(endpoint=endpoint, backend=self.backend_name)
-            self.reporter.step(f"endpoint {endpoint.name} is in service")
-        except BaseException:
-            endpoint.delete()
-            raise
-
-        def deleted(ep: Any) -> None:
-            self.reporter.step(f"endpoint {ep.name} deleted")
-            self.pm.hook.sagetwin_endpoint_deleted(endpoint=ep, backend=self.backend_name)
-
-        return Predictor(endpoint, self.backend_name, on_delete=deleted)
+        model = HuggingFaceModel(
+            model_data, self.role, self.transformers_version, self.pytorch_version, self.py_version,
+            env=env, backend=self.backend, reporter=self.reporter)
+        model.backend_name, model.backend_reason = self.backend_name, self.backend_reason
+        model.endpoint_prefix = self.base_job_name
+        return model.deploy(initial_instance_count, instance_type, endpoint_name=endpoint_name, port=port,
+                            startup_timeout=startup_timeout, invocation_timeout=invocation_timeout)

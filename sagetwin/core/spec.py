@@ -41,7 +41,7 @@ class DeploySpec:
     """How to serve a trained model: instance, environment, local port."""
 
     endpoint_name: str
-    model_data: str
+    model_data: str | None  # None: the model is env["HF_MODEL_ID"] (a Hub id or, offline, a folder)
     instance_type: str | None = None
     initial_instance_count: int = 1
     environment: dict[str, str] = field(default_factory=dict)
@@ -66,6 +66,8 @@ class TrainingResult:
     output_data: str | None = None
     duration_s: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    # the Trainer's log records (loss, eval metrics per step) read from the streamed log
+    log_history: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -39,10 +39,11 @@ from sagetwin.core.paths import building, private_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import resolve_stack
-from sagetwin.emulation.artifacts import local_input, local_model_archive, local_path, metrics_from_archive
+from sagetwin.emulation.artifacts import local_input, local_path, metrics_from_archive
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
+from sagetwin.emulation.model_sources import served_model
 from sagetwin.emulation.processes import choose_port, port_is_free
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/sagetwin-local"  # contains "/": the SDK skips IAM
@@ -226,7 +227,7 @@ class LocalBackend:
 
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
         image, _ = self._image("inference", stack, spec.image_uri or self.inference_image_uri, reporter)
-        archive = local_model_archive(spec.model_data)
+        archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
         port = choose_port(spec.port, "127.0.0.1") if spec.port else (
             DEFAULT_SERVING_PORT if port_is_free(DEFAULT_SERVING_PORT) else choose_port(None))
         # published on 127.0.0.1 only (the SDK writes "<serving_port>:8080", which would listen on every address)
@@ -234,7 +235,7 @@ class LocalBackend:
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
-        env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **spec.environment}
+        env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **environment}
         model = HuggingFaceModel(  # the SDK unpacks model_data next to itself: give it a private copy
             model_data=self.stage(archive, always=True).as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
             transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,

@@ -27,7 +27,6 @@ from sagetwin.core.versions import Stack, resolve_stack
 from sagetwin.emulation import contract
 from sagetwin.emulation.artifacts import (
     local_input,
-    local_model_archive,
     local_path,
     package_outputs,
     read_metrics,
@@ -38,6 +37,7 @@ from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.fork_server import EXIT_CODE_FILE
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
+from sagetwin.emulation.model_sources import served_model
 from sagetwin.emulation.processes import (
     choose_port,
     pump_to_file,
@@ -140,7 +140,7 @@ class ProcessBackend:
         return [python, entry_point]
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> ProcessEndpoint:
-        archive = local_model_archive(spec.model_data)
+        archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
         require_model_files(archive)
         requested = choose_port(spec.port, HOST) if spec.port else 0  # 0: the server binds any free port
         endpoint_dir = inside(self.work_dir / "endpoints", spec.endpoint_name)
@@ -149,7 +149,7 @@ class ProcessBackend:
         log_path, port_file = endpoint_dir / "server.log", endpoint_dir / "port"
         port_file.unlink(missing_ok=True)
         env = dict(os.environ)
-        env.update(spec.environment)
+        env.update(environment)
         cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
                "--host", HOST, "--port", str(requested), "--port-file", str(port_file)]
         timeout = spec.startup_timeout or STARTUP_TIMEOUT_S

@@ -27,6 +27,7 @@ from sagetwin.core.progress import Asks, Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import Stack, resolve_stack
 from sagetwin.emulation.artifacts import local_input, local_model_archive, metrics_from_archive
+from sagetwin.emulation.model_sources import cloud_model
 
 ENDPOINT_TIMEOUT_S = 1800.0  # endpoint creation regularly takes 10+ minutes
 # train.py prints "eval_accuracy = 0.91" lines; SageMaker turns them into job metrics.
@@ -246,14 +247,15 @@ class SageMakerBackend:
 
         role = aws.resolve_role(self.role or spec.role, self.boto)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
-        model_data = self._model_data_in_s3(spec.model_data)
+        model_data, environment = cloud_model(spec.model_data, spec.environment)
+        model_data = self._model_data_in_s3(model_data) if model_data else None  # None: a Hub id in env
         instance = spec.instance_type or ENDPOINT_INSTANCE
         for line in self.launch_plan(None, instance, spec.initial_instance_count):
             reporter.step(f"sagemaker: {line.render()}")
         self._check_quota(instance, spec.initial_instance_count, "endpoint usage")
         model = HuggingFaceModel(
             model_data=model_data, role=role, transformers_version=stack.transformers,
-            pytorch_version=stack.pytorch, py_version=stack.py, env=dict(spec.environment) or None,
+            pytorch_version=stack.pytorch, py_version=stack.py, env=environment or None,
             sagemaker_session=self.session, name=spec.endpoint_name,
             **({"image_uri": spec.image_uri} if spec.image_uri else {}),
         )

@@ -1,0 +1,92 @@
+"""Where an offline endpoint's model comes from: a ``model.tar.gz`` (``model_data``), or the
+``HF_MODEL_ID`` the inference toolkit would load — a Hub id, downloaded here as the container
+would download it at start, or a local folder (offline use) — packed once into an archive.
+
+As in the toolkit (``mms_model_server.start_model_server``), ``HF_MODEL_ID`` wins over
+``model_data`` when both are given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.paths import building, home_dir
+from sagetwin.emulation.artifacts import local_model_archive, pack_model
+
+MODEL_ID = "HF_MODEL_ID"
+HUB_ONLY = (MODEL_ID, "HF_MODEL_REVISION")  # read by the toolkit to download; meaningless once packed
+
+
+def _no_model() -> ConfigurationError:
+    return ConfigurationError(
+        "there is no model to serve: neither model_data nor env['HF_MODEL_ID'] was given.",
+        "pass model_data='model.tar.gz' (a path, file:// or s3:// URI), or env={'HF_MODEL_ID': "
+        "'a-hub-id-or-local-folder', 'HF_TASK': 'text-classification'}.")
+
+
+def cloud_model(model_data: str | None, env: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    """What a real endpoint can load: a Hub id stays an id (the container downloads it at start);
+    a local folder named by HF_MODEL_ID becomes an archive to upload, as SageMaker cannot see it."""
+    model_id = env.get(MODEL_ID)
+    if model_id and Path(model_id).expanduser().is_dir():
+        return str(archive_of_folder(Path(model_id).expanduser())), {k: v for k, v in env.items()
+                                                                       if k not in HUB_ONLY}
+    if not model_data and not model_id:
+        raise _no_model()
+    return model_data, dict(env)
+
+
+def served_model(model_data: str | None, env: dict[str, str], say: Callable[[str], None] = lambda _: None
+                 ) -> tuple[Path, dict[str, str]]:
+    """The local archive to serve and the environment to serve it with."""
+    model_id = env.get(MODEL_ID)
+    if not model_id:
+        if not model_data:
+            raise _no_model()
+        return local_model_archive(model_data), dict(env)
+    if model_data:
+        say(f"HF_MODEL_ID={model_id} is set: the inference toolkit loads it and ignores model_data, as on SageMaker")
+    folder = Path(model_id).expanduser()
+    if not folder.is_dir():
+        folder = _download(model_id, env.get("HF_MODEL_REVISION"), env.get("HF_API_TOKEN"), say)
+    rest = {k: v for k, v in env.items() if k not in HUB_ONLY}
+    return archive_of_folder(folder), rest
+
+
+def archive_of_folder(folder: Path) -> Path:
+    """``folder`` as a ``model.tar.gz``, packed once per content (names, sizes, modification times)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not any(p.name == "config.json" for p in files):
+        raise ConfigurationError(f"HF_MODEL_ID folder {folder} has no config.json: it is not a saved model.",
+                                 "point it at a folder written by save_pretrained() (config.json, weights, "
+                                 "tokenizer files).")
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in files:
+        info = path.stat()
+        digest.update(f"{path.relative_to(folder)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    target = home_dir() / "model-archives" / digest.hexdigest()[:16]
+    if not (target / "model.tar.gz").is_file():
+        with building(target) as tmp:
+            pack_model(folder, tmp / "model.tar.gz")
+    return target / "model.tar.gz"
+
+
+def _download(model_id: str, revision: str | None, token: str | None, say: Callable[[str], None]) -> Path:
+    """The Hub snapshot the toolkit would fetch at container start, into the Hugging Face cache."""
+    say(f"downloading {model_id} from the Hugging Face Hub, as the container does at start")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, revision=revision, token=token or None))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise ConfigurationError(
+            f"HF_MODEL_ID={model_id!r} is neither a local folder nor a model the Hugging Face Hub could give "
+            f"here{offline}: {reason}",
+            "check the id, or pass a folder written by save_pretrained() as HF_MODEL_ID, or "
+            "model_data='model.tar.gz'.") from None
