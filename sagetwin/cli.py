@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from sagetwin.core import serve
 from sagetwin.core.console import confirm, parse_options, print_checks, stdout_to_stderr
 from sagetwin.core.errors import ConfigurationError, SagetwinError
 from sagetwin.core.plugins import get_plugin_manager
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_command(sub)
+    serve.register(sub)
     backends = sub.add_parser("backends", help="list installed backends and whether they are usable here")
     backends.add_argument("--json", action="store_true")
     backends.set_defaults(func=_cmd_backends)

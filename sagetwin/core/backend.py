@@ -131,3 +131,11 @@ class ListsEndpoints(Protocol):
     def list_endpoints(self) -> list[dict[str, Any]]: ...
 
     def delete_endpoint(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class ServesHttp(Protocol):
+    """An endpoint with a plain HTTP address on this machine: ``POST {url}/invocations``,
+    ``GET {url}/ping``, as a SageMaker container serves them."""
+
+    url: str

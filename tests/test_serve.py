@@ -1,0 +1,68 @@
+"""``sagetwin serve``: the printed URL and curl line answer, and Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+
+def read_until(stream, prefix: str, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"no {prefix!r} line before the deadline or the end of output")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_prints_a_working_url_and_curl_line_and_ctrl_c_leaves_nothing(trained_tiny, stop_with):
+    serve = subprocess.Popen([sys.executable, "-m", "sagetwin.cli", "serve", trained_tiny.model_data,
+                              "--backend", "process"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 180
+        url = read_until(serve.stdout, "url ", deadline).split()[1]
+        curl = shlex.split(read_until(serve.stdout, "curl ", deadline)[len("curl "):])
+        started = psutil.Process(serve.pid).children(recursive=True)
+        assert started, "the endpoint's server should be a child of the serve command"
+
+        request = urllib.request.Request(url, data=json.dumps({"inputs": "I love this movie!"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        assert [set(item) for item in answer] == [{"label", "score"}]
+        pasted = subprocess.run(curl, capture_output=True, text=True, timeout=30)  # the line as a person pastes it
+        assert pasted.returncode == 0 and json.loads(pasted.stdout) == answer
+
+        serve.send_signal(stop_with)
+        _, err = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert serve.returncode == 0, err
+    assert "deleted" in err.splitlines()[-1]
+    time.sleep(0.5)
+    alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running after serve stopped: {[(p.pid, p.cmdline()) for p in alive]}"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url.replace("/invocations", "/ping"), timeout=5)
+
+
+def test_serve_without_a_model_is_a_clear_error():
+    result = subprocess.run([sys.executable, "-m", "sagetwin.cli", "serve", "--backend", "process"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "neither model_data nor env['HF_MODEL_ID']" in result.stderr and "Fix:" in result.stderr
