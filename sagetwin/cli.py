@@ -17,21 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sagetwin.core import serve
-from sagetwin.core.console import confirm, parse_options, print_checks, stdout_to_stderr
-from sagetwin.core.errors import ConfigurationError, SagetwinError
+from sagetwin.core.console import ask_before_launch, parse_options, print_checks, stdout_to_stderr
+from sagetwin.core.errors import SagetwinError
+from sagetwin.core.live import LiveReporter, reporter_for_terminal
 from sagetwin.core.plugins import get_plugin_manager
-from sagetwin.core.progress import StreamReporter
-
-
-def ask_before_launch(plan: list[str]) -> bool:
-    """Paid resources are launched only after a person says yes (or passes --yes)."""
-    if not sys.stdin.isatty():
-        raise ConfigurationError(
-            "this backend launches billed resources and there is no terminal to confirm: " + "; ".join(plan) + ".",
-            "rerun with --yes once the plan above is what you want.",
-        )
-    print("This will launch billed resources:\n  " + "\n  ".join(plan), file=sys.stderr)
-    return confirm("Continue?")
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -59,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if args.sentence:
         options.sentence = args.sentence
-    reporter = StreamReporter(show_logs=not args.quiet)
+    reporter = reporter_for_terminal(show_logs=not args.quiet, live=not (args.json or args.dry_run))
     if args.dry_run:
         from sagetwin.guide.workflow import dry_run
 
@@ -67,8 +56,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             planned = dry_run(options, reporter)
         print(json.dumps(planned, indent=2, default=str))
         return 0
-    with stdout_to_stderr() if args.json else contextlib.nullcontext():
-        result = run_workflow(options, reporter, confirm=None if args.yes else ask_before_launch)
+    try:
+        with stdout_to_stderr() if args.json else contextlib.nullcontext():
+            result = run_workflow(options, reporter, confirm=None if args.yes else ask_before_launch)
+    finally:
+        if isinstance(reporter, LiveReporter):
+            reporter.finish()  # the terminal gets its cursor back, whatever ended the run
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

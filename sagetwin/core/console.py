@@ -13,7 +13,7 @@ from sagetwin.core.backend import Check
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.prompt import confirm
 
-__all__ = ["confirm", "parse_options", "print_checks", "stdout_to_stderr"]
+__all__ = ["ask_before_launch", "confirm", "parse_options", "print_checks", "stdout_to_stderr"]
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, object]:
@@ -52,3 +52,14 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def ask_before_launch(plan: list[str]) -> bool:
+    """Paid resources are launched only after a person says yes (or passes --yes)."""
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            "this backend launches billed resources and there is no terminal to confirm: " + "; ".join(plan) + ".",
+            "rerun with --yes once the plan above is what you want.",
+        )
+    print("This will launch billed resources:\n  " + "\n  ".join(plan), file=sys.stderr)
+    return confirm("Continue?")

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "sagetwin.backends.local.plugin",
     "sagetwin.backends.sagemaker.plugin",
     "sagetwin.aws.plugin",
+    "sagetwin.runs.plugin",
 )
 
 

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from sagetwin.core.backend import Plans, ServesHttp
-from sagetwin.core.console import parse_options
+from sagetwin.core.console import ask_before_launch, parse_options
 from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import StreamReporter
@@ -46,8 +46,6 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from sagetwin.cli import ask_before_launch
-
     reporter = StreamReporter()
     model = HuggingFaceModel(args.model_data, None, args.transformers, args.pytorch, args.py, env=_environment(args),
                              backend=args.backend, reporter=reporter, backend_options=parse_options(args.option))

@@ -18,7 +18,8 @@ from typing import Any
 from sagetwin.core.progress import Asks
 
 _STEP_LINE = re.compile(r"^step (\d+)/(\d+) \(([\d.]+) it/s\) (\{.*\})\s*$")
-_TQDM = re.compile(r"(\d+)/(\d+) \[[\d:]+<[\d:?]+,\s*([\d.]+)(it/s|s/it)")
+# the Trainer's own bars have no description ("Loading weights: 3/41" is not training progress)
+_TQDM = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[[\d:]+<[\d:?]+,\s*([\d.]+)(it/s|s/it)")
 _DICT_LINE = re.compile(r"^\s*(\{.*\})\s*$")
 
 
@@ -30,6 +31,7 @@ class LogEvent:
     total: int | None = None
     rate: float | None = None  # steps per second
     metrics: dict[str, float] = field(default_factory=dict)
+    from_bar: bool = False  # read from a tqdm bar (the script printed no step lines of its own)
 
     @property
     def is_eval(self) -> bool:
@@ -74,11 +76,11 @@ def parse_line(line: str) -> LogEvent | None:
         metrics = _numbers(match[1])
         return LogEvent(metrics=metrics) if metrics and ("loss" in metrics or "epoch" in metrics
                                                          or any(k.startswith("eval_") for k in metrics)) else None
-    found = _TQDM.findall(line)
-    if found:
-        step, total, value, unit = found[-1]
+    match = _TQDM.match(line)
+    if match:
+        step, total, value, unit = match.groups()
         rate = float(value) if unit == "it/s" else (1.0 / float(value) if float(value) else None)
-        return LogEvent(int(step), int(total), rate)
+        return LogEvent(int(step), int(total), rate, from_bar=True)
     return None
 
 
