@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -47,12 +48,21 @@ def test_log_history_keeps_records_in_order_once():
     assert history.records == [{"loss": 0.7, "step": 2.0}, {"eval_loss": 0.69, "epoch": 1.0, "step": 3.0}]
 
 
-def run_on_a_terminal(argv: list[str], timeout: float = 600) -> tuple[int, str]:
-    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; return its exit code and output."""
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pseudo-terminal on its stdin,
+    as a login shell has (so Ctrl-C typed there reaches it as SIGINT)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def run_on_a_terminal(argv: list[str], timeout: float = 600,
+                      react: Callable[[bytes, Callable[[bytes], object]], None] | None = None) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; return its exit code and output.
+    ``react(output_so_far, write)`` may type into the terminal as its output grows."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # the terminal's own size
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=env)
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, preexec_fn=_own_terminal, env=env)
     os.close(slave)
     output = bytearray()
     deadline = time.monotonic() + timeout
@@ -67,6 +77,8 @@ def run_on_a_terminal(argv: list[str], timeout: float = 600) -> tuple[int, str]:
                 if not chunk:
                     break
                 output += chunk
+                if react is not None:
+                    react(bytes(output), lambda data: os.write(master, data))
             elif proc.poll() is not None:
                 break
         return proc.wait(timeout=30), output.decode("utf-8", "replace")

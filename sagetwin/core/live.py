@@ -10,6 +10,7 @@ from typing import TextIO
 from sagetwin.core.progress import StreamReporter
 from sagetwin.core.training_log import LogEvent, parse_line
 
+DEBUGGER = "[sagetwin-debugger]"  # a job's breakpoint() started pdb on this terminal
 SHOWN = ("loss", "eval_loss", "eval_accuracy", "eval_f1", "accuracy", "f1")
 
 
@@ -35,6 +36,8 @@ class LiveReporter(StreamReporter):
         super().step(message)
 
     def log(self, line: str) -> None:
+        if line.startswith(DEBUGGER):
+            self.finish()  # pdb has the terminal: no bar redrawn over its prompt
         event = parse_line(line)
         if event is None:
             self._print(line)

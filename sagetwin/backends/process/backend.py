@@ -34,6 +34,7 @@ from sagetwin.emulation.artifacts import (
     unpack_model,
 )
 from sagetwin.emulation.datasets_compat import readable_by
+from sagetwin.emulation.debugging import debugger_env
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.fork_server import EXIT_CODE_FILE
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
@@ -108,6 +109,7 @@ class ProcessBackend:
         env.update(run.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), os.environ.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(debugger_env(env))
         args = run.args
         cmd = self._entry_command(python, spec.entry_point) + args
         reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}")
@@ -150,6 +152,7 @@ class ProcessBackend:
         port_file.unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(environment)
+        env.update(debugger_env(env))
         cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
                "--host", HOST, "--port", str(requested), "--port-file", str(port_file)]
         timeout = spec.startup_timeout or STARTUP_TIMEOUT_S
