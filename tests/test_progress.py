@@ -116,3 +116,25 @@ def test_run_without_a_terminal_prints_plain_lines(no_leftover_processes):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\x1b[" not in result.stderr and "━" not in result.stderr
     assert re.search(r"    \| step 4/4 \(", result.stderr)  # every step line, as a plain log line
+
+
+def test_image_build_steps_say_how_long_each_took(tmp_path):
+    from sagetwin.backends.local.images import _stream
+
+    class Steps:
+        def __init__(self) -> None:
+            self.steps: list[str] = []
+
+        def step(self, message: str) -> None:
+            self.steps.append(message)
+
+        def log(self, line: str) -> None:
+            pass
+
+    script = "import time\nprint('Step 1/2 : FROM base', flush=True)\ntime.sleep(0.3)\nprint('Step 2/2 : RUN x')\n"
+    reporter = Steps()
+    _stream([sys.executable, "-c", script], reporter, "building x")
+    assert reporter.steps[0] == "image: Step 1/2 : FROM base"
+    took = re.fullmatch(r"image: Step 1/2 took (\d+\.\d)s", reporter.steps[1])
+    assert took and float(took[1]) >= 0.3
+    assert re.fullmatch(r"image: Step 2/2 took \d+\.\ds; building x done in \d+\.\ds", reporter.steps[3])

@@ -244,8 +244,10 @@ def test_local_inputs_are_uploaded_once(aws, tmp_path):
     (folder / "a.txt").write_text("same bytes")
     session = boto3.Session()
     _aws.ensure_bucket(session, BUCKET, ACCOUNT)
-    first, uploaded = _aws.upload_once(session, folder, BUCKET)
+    said: list[str] = []
+    first, uploaded = _aws.upload_once(session, folder, BUCKET, say=said.append)
     assert uploaded
+    assert said[0] == f"uploading data: 1 file(s), 0.0 MB to {first}" and said[1].startswith("uploaded 0.0 MB in ")
     (folder / "a.txt").touch()  # a newer mtime alone does not mean new content
     assert _aws.upload_once(session, folder, BUCKET) == (first, False)
     (folder / "a.txt").write_text("new bytes")

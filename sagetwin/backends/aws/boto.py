@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from sagetwin.backends.aws.sdk import SDK_CONFIG, import_sdk
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
@@ -137,9 +141,11 @@ def folder_digest(path: Path) -> str:
     return digest.hexdigest()[:20]
 
 
-def upload_once(session: Any, path: Path, bucket: str, prefix: str = "sagetwin/inputs") -> tuple[str, bool]:
+def upload_once(session: Any, path: Path, bucket: str, prefix: str = "sagetwin/inputs",
+                say: Callable[[str], None] | None = None) -> tuple[str, bool]:
+    """Upload a local file/folder under its content hash; reuse an earlier upload. Returns (uri, uploaded).
+    ``say`` hears the bytes to send and how long they took; a terminal also gets a byte counter."""
     # the bucket's owner is checked on every request (``guard_bucket_owner`` on this session)
-    """Upload a local file/folder under its content hash; reuse an earlier upload. Returns (uri, uploaded)."""
     s3 = session.client("s3", config=botocore_config())
     key_prefix = f"{prefix}/{folder_digest(path)}"
     uri = f"s3://{bucket}/{key_prefix}"
@@ -148,9 +154,17 @@ def upload_once(session: Any, path: Path, bucket: str, prefix: str = "sagetwin/i
     if listed.get("KeyCount", 0):
         return uri, False
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        relative = file.name if path.is_file() else str(file.relative_to(path))
-        s3.upload_file(str(file), bucket, f"{key_prefix}/{relative}")
+    size = sum(f.stat().st_size for f in files)
+    say = say or (lambda _: None)
+    say(f"uploading {path.name}: {len(files)} file(s), {size / 1e6:.1f} MB to {uri}")
+    started = time.monotonic()
+    with tqdm(total=size, unit="B", unit_scale=True, desc="upload", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty()) as counter:
+        for file in files:
+            relative = file.name if path.is_file() else str(file.relative_to(path))
+            s3.upload_file(str(file), bucket, f"{key_prefix}/{relative}", Callback=counter.update)
+    took = max(time.monotonic() - started, 1e-6)
+    say(f"uploaded {size / 1e6:.1f} MB in {took:.1f}s ({size / 1e6 / took:.1f} MB/s)")
     s3.put_object(Bucket=bucket, Key=marker, Body=b"")
     return uri, True
 

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -44,18 +45,26 @@ def _stream(cmd: list[str], reporter: Reporter, what: str, cwd: Path | None = No
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
     step = what
+    started = step_started = time.monotonic()
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
         if not line:
             continue
-        match = re.match(r"^(Step \d+/\d+ : .*)$", line)
+        match = re.match(r"^(Step (\d+)/\d+ : .*)$", line)
         if match:
-            step = f"{what}, {match.group(1)}"
+            if step != what:  # the step before this one is done: say how long it took
+                reporter.step(f"image: {step.split(', ', 1)[1].split(' : ')[0]} took "
+                              f"{time.monotonic() - step_started:.1f}s")
+            step, step_started = f"{what}, {match.group(1)}", time.monotonic()
             reporter.step(f"image: {match.group(1)[:110]}")
         reporter.log(line)
         tail = (tail + [line])[-25:]
-    if proc.wait() != 0:
+    if proc.wait() == 0:
+        last = (f"{step.split(', ', 1)[1].split(' : ')[0]} took {time.monotonic() - step_started:.1f}s; "
+                if step != what else "")
+        reporter.step(f"image: {last}{what} done in {time.monotonic() - started:.1f}s")
+    if proc.returncode != 0:
         raise SagetwinError(
             f"image build failed at: {step} (exit code {proc.returncode}).",
             "read the lines below; rerun `sagetwin image build` after fixing it.",

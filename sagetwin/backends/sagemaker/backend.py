@@ -144,7 +144,8 @@ class SageMakerBackend:
             if uri.startswith("s3://"):
                 inputs[channel] = uri
                 continue
-            s3_uri, uploaded = aws.upload_once(self.boto, local_input(uri, channel), self.session.default_bucket())
+            s3_uri, uploaded = aws.upload_once(self.boto, local_input(uri, channel), self.session.default_bucket(),
+                                            say=lambda m: reporter.step(f"sagemaker: {m}"))
             reporter.step(f"sagemaker: channel {channel} {'uploaded to' if uploaded else 'already in'} {s3_uri}")
             inputs[channel] = s3_uri
         return inputs
