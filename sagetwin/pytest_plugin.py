@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+REQUIRE_FLAGS = ("SAGETWIN_REQUIRE_BACKEND", "SAGETWIN_REQUIRE_DOCKER")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sagetwin")
@@ -43,7 +45,11 @@ def sagetwin_backend(request: pytest.FixtureRequest) -> str:
     entry = get_backend_entry(name)
     availability = entry.availability()
     if not availability.usable:
-        pytest.skip(f"sagetwin backend {name!r} cannot run here: {availability.reason}")
+        message = f"sagetwin backend {name!r} cannot run here: {availability.reason}"
+        if any(os.environ.get(flag) == "1" for flag in REQUIRE_FLAGS):
+            pytest.fail(f"{message} (and {' or '.join(REQUIRE_FLAGS)} is 1: a CI that means to test it must not "
+                        "skip silently)", pytrace=False)
+        pytest.skip(message)
     return name
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -15,6 +17,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # Plugins installed in this environment stay out of the project's own tests (as llm and datasette
 # do); the tests of entry-point loading switch it back on for their subprocess.
 os.environ["SAGETWIN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+# Every process this test session starts inherits this marker, even one a CLI subprocess started
+# and left behind (re-parented to init): the leak check finds those by it, not by parentage.
+SESSION_MARKER = ("SAGETWIN_TEST_SESSION", uuid.uuid4().hex)
+os.environ[SESSION_MARKER[0]] = SESSION_MARKER[1]
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPTS = REPO / "train_scripts"
@@ -36,18 +43,38 @@ def fresh_plugin_manager():
     reset_plugin_manager()
 
 
+def started_by_this_session(since: float) -> list[psutil.Process]:
+    """Live processes started since ``since`` that carry this session's marker, wherever they
+    were re-parented to."""
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        if proc.pid == os.getpid() or proc.info["create_time"] < since:
+            continue
+        try:
+            if (proc.environ().get(SESSION_MARKER[0]) == SESSION_MARKER[1]
+                    and proc.status() != psutil.STATUS_ZOMBIE):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 @pytest.fixture
 def no_leftover_processes():
-    """Fail the test if it leaves child processes (servers, training runs) behind. The warm
-    model-server parent lives as long as the program that started it: it is closed here, as
-    the end of a program closes it, and must take its forked servers with it."""
+    """Fail the test if it leaves processes (servers, training runs) behind: its own children, and
+    any process started during the test by a subprocess it ran (a CLI's server re-parented to
+    init once the CLI exited). The warm model-server parent lives as long as the program that
+    started it: it is closed here, as the end of a program closes it, and must take its forked
+    servers with it."""
+    since = time.time() - 0.1
     yield
     from sagetwin.emulation.warm_serving import warm_servers
 
     warm_servers.close()
-    me = psutil.Process()
-    children = [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not children, f"processes left running: {[(p.pid, p.cmdline()) for p in children]}"
+    deadline = time.monotonic() + 5.0  # a process stopping its group at exit may take a moment
+    while (left := started_by_this_session(since)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left running: {[(p.pid, p.cmdline()) for p in left]}"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,10 @@ from sagetwin.emulation import contract
 ENV_DUMP_SCRIPT = '''
 import json, os, sys
 out = {"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items() if k.startswith("SM_")},
-       "cwd": os.getcwd(), "pythonpath": os.environ.get("PYTHONPATH", "")}
+       "cwd": os.getcwd(), "pythonpath": os.environ.get("PYTHONPATH", ""),
+       "channels": {c: {n: open(os.path.join(os.environ["SM_CHANNEL_" + c.upper()], n)).read()
+                        for n in os.listdir(os.environ["SM_CHANNEL_" + c.upper()])}
+                    for c in json.loads(os.environ["SM_CHANNELS"])}}
 model_dir = os.environ["SM_MODEL_DIR"]
 with open(os.path.join(model_dir, "seen.json"), "w") as f:
     json.dump(out, f)
@@ -85,8 +88,9 @@ def test_process_backend_gives_the_script_the_full_contract(tmp_path: Path, no_l
     assert training_env["hyperparameters"]["epochs"] == 2 and training_env["job_name"] == result.job_name
     assert seen["cwd"] == str(root / "code") and str(root / "code") in seen["pythonpath"]
     # channel contents reach the script; a single file becomes a folder holding it
-    assert (root / "input" / "data" / "train" / "part-0.txt").read_text() == "hello"
-    assert (root / "input" / "data" / "test" / "test.csv").is_file()
+    assert seen["channels"]["train"] == {"part-0.txt": "hello"}
+    assert seen["channels"]["test"] == {"test.csv": "text,label\n"}
+    assert not list((root / "input" / "data").iterdir())  # inputs are discarded with the job, as on SageMaker
     # config files as the toolkit reads them
     config = root / "input" / "config"
     assert json.loads((config / "hyperparameters.json").read_text())["epochs"] == "2"
@@ -99,6 +103,42 @@ def test_process_backend_gives_the_script_the_full_contract(tmp_path: Path, no_l
 
     with tarfile.open(Path(result.model_data[len("file://"):])) as tar:
         assert "seen.json" in tar.getnames()
+
+
+WRITES_INTO_ITS_INPUT = '''
+import os
+channel = os.environ["SM_CHANNEL_TRAIN"]
+with open(os.path.join(channel, "part-0.txt"), "a") as f:
+    f.write(" changed by the job")
+os.remove(os.path.join(channel, "part-1.txt"))
+open(os.path.join(os.environ["SM_MODEL_DIR"], "done"), "w").close()
+'''
+
+
+@pytest.mark.parametrize("limit_mb", [None, "0"], ids=["copied", "over-the-copy-limit"])
+def test_a_job_that_writes_into_its_input_does_not_change_the_persons_data(tmp_path: Path, monkeypatch, limit_mb):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(WRITES_INTO_ITS_INPUT)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "part-0.txt").write_text("hello")
+    (data / "part-1.txt").write_text("world")
+    if limit_mb is not None:
+        monkeypatch.setenv("SAGETWIN_CHANNEL_COPY_LIMIT_MB", limit_mb)
+    steps: list[str] = []
+
+    class Steps(SilentReporter):
+        def step(self, message: str) -> None:
+            steps.append(message)
+
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=code, backend="process", reporter=Steps())
+    job.fit({"train": str(data)})  # it passes, as on SageMaker, where the channel is the job's own copy
+    if limit_mb is None:
+        assert (data / "part-0.txt").read_text() == "hello" and (data / "part-1.txt").read_text() == "world"
+        assert not [s for s in steps if "not copied" in s]
+    else:  # too big to copy: linked, and the person is told what that means
+        assert [s for s in steps if "channel train" in s and "not copied" in s and "changes that data" in s]
 
 
 def test_requirements_txt_that_is_not_installed_is_reported(tmp_path: Path):

@@ -105,6 +105,20 @@ def test_unknown_backend_option_lists_the_installed_ones(tmp_path):
     assert "unknown backend 'nosuch'" in result.stdout and "process" in result.stdout
 
 
+def test_a_backend_that_cannot_run_skips_unless_the_ci_requires_it(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p", GOOD_TRAIN)
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    skipped = run_pytest(project, "--sagetwin-backend", "sagemaker", "-rs")
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout and "no AWS credentials" in skipped.stdout
+    monkeypatch.setenv("SAGETWIN_REQUIRE_BACKEND", "1")
+    required = run_pytest(project, "--sagetwin-backend", "sagemaker")
+    assert required.returncode == 1 and "SAGETWIN_REQUIRE_BACKEND" in required.stdout, required.stdout[-2000:]
+    assert "no AWS credentials" in required.stdout
+
+
 def check_items(tmp_path: Path, source: str, *extra: str) -> dict[str, dict]:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
@@ -128,6 +142,19 @@ def test_check_names_network_access_fixed_paths_and_rejected_hyperparameters(tmp
     items = check_items(tmp_path, strict)
     assert items["hyperparameters parse"]["ok"] is False
     assert "unrecognized arguments" in items["hyperparameters parse"]["detail"]
+
+
+def test_check_guards_the_network_of_every_python_process_and_names_what_it_could_not_see(tmp_path):
+    child = ("import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import urllib.request\\ntry:\\n    "
+             "urllib.request.urlopen(\"http://example.com\", timeout=5)\\nexcept OSError:\\n    pass'])\n"
+             "train = load_from_disk")
+    items = check_items(tmp_path, GOOD_TRAIN.replace("train = load_from_disk", child))
+    assert items["runs without"]["ok"] is False and "example.com" in items["runs without"]["detail"]
+
+    other = "import subprocess\nsubprocess.run(['/bin/true'])\ntrain = load_from_disk"
+    items = check_items(tmp_path, GOOD_TRAIN.replace("train = load_from_disk", other))
+    assert items["runs without"]["ok"] is None  # not a pass: a program that is not Python was not guarded
+    assert "not checked: /bin/true" in items["runs without"]["detail"]
 
 
 def test_inference_signatures_are_checked_statically(tmp_path):

@@ -30,9 +30,14 @@ def deploy(model_data: str, **kwargs):
 
 
 def test_task_from_hf_task_and_csv_input(trained_tiny, no_leftover_processes):
-    with deploy(trained_tiny.model_data, env={"HF_TASK": "text-classification"}) as predictor:
+    with deploy(trained_tiny.model_data) as predictor:  # no HF_TASK: the architecture implies classification
         answer = predictor.predict("inputs\nfirst review\nsecond review\n", content_type="text/csv")
         assert [set(a) for a in answer] == [{"label", "score"}] * 2
+    # HF_TASK names another task than the one the model implies: the endpoint must follow it
+    with deploy(trained_tiny.model_data, env={"HF_TASK": "feature-extraction"}) as predictor:
+        vectors = predictor.predict({"inputs": "first review"})
+    hidden = vectors[0] if isinstance(vectors[0][0], list) else vectors  # [tokens][hidden], batched or not
+    assert all(isinstance(x, float) for token in hidden for x in token) and len(hidden[0]) > 2
 
 
 def test_model_fn_and_predict_fn_overrides(trained_tiny, tmp_path, no_leftover_processes):

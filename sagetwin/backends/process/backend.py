@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sagetwin.backends.process.audit_files import audit_env
 from sagetwin.backends.process.drift import drift, drift_fix
 from sagetwin.backends.process.stack_env import stack_python
 from sagetwin.core.backend import Check
@@ -105,17 +106,24 @@ class ProcessBackend:
                           + "; ".join(d.render() for d in differences))
         run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml")
         folder = run.folder
+        for note in run.notes:
+            reporter.step(f"process: {note}")
         env = dict(os.environ)
         env.update(run.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), os.environ.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(debugger_env(env))
+        if self.audit_record:  # `sagetwin check`: every Python process of the job is kept off the network
+            env.update(audit_env(env, self.audit_record))
         args = run.args
         cmd = self._entry_command(python, spec.entry_point) + args
         reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}")
         started = time.monotonic()
-        exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,
-                                        log_path=run_dir / "training.log")
+        try:
+            exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,
+                                            log_path=run_dir / "training.log")
+        finally:
+            folder.remove_channel_copies()
         duration = time.monotonic() - started
         if exit_code != 0:
             raise TrainingError(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sagetwin.backends.process.api_changes import api_problems
+from sagetwin.backends.process.audit_files import network_record, read_lines, spawn_record
 from sagetwin.backends.process.backend import ProcessBackend
 from sagetwin.backends.process.drift import Drift, drift, drift_fix
 from sagetwin.core.backend import Check
@@ -58,6 +60,8 @@ class CheckedRun:
     failure: TrainingError | None
     opened: list[tuple[str, str]]
     network: list[str]
+    spawned: list[str] = field(default_factory=list)  # programs the job's Python processes started
+    shell_entry: bool = False  # a .sh entry point: what the shell runs itself is not seen
     drift: list[Drift] = field(default_factory=list)
 
     @property
@@ -112,10 +116,11 @@ def _audited_run(backend: ProcessBackend, spec: TrainingSpec, reporter: Reporter
     except TrainingError as exc:
         failure = exc
     record = Path(backend.audit_record or "")
-    audit = json.loads(record.read_text()) if record.is_file() else {"opened": [], "network": []}
+    audit = json.loads(record.read_text()) if record.is_file() else {"opened": []}
     run_root = Path(result.details["run_dir"]) if result else backend.work_dir / "runs"
     return CheckedRun(spec.hyperparameters, run_root, result, failure, [(p, m) for p, m in audit["opened"]],
-                      audit["network"])
+                      read_lines(network_record(str(record))), spawned=read_lines(spawn_record(str(record))),
+                      shell_entry=spec.entry_point.endswith(".sh"))
 
 
 def _hyperparameters_item(run: CheckedRun) -> Check:
@@ -130,12 +135,37 @@ def _hyperparameters_item(run: CheckedRun) -> Check:
 
 
 def _network_item(run: CheckedRun) -> Check:
+    """Python processes of the job are guarded; other programs cannot be: the verdict says so
+    rather than pass what it did not see."""
     name = "runs without network access"
     if run.network:
         return Check(False, f"it tried to reach {', '.join(sorted(set(run.network)))}",
                      "ship models and data as input channels (model_name=/opt/ml/input/data/model) "
                      "instead of downloading them in the job", name=name)
-    return Check(True, "no connection attempted", name=name)
+    unseen = {p for p in run.spawned if not _is_python(p) and not _local_only(p)}
+    if run.shell_entry:
+        unseen.add("the .sh entry point's own commands")
+    unseen = sorted(unseen)
+    if unseen:
+        return Check(None, "no Python process of the job attempted a connection; not checked: "
+                     + ", ".join(unseen[:5]) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""),
+                     "make sure those programs need no network: SageMaker jobs often run without internet",
+                     name=name)
+    return Check(True, "no connection attempted (every Python process of the job was guarded)", name=name)
+
+
+# Programs libraries start to learn about the machine (torch and accelerate run lscpu, for instance):
+# they read local state only, so they are not reported as unchecked network use.
+LOCAL_ONLY_TOOLS = frozenset({"lscpu", "nproc", "uname", "nvidia-smi", "ldconfig", "hostname", "id", "free",
+                              "which", "ps", "getconf", "rocm-smi", "sysctl"})
+
+
+def _local_only(program: str) -> bool:
+    return Path(program.split()[0]).name in LOCAL_ONLY_TOOLS
+
+
+def _is_python(program: str) -> bool:
+    return re.fullmatch(r"python[\d.]*", Path(program.split()[0]).name) is not None
 
 
 def _channels_item(run: CheckedRun) -> Check:
