@@ -109,6 +109,17 @@ def trained_tiny(sample_channels, tiny_hyperparameters, tmp_path_factory):
     return job.fit(sample_channels)
 
 
+def signal_and_wait(proc, sig: int, timeout: float) -> str:
+    """Send ``sig`` to a running CLI and return its stderr once it exits (killed if it will not)."""
+    try:
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
     """Run the real ``sagetwin`` CLI in a subprocess."""
     import subprocess

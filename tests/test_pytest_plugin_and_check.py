@@ -98,6 +98,39 @@ def test_a_script_that_saves_its_model_elsewhere_is_caught(tmp_path, no_leftover
     assert "/tmp/sagetwin-test-wrong-place" in check.stdout  # it says where the model went instead
 
 
+FAILING_USER_TEST = '''
+import json, os
+import sagetwin
+
+
+def test_that_fails_with_an_endpoint_up(sagetwin_backend, sagetwin_channels, sagetwin_tiny_model, sagetwin_endpoint):
+    job = sagetwin.HuggingFaceJob("train.py", source_dir="src", backend=sagetwin_backend,
+                                  hyperparameters={"model_name": sagetwin_tiny_model.hyperparameter, "max_steps": 3})
+    job.fit(sagetwin_channels)
+    predictor = sagetwin_endpoint(job)
+    with open(os.environ["ENDPOINT_RECORD"], "w") as record:
+        json.dump({"name": predictor.endpoint_name}, record)
+    assert predictor.predict({"inputs": "fine"}) == "an answer this model never gives"
+
+
+def test_runs_next_in_the_same_session():  # the endpoint must be gone by now, not only when Python exits
+    with open(os.environ["ENDPOINT_RECORD"]) as record:
+        name = json.load(record)["name"]
+    model_dir = os.path.join(os.environ["SAGETWIN_HOME"], "endpoints", name, "model")
+    with open(os.environ["ENDPOINT_RECORD"], "w") as record:
+        json.dump({"name": name, "model_dir_left": os.path.exists(model_dir)}, record)
+'''
+
+
+def test_the_endpoint_is_deleted_when_the_users_test_fails(tmp_path, monkeypatch, no_leftover_processes):
+    project = make_project(tmp_path / "p", GOOD_TRAIN)
+    (project / "tests" / "test_job.py").write_text(FAILING_USER_TEST)
+    monkeypatch.setenv("ENDPOINT_RECORD", str(tmp_path / "endpoint.json"))
+    result = run_pytest(project)
+    assert result.returncode == 1 and "1 failed, 1 passed" in result.stdout, result.stdout[-2000:]
+    assert json.loads((tmp_path / "endpoint.json").read_text())["model_dir_left"] is False
+
+
 def test_unknown_backend_option_lists_the_installed_ones(tmp_path):
     project = make_project(tmp_path / "p", GOOD_TRAIN)
     result = run_pytest(project, "--sagetwin-backend", "nosuch")
@@ -111,6 +144,8 @@ def test_a_backend_that_cannot_run_skips_unless_the_ci_requires_it(tmp_path, mon
         monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for flag in ("SAGETWIN_REQUIRE_BACKEND", "SAGETWIN_REQUIRE_DOCKER"):  # CI sets the latter
+        monkeypatch.delenv(flag, raising=False)
     skipped = run_pytest(project, "--sagetwin-backend", "sagemaker", "-rs")
     assert skipped.returncode == 0 and "1 skipped" in skipped.stdout and "no AWS credentials" in skipped.stdout
     monkeypatch.setenv("SAGETWIN_REQUIRE_BACKEND", "1")

@@ -14,6 +14,8 @@ import urllib.request
 import psutil
 import pytest
 
+from tests.conftest import signal_and_wait
+
 
 def read_until(stream, prefix: str, deadline: float) -> str:
     while time.monotonic() < deadline:
@@ -46,12 +48,11 @@ def test_serve_prints_a_working_url_and_curl_line_and_ctrl_c_leaves_nothing(trai
         pasted = subprocess.run(curl, capture_output=True, text=True, timeout=30)  # the line as a person pastes it
         assert pasted.returncode == 0 and json.loads(pasted.stdout) == answer
 
-        serve.send_signal(stop_with)
-        _, err = serve.communicate(timeout=60)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
+    except BaseException:
+        serve.kill()
+        serve.wait()
+        raise
+    err = signal_and_wait(serve, stop_with, timeout=60)
     assert serve.returncode == 0, err
     assert "deleted" in err.splitlines()[-1]
     time.sleep(0.5)

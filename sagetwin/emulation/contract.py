@@ -18,6 +18,7 @@ from typing import Any
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import inside
 from sagetwin.core.spec import TrainingSpec
+from sagetwin.emulation import channels as channel_data
 from sagetwin.emulation.artifacts import local_input
 from sagetwin.emulation.requirements import unmet_requirements
 
@@ -121,37 +122,12 @@ class RunFolder:
         return self
 
     def add_channel(self, channel: str, source: Path, copy_limit: int | None = None) -> str | None:
-        """Expose a local folder or file as ``input/data/<channel>``: a copy, as SageMaker gives a
-        job (a script that writes into its input must not change the person's data), made with
-        copy-on-write where the file system has it. Above ``copy_limit`` bytes it is a symlink,
-        and the returned note says so."""
-        target = self.channel_dir(channel)
-        if target.is_symlink() or target.exists():
-            if target.is_symlink() or target.is_file():
-                target.unlink()
-            else:
-                shutil.rmtree(target)
-        limit = channel_copy_limit() if copy_limit is None else copy_limit
-        size = _size(source)
-        if size <= limit:
-            target.mkdir(parents=True)
-            _copy(source, target / source.name if source.is_file() else target)
-            return None
-        if source.is_file():
-            target.mkdir(parents=True)
-            (target / source.name).symlink_to(source.resolve())
-        else:
-            target.symlink_to(source.resolve(), target_is_directory=True)
-        return (f"channel {channel} ({size / 1e9:.1f} GB) is linked to {source}, not copied (over "
-                f"{COPY_LIMIT_ENV}={limit // 1_000_000} MB): a script that writes into it changes that data")
+        """Expose a local folder or file as ``input/data/<channel>`` (see :mod:`channels`)."""
+        return channel_data.expose(channel, source, self.channel_dir(channel), copy_limit)
 
     def remove_channel_copies(self) -> None:
         """Inputs are not outputs: SageMaker discards them with the job; so does the run folder."""
-        for channel in (self.data_dir.iterdir() if self.data_dir.is_dir() else []):
-            if channel.is_symlink():
-                channel.unlink()
-            else:
-                shutil.rmtree(channel, ignore_errors=True)
+        channel_data.remove_all(self.data_dir)
 
     def copy_code(self, source_dir: Path) -> None:
         if self.code_dir.exists():
@@ -259,40 +235,6 @@ def _sm_variables(env: dict[str, Any], user_hps: dict[str, Any], channels: list[
     out["SM_INPUT_CONFIG_DIR"] = str(folder.config_dir)
     out["SM_TRAINING_ENV"] = json.dumps(env)
     return out
-
-
-COPY_LIMIT_ENV = "SAGETWIN_CHANNEL_COPY_LIMIT_MB"
-
-
-def channel_copy_limit() -> int:
-    """Bytes up to which a channel is copied (``$SAGETWIN_CHANNEL_COPY_LIMIT_MB``, default 4096)."""
-    value = os.environ.get(COPY_LIMIT_ENV, "4096")
-    try:
-        return int(float(value) * 1_000_000)
-    except ValueError:
-        raise ConfigurationError(f"{COPY_LIMIT_ENV}={value!r} is not a number of megabytes.",
-                                 f"set e.g. {COPY_LIMIT_ENV}=4096, or unset it.") from None
-
-
-def _size(source: Path) -> int:
-    if source.is_file():
-        return source.stat().st_size
-    return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-
-
-def _copy(source: Path, target: Path) -> None:
-    """``cp --reflink=auto``: copy-on-write (instant, no space) on btrfs/XFS, a plain copy elsewhere."""
-    cp = shutil.which("cp")
-    contents = [source] if source.is_file() else list(source.iterdir())
-    if cp and contents:
-        done = subprocess.run([cp, "-R", "-L", "--reflink=auto", *map(str, contents),
-                               str(target if source.is_dir() else target.parent)], capture_output=True, text=True)
-        if done.returncode == 0:
-            return
-    if source.is_file():
-        shutil.copy2(source, target)
-    else:
-        shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 @dataclass(frozen=True)

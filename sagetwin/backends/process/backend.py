@@ -8,11 +8,14 @@ unchanged in a container.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +107,8 @@ class ProcessBackend:
         if differences:
             reporter.step("process: this host differs from the job's stack: "
                           + "; ".join(d.render() for d in differences))
-        run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml")
+        with disk_full_named(run_dir, "preparing the run folder"):
+            run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml")
         folder = run.folder
         for note in run.notes:
             reporter.step(f"process: {note}")
@@ -129,13 +133,16 @@ class ProcessBackend:
             raise TrainingError(
                 f"training job {spec.job_name} failed: {spec.entry_point} exited with code {exit_code} "
                 f"after {duration:.1f}s (full log: {run_dir / 'training.log'}).",
-                drift_fix(differences, stack) if differences else "fix the error shown in the log below and run again.",
+                drift_fix(differences, stack) if differences else (
+                    f"the disk holding {run_dir} is full: {DISK_FULL_FIX}" if "No space left on device" in tail
+                    else "fix the error shown in the log below and run again."),
                 exit_code=exit_code, log_tail=tail,
             )
         if not any(folder.model_dir.iterdir()):
             reporter.step(f"warning: {spec.entry_point} wrote nothing to SM_MODEL_DIR ({folder.model_dir}); "
                           "model.tar.gz will be empty and cannot be served")
-        model_data, output_data = package_outputs(folder.model_dir, folder.output_data_dir, run_dir / "output")
+        with disk_full_named(run_dir, "packing model.tar.gz and output.tar.gz"):
+            model_data, output_data = package_outputs(folder.model_dir, folder.output_data_dir, run_dir / "output")
         return TrainingResult(
             job_name=spec.job_name, backend=self.name, model_data=model_data,
             metrics=read_metrics(folder.output_data_dir), output_data=output_data, duration_s=duration,
@@ -220,6 +227,24 @@ class ProcessBackend:
         proc = spawn(cmd, env=env, cwd=endpoint_dir)
         pump_to_file(proc, log_path)
         return proc
+
+
+DISK_FULL_FIX = ("free some space (`sagetwin runs prune` removes old run folders), or pass output_path= (or "
+                 "set SAGETWIN_HOME to) a folder on a larger disk.")
+
+
+@contextlib.contextmanager
+def disk_full_named(run_dir: Path, doing: str) -> Iterator[None]:
+    """A full disk is named as such, with the way out, and the half-written run folder removed."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)
+        free = shutil.disk_usage(run_dir.parent).free if run_dir.parent.exists() else 0
+        raise ConfigurationError(f"no space left on the device holding {run_dir.parent} ({free / 1e6:.1f} MB free) "
+                                 f"while {doing}; the run folder was removed.", DISK_FULL_FIX) from None
 
 
 def stop_server(proc: Any, grace: float = 10.0) -> int | None:
