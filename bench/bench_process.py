@@ -149,10 +149,13 @@ def main() -> None:
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "process.json"))
     parser.add_argument("--only", choices=["fit", "latency", "padding"], action="append")
     parser.add_argument("--repeats", type=int, default=3, help="padding: rounds of the three variants (>= 3)")
-    parser.add_argument("--padding-examples", type=int, default=160, help="padding: training examples per fit")
-    parser.add_argument("--padding-model", default="minilm", help="padding: minilm (default) | tiny (fast: lets a "
-                        "run use enough examples, >= 1024, for length grouping to group)")
+    parser.add_argument("--padding-examples", type=int, default=2048,
+                        help="padding: training examples per fit (>= 1024 for length grouping to group)")
+    parser.add_argument("--padding-model", default="tiny", help="padding: tiny (default: fast enough for a real "
+                        "epoch) | minilm (docs/benchmarks.md's MiniLM row: --padding-examples 96)")
     args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3: a median and a spread need three rounds")
     only = set(args.only or ["fit", "latency", "padding"])
     report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "platform": platform.platform()}}

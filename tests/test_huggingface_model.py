@@ -66,6 +66,37 @@ def test_an_hf_model_id_folder_is_packed_once_and_the_hub_variables_are_dropped(
     assert "ignores model_data" in said[0]  # HF_MODEL_ID wins, as in the inference toolkit
 
 
+@pytest.mark.slow
+def test_a_hub_id_is_fetched_as_the_container_would_and_its_cache_links_are_followed(
+        trained_tiny, model_folder, tmp_path, monkeypatch, no_leftover_processes):
+    """The Hub is not reachable here: a stand-in for ``snapshot_download`` returns a folder shaped like
+    the Hugging Face cache (files are symlinks into a blob store), from the same weights."""
+    import huggingface_hub
+
+    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / "abc123"
+    blobs.mkdir()
+    snapshot.mkdir(parents=True)
+    for item in model_folder.iterdir():
+        if item.is_file():
+            (blobs / item.name).write_bytes(item.read_bytes())
+            (snapshot / item.name).symlink_to(blobs / item.name)
+    asked = {}
+
+    def snapshot_download(repo_id, **kwargs):
+        asked.update(repo_id=repo_id, **kwargs)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    from_hub = predictions(sagetwin.HuggingFaceModel(
+        env={"HF_MODEL_ID": "someone/tiny-sentiment", "HF_TASK": "text-classification", "HF_API_TOKEN": "hf_x"},
+        backend="process", reporter=SilentReporter()))
+    from_archive = predictions(sagetwin.HuggingFaceModel(model_data=trained_tiny.model_data, backend="process",
+                                                         reporter=SilentReporter()))
+    assert asked["repo_id"] == "someone/tiny-sentiment" and asked["token"] == "hf_x"
+    assert "*.h5" in asked["ignore_patterns"]  # other frameworks' weights are not fetched, as in the toolkit
+    assert from_hub == from_archive
+
+
 def test_a_model_needs_model_data_or_hf_model_id():
     with pytest.raises(sagetwin.ConfigurationError, match="neither model_data nor env\\['HF_MODEL_ID'\\]"):
         sagetwin.HuggingFaceModel(env={"HF_TASK": "text-classification"}, backend="process")

@@ -69,3 +69,41 @@ def test_a_killed_owner_takes_its_children_with_it(tmp_path: Path):
     process.kill()  # SIGKILL: the owner gets no chance to clean up
     process.wait()
     assert gone(wrapper.pid) and gone(sleeper.pid)
+
+
+def test_a_line_redrawn_with_carriage_returns_reaches_the_reporter_as_it_moves(tmp_path: Path):
+    script = ("import sys, time\nsys.stdout.write(' 50%|#    | 1/2 [00:01<00:01, 1.00it/s]\\r'); sys.stdout.flush()\n"
+              "time.sleep(1.5)\nprint(' 100%|#####| 2/2 [00:02<00:00, 1.00it/s]')\n")
+    seen: list[tuple[float, str]] = []
+
+    class Timed(SilentReporter):
+        def log(self, line: str) -> None:
+            seen.append((time.monotonic(), line))
+
+    code, _ = run_streaming([sys.executable, "-c", script], env=None, cwd=tmp_path, reporter=Timed(),
+                            log_path=tmp_path / "log")
+    assert code == 0 and [line.strip()[:4] for _, line in seen] == ["50%|", "100%"]
+    assert seen[1][0] - seen[0][0] > 1.0  # the first redraw came before the line ended, not with it
+
+
+def test_the_check_guard_lets_local_socket_files_through_and_stops_the_network(tmp_path: Path):
+    from sagetwin.backends.process.audit_files import audit_env, read_lines
+
+    script = textwrap.dedent("""
+        import socket
+        a, b = socket.socketpair(socket.AF_UNIX)
+        a.sendall(b"x"); assert b.recv(1) == b"x"
+        server = socket.socket(socket.AF_UNIX); server.bind("sock"); server.listen()
+        socket.socket(socket.AF_UNIX).connect("sock")
+        try:
+            socket.create_connection((b"example.com", 80), timeout=5)
+        except OSError as exc:
+            print("refused:", exc)
+    """)
+    record = str(tmp_path / "audit.json")
+    env = {**audit_env({}, record), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused: sagetwin check: network access to example.com is blocked" in done.stdout
+    assert read_lines(Path(record + ".network")) == ["example.com:80"]

@@ -67,3 +67,15 @@ def test_serve_without_a_model_is_a_clear_error():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "neither model_data nor env['HF_MODEL_ID']" in result.stderr and "Fix:" in result.stderr
+
+
+def test_serve_env_values_reach_the_container_as_written():
+    from sagetwin.core.serve import _environment
+
+    args = type("Args", (), {"env": ["HF_TASK=text-classification", "FLAG=true", "N=1e3", "my-var=a=b"],
+                             "hf_model_id": "./model", "task": None})()
+    assert _environment(args) == {"HF_TASK": "text-classification", "FLAG": "true", "N": "1e3", "my-var": "a=b",
+                                  "HF_MODEL_ID": "./model"}
+    args.env = ["no-equals-sign"]
+    with pytest.raises(Exception, match="is not KEY=VALUE"):
+        _environment(args)

@@ -91,7 +91,8 @@ class LiveReporter(StreamReporter):
 
 
 def reporter_for_terminal(*, show_logs: bool, live: bool = True) -> StreamReporter:
-    """A live bar when stderr is a terminal (and ``live``), else plain lines: logs, CI, ``--json``."""
-    if live and sys.stderr.isatty():
+    """A live bar when stdout and stderr are a terminal (and ``live``), else plain lines: piped
+    output, logs, CI, ``--json``."""
+    if live and sys.stdout.isatty() and sys.stderr.isatty():
         return LiveReporter(show_logs=show_logs)
     return StreamReporter(show_logs=show_logs)

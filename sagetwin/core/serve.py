@@ -11,6 +11,7 @@ import threading
 
 from sagetwin.core.backend import Plans, ServesHttp
 from sagetwin.core.console import ask_before_launch, parse_options
+from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import StreamReporter
@@ -37,7 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
-    env = {str(k).upper(): str(v) for k, v in parse_options(args.env).items()}
+    """``--env KEY=VALUE`` as given (no JSON coercion: the container gets strings)."""
+    env: dict[str, str] = {}
+    for pair in args.env or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--env {pair!r} is not KEY=VALUE.",
+                                     "write e.g. --env HF_TASK=text-classification.")
+        env[key] = value
     if args.hf_model_id:
         env["HF_MODEL_ID"] = args.hf_model_id
     if args.task:

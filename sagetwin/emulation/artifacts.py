@@ -49,10 +49,11 @@ def local_model_archive(uri: str) -> Path:
     return path
 
 
-def pack_model(model_dir: Path, target: Path) -> Path:
-    """``model.tar.gz`` with the model folder's files at the archive root, as SageMaker packs it."""
+def pack_model(model_dir: Path, target: Path, *, dereference: bool = False) -> Path:
+    """``model.tar.gz`` with the model folder's files at the archive root, as SageMaker packs it.
+    ``dereference``: store what symlinks point to (a Hub cache's files link into its blob store)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(target, "w:gz", compresslevel=1) as tar:
+    with tarfile.open(target, "w:gz", compresslevel=1, dereference=dereference) as tar:
         for item in sorted(model_dir.iterdir()):
             tar.add(item, arcname=item.name)
     return target

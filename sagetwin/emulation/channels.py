@@ -26,22 +26,35 @@ def channel_copy_limit() -> int:
 
 
 def _size(source: Path) -> int:
+    """Bytes a copy would take, symlinked folders included (the copy follows them)."""
     if source.is_file():
         return source.stat().st_size
-    return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    total = 0
+    for folder, _, files in os.walk(source, followlinks=True):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:  # a dangling link: nothing to copy
+                continue
+    return total
 
 
 def _copy(source: Path, target: Path) -> None:
-    """``cp --reflink=auto``: copy-on-write (instant, no space) on btrfs/XFS, a plain copy elsewhere."""
-    cp = shutil.which("cp")
+    """``cp --reflink=auto``: copy-on-write (instant, no space) on btrfs/XFS, a plain copy elsewhere;
+    Python's own copy where that ``cp`` is not GNU's."""
+    source = source.resolve()
     contents = [source] if source.is_file() else list(source.iterdir())
+    cp = shutil.which("cp")
     if cp and contents:
-        done = subprocess.run([cp, "-R", "-L", "--reflink=auto", *map(str, contents),
-                               str(target if source.is_dir() else target.parent)], capture_output=True, text=True)
+        destination = target if source.is_dir() else target.parent
+        done = subprocess.run([cp, "-R", "-L", "--reflink=auto", "--", *map(str, contents), str(destination)],
+                              capture_output=True, text=True)
         if done.returncode == 0:
             return
-        full = "No space left on device" in done.stderr
-        raise OSError(errno.ENOSPC if full else errno.EIO, f"copying {source}: {done.stderr.strip()}")
+        if "No space left on device" in done.stderr:
+            raise OSError(errno.ENOSPC, f"copying {source}: {done.stderr.strip()}")
+        if "reflink" not in done.stderr and "unrecognized option" not in done.stderr:
+            raise OSError(errno.EIO, f"copying {source}: {done.stderr.strip()}")
     if source.is_file():
         shutil.copy2(source, target)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,11 @@ from sagetwin.core.paths import building, home_dir
 from sagetwin.emulation.artifacts import local_model_archive, pack_model
 
 MODEL_ID = "HF_MODEL_ID"
-HUB_ONLY = (MODEL_ID, "HF_MODEL_REVISION")  # read by the toolkit to download; meaningless once packed
+# read by the toolkit to download; meaningless once packed (and a token must not travel further)
+HUB_ONLY = (MODEL_ID, "HF_MODEL_REVISION", "HF_API_TOKEN")
+# what the toolkit leaves out of a Hub download for a PyTorch container (other frameworks' weights)
+IGNORED_ON_DOWNLOAD = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "tf_model*", "flax_model*", "rust_model*"]
+KEEP_ARCHIVES = 5
 
 
 def _no_model() -> ConfigurationError:
@@ -59,7 +64,7 @@ def served_model(model_data: str | None, env: dict[str, str], say: Callable[[str
 
 def archive_of_folder(folder: Path) -> Path:
     """``folder`` as a ``model.tar.gz``, packed once per content (names, sizes, modification times)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.is_file())  # symlinks to files count as files
     if not any(p.name == "config.json" for p in files):
         raise ConfigurationError(f"HF_MODEL_ID folder {folder} has no config.json: it is not a saved model.",
                                  "point it at a folder written by save_pretrained() (config.json, weights, "
@@ -68,10 +73,15 @@ def archive_of_folder(folder: Path) -> Path:
     for path in files:
         info = path.stat()
         digest.update(f"{path.relative_to(folder)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    target = home_dir() / "model-archives" / digest.hexdigest()[:16]
+    cache = home_dir() / "model-archives"
+    target = cache / digest.hexdigest()[:16]
     if not (target / "model.tar.gz").is_file():
         with building(target) as tmp:
-            pack_model(folder, tmp / "model.tar.gz")
+            pack_model(folder, tmp / "model.tar.gz", dereference=True)
+    os.utime(target)  # most recently used: kept longest
+    for old in sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_ARCHIVES:]:
+        shutil.rmtree(old, ignore_errors=True)
     return target / "model.tar.gz"
 
 
@@ -81,7 +91,8 @@ def _download(model_id: str, revision: str | None, token: str | None, say: Calla
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model_id, revision=revision, token=token or None))
+        return Path(snapshot_download(model_id, revision=revision, token=token or None,
+                                      ignore_patterns=IGNORED_ON_DOWNLOAD))
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""

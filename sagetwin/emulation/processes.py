@@ -6,6 +6,7 @@ import collections
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -103,13 +104,23 @@ def run_streaming(cmd: Sequence[str], *, env: dict[str, str], cwd: Path, reporte
 
 
 def _copy_lines(proc: subprocess.Popen, log: IO[str], tail: collections.deque[str], reporter: Reporter) -> None:
+    """Lines end at ``\n`` or ``\r``: a tqdm bar redraws with ``\r`` and reaches the reporter as it
+    moves, not in one burst when its line finally ends."""
     assert proc.stdout is not None
-    for raw in iter(proc.stdout.readline, b""):
-        for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
-            if line.strip():
-                log.write(line + "\n")
-                tail.append(line)
-                reporter.log(line)
+    pending = b""
+    while chunk := proc.stdout.read1(65536):
+        *complete, pending = re.split(rb"[\r\n]", pending + chunk)
+        for raw in complete:
+            _emit(raw, log, tail, reporter)
+    _emit(pending, log, tail, reporter)
+
+
+def _emit(raw: bytes, log: IO[str], tail: collections.deque[str], reporter: Reporter) -> None:
+    line = raw.decode("utf-8", "replace")
+    if line.strip():
+        log.write(line + "\n")
+        tail.append(line)
+        reporter.log(line)
 
 
 def pump_to_file(proc: subprocess.Popen, log_path: Path) -> threading.Thread:

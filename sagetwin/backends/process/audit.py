@@ -27,7 +27,8 @@ def main() -> None:
             path, mode = hook_args[0], hook_args[1]
             if isinstance(path, (str, bytes)):
                 path = os.path.abspath(os.fsdecode(path))
-                if path != own_record and not path.startswith(_SKIP_PREFIXES) and "site-packages" not in path:
+                ours = path.startswith(own_record)  # this record and the network guard's beside it
+                if not ours and not path.startswith(_SKIP_PREFIXES) and "site-packages" not in path:
                     previous = opened.get(path, "")
                     opened[path] = previous if "w" in previous or "a" in previous else str(mode or "r")
 

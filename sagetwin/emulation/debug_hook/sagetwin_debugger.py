@@ -29,7 +29,21 @@ def set_trace(*args: object, **kwargs: object) -> None:
     print(f"{MARKER} breakpoint() at {where}: pdb is on your terminal ('c' continues, 'q' stops the job)",
           flush=True)
     time.sleep(0.3)  # sagetwin relays that line (and pauses its progress bar) before pdb's first prompt
-    fd = os.open(terminal, os.O_RDWR | os.O_NOCTTY)
-    reader = os.fdopen(fd, "r", encoding="utf-8")
-    writer = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8")
+    try:
+        reader, writer = _terminal(terminal)
+    except OSError as exc:
+        raise RuntimeError(f"breakpoint() at {where}: the terminal {terminal} cannot be opened ({exc}). Run sagetwin "
+                           "from a terminal to debug here, or set PYTHONBREAKPOINT=0 to skip breakpoints.") from None
     pdb.Pdb(stdin=reader, stdout=writer).set_trace(frame)
+
+
+_opened: dict[str, tuple] = {}
+
+
+def _terminal(name: str) -> tuple:
+    """The terminal opened once per process (a loop over a breakpoint() must not use up descriptors)."""
+    if name not in _opened:
+        fd = os.open(name, os.O_RDWR | os.O_NOCTTY)
+        _opened[name] = (os.fdopen(fd, "r", encoding="utf-8"),
+                         os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8"))
+    return _opened[name]

@@ -18,8 +18,12 @@ import sys
 
 
 def _loopback(host: object) -> bool:
-    if not isinstance(host, str) or host in ("localhost", ""):
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if host is None or host in ("localhost", ""):
         return True
+    if not isinstance(host, str):
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -29,8 +33,11 @@ def _loopback(host: object) -> bool:
 def _append(variable: str, line: str) -> None:
     path = os.environ.get(variable)
     if path:
-        with open(path, "a", encoding="utf-8") as record:
-            record.write(line.replace("\n", " ") + "\n")
+        try:
+            with open(path, "a", encoding="utf-8") as record:
+                record.write(line.replace("\n", " ") + "\n")
+        except OSError:  # the record is lost (a full disk): the job itself goes on as it would
+            pass
 
 
 def _program(event: str, args: tuple) -> str | None:
@@ -45,10 +52,15 @@ def _program(event: str, args: tuple) -> str | None:
 
 def _guard(event: str, args: tuple) -> None:
     if event == "socket.getaddrinfo" and not _loopback(args[0]):
-        _append("SAGETWIN_AUDIT_NETWORK", f"{args[0]}:{args[1]}")
-        raise socket.gaierror(f"sagetwin check: network access to {args[0]} is blocked")
-    if event == "socket.connect":
+        host = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) else args[0]
+        _append("SAGETWIN_AUDIT_NETWORK", f"{host}:{args[1]}")
+        raise socket.gaierror(f"sagetwin check: network access to {host} is blocked")
+    if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+        if getattr(args[0], "family", None) == getattr(socket, "AF_UNIX", None):
+            return  # a local socket file (multiprocessing managers, forkservers): not the network
         address = args[1]
+        if address is None:  # sendmsg on a connected socket: its connect was checked
+            return
         host = address[0] if isinstance(address, tuple) else address
         if not _loopback(host):
             _append("SAGETWIN_AUDIT_NETWORK", str(address))
