@@ -45,13 +45,22 @@ def all_containers() -> set[str]:
                               check=True).stdout.split())
 
 
+def sdk_work_folders() -> set[Path]:
+    from sagetwin.backends.local.backend import LocalBackend
+
+    return set(LocalBackend().work_dir.glob("tmp*"))
+
+
 @pytest.fixture
 def no_leftover_containers():
-    """`docker ps -a` shows nothing of ours afterwards, whatever happened in the test."""
-    before = all_containers()
+    """`docker ps -a` shows nothing of ours afterwards, whatever happened in the test, and the
+    folders SDK local mode made for the test's runs are gone."""
+    before, folders_before = all_containers(), sdk_work_folders()
     yield
     left = all_containers() - before
     assert not left, f"containers left behind: {left}"
+    folders_left = sdk_work_folders() - folders_before
+    assert not folders_left, f"SDK work folders left behind: {sorted(map(str, folders_left))}"
     networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True,
                               text=True).stdout.split()
     assert "sagemaker-local" not in networks
@@ -215,6 +224,13 @@ def test_containers_of_a_killed_run_are_found_and_removed(trained_tiny, no_lefto
     reap_orphans(StreamReporter(said))
     assert orphaned_containers() == []
     assert "removed 1 container(s) left by a sagetwin run that was killed" in said.getvalue()
+    from sagetwin.backends.local.backend import LocalBackend
+    from sagetwin.backends.local.sdk_folders import reap_orphaned_folders
+
+    assert reap_orphaned_folders(LocalBackend().work_dir, StreamReporter(said)) == 1  # the killed deploy's folder
+    assert "removed 1 work folder(s) left by a sagetwin run that was killed" in said.getvalue()
+
+
 def test_guides_arguments_run_fit_deploy_predict_on_local_at_exact_parity(sample_channels, tiny_model,
                                                                           no_leftover_containers):
     from sagetwin.backends.local import images

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.backends.aws import sdk as _aws
-from sagetwin.backends.aws.boto import delete_endpoint_resources, folder_digest
+from sagetwin.backends.aws.boto import folder_digest
 from sagetwin.backends.local import images, readiness
 from sagetwin.backends.local.containers import (
     container_report,
@@ -30,11 +30,19 @@ from sagetwin.backends.local.containers import (
     our_containers,
     reap_orphans,
     remove_containers,
-    remove_network,
 )
 from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable, sdk_compose
+from sagetwin.backends.local.endpoint import LocalEndpoint
+from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run
 from sagetwin.core.backend import Check
-from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError, log_excerpt
+from sagetwin.core.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    EndpointError,
+    SagetwinError,
+    TrainingError,
+    log_excerpt,
+)
 from sagetwin.core.paths import building, private_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
@@ -42,7 +50,6 @@ from sagetwin.core.versions import resolve_stack
 from sagetwin.emulation.artifacts import local_input, local_path, metrics_from_archive
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
-from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.model_sources import served_model
 from sagetwin.emulation.processes import choose_port, port_is_free
 
@@ -110,6 +117,7 @@ class LocalBackend:
         session = self.session
         if not self._orphans_reaped:
             reap_orphans(reporter)
+            reap_orphaned_folders(self.work_dir, reporter)
             self._orphans_reaped = True
         return session
 
@@ -210,7 +218,7 @@ class LocalBackend:
             mine = our_containers(run_id)
             code, tail = container_report(mine) if failure is not None else (None, "")
             remove_containers(mine)
-            give_back_to_user(output, image)
+            failure = self._tidy_after_run(output, run_id, image, failure)
         if isinstance(failure, Exception):
             raise TrainingError(
                 f"training job {job_name} failed in Docker"
@@ -220,6 +228,19 @@ class LocalBackend:
             ) from failure
         if failure is not None:
             raise failure
+
+    def _tidy_after_run(self, output: Path, run_id: str, image: str,
+                        failure: BaseException | None) -> BaseException | None:
+        """Outputs made the user's, the SDK's folders of the run removed; a failure here is raised,
+        unless the run already failed: then it is a note on that error, which stays the one raised."""
+        try:
+            give_back_to_user(output, image)
+            remove_folders_of_run(self.work_dir, run_id, image)
+        except SagetwinError as exc:
+            if failure is None:
+                return exc
+            failure.add_note(f"sagetwin: also, {exc.render()}")
+        return failure
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
         session = self._prepare(reporter)
@@ -254,7 +275,8 @@ class LocalBackend:
         """``model.deploy`` with the fast health check; on any failure the endpoint is removed and
         the container's exit code and log tail are reported."""
         run_id = self._labelled(session)
-        endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout)
+        endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout, run_id=run_id,
+                                 work_dir=self.work_dir, image=str(model.image_uri))
         try:
             with _aws.interrupts_kept(), self._compose_for(instance_type), readiness.fast_health_check(
                     lambda: sorted(our_containers(run_id)), spec.startup_timeout or 600.0):
@@ -276,21 +298,3 @@ class LocalBackend:
             raise
         endpoint.containers = our_containers(run_id)
         return endpoint
-
-
-class LocalEndpoint(LocalHttpEndpoint):
-    """A local-mode endpoint: the serving container on 127.0.0.1:port."""
-
-    def __init__(self, name: str, port: int, session: Any, timeout: float) -> None:
-        super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.",
-                         timeout=timeout)
-        self.session = session
-        # what deploying started, removed on delete; nothing else: other endpoints may share the image
-        self.containers: set[str] = set()
-
-    def _release(self) -> None:
-        """Remove the serving container first (MMS ignores SIGTERM, so compose's graceful stop would
-        wait 10 s for nothing), then let the SDK's local client forget the endpoint and its compose run."""
-        remove_containers(self.containers)
-        delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
-        remove_network()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sagetwin.backends.local.docker import docker
+from sagetwin.backends.local.egress import index_only_network
 from sagetwin.backends.local.recipes import ImageRecipe
 from sagetwin.core.paths import building, home_dir
 from sagetwin.core.progress import Reporter
@@ -54,7 +55,9 @@ def _ensure_builder(rec: ImageRecipe, reporter: Reporter, stream: Stream, base: 
     (context / "Dockerfile").write_text(
         f"FROM {base}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
         f"--no-install-recommends {BUILDER_PACKAGES} && rm -rf /var/lib/apt/lists/*\n")
-    stream(["docker", "build", "--network", "host", "-t", tag, str(context)], reporter, "docker build (builder)")
+    with index_only_network() as (network, proxy):
+        stream(["docker", "build", "--network", network, *build_args(proxy), "-t", tag, str(context)], reporter,
+               "docker build (builder)")
     return tag
 
 
@@ -66,9 +69,16 @@ def _wheels_in_builder(rec: ImageRecipe, out: Path, reporter: Reporter, stream: 
     script = ("python3 -m venv /tmp/pip && /tmp/pip/bin/pip install --quiet --upgrade pip wheel && "
               "/tmp/pip/bin/pip wheel --progress-bar off --wheel-dir /out -r /out/requirements.in; "
               f"code=$?; chown -R {os.getuid()}:{os.getgid()} /out /cache; exit $code")
-    stream(["docker", "run", "--rm", "--network", "host", "-v", f"{out}:/out", "-v", f"{cache}:/cache",
-            "-e", "PIP_CACHE_DIR=/cache", *mounts, *env, builder, "/bin/sh", "-c", script],
-           reporter, f"pip wheel in {builder}")
+    with index_only_network() as (network, proxy):
+        proxy_env = [arg for key, value in proxy.items() for arg in ("-e", f"{key}={value}")]
+        stream(["docker", "run", "--rm", "--network", network, "-v", f"{out}:/out", "-v", f"{cache}:/cache",
+                "-e", "PIP_CACHE_DIR=/cache", *mounts, *env, *proxy_env, builder, "/bin/sh", "-c", script],
+               reporter, f"pip wheel in {builder}")
+
+
+def build_args(proxy: dict[str, str]) -> list[str]:
+    """The proxy for a ``docker build``'s RUN steps (Docker's predefined build args: not kept in the image)."""
+    return [arg for key, value in proxy.items() for arg in ("--build-arg", f"{key}={value}")]
 
 
 def _pip_settings() -> tuple[list[str], list[str]]:

@@ -8,7 +8,8 @@ import socket
 import uuid
 from pathlib import Path
 
-from sagetwin.backends.local.docker import Runner, run
+from sagetwin.backends.local.docker import Runner, engine_is_rootless, run
+from sagetwin.core.errors import SagetwinError
 from sagetwin.core.progress import Reporter
 
 NETWORK = "sagemaker-local"
@@ -100,10 +101,34 @@ def reap_orphans(reporter: Reporter) -> None:
         reporter.step(f"local: removed {len(orphans)} container(s) left by a sagetwin run that was killed")
 
 
-def give_back_to_user(path: Path, image: str) -> None:
-    """Containers write as root into mounted folders; chown what they wrote to the invoking user."""
+def give_back_to_user(path: Path, image: str, run: Runner = run) -> None:
+    """Containers write as root into mounted folders; make what they wrote the invoking user's.
+    Under rootless Docker it already is. A failure is an error naming the folder and the fix:
+    files the user cannot remove must not be left silently."""
     uid, gid = os.getuid(), os.getgid()
-    if uid == 0 or not path.exists():
+    if uid == 0 or not path.exists() or engine_is_rootless(run):
         return
-    run(["docker", "run", "--rm", "--network", "none", "-v", f"{path}:/target", "--entrypoint", "chown", image,
-         "-R", f"{uid}:{gid}", "/target"], timeout=300)
+    result = run(["docker", "run", "--rm", "--network", "none", "-v", f"{path}:/target", "--entrypoint", "chown",
+                  image, "-R", f"{uid}:{gid}", "/target"], timeout=300)
+    foreign = not_owned_by(path, uid)
+    if result.returncode != 0 or foreign:
+        detail = (result.stderr.strip().splitlines() or [""])[-1][:200] if result.returncode != 0 else ""
+        raise SagetwinError(
+            f"the files the container wrote under {path} could not be given back to you (uid {uid})"
+            + (f": {detail}" if detail else "") + (f"; still not yours: {foreign[0]}" if foreign else "") + ".",
+            f"run `sudo chown -R {uid}:{gid} {path}`, and check that the Docker engine can run `{image}`.",
+        )
+
+
+def not_owned_by(path: Path, uid: int, limit: int = 1) -> list[str]:
+    """Up to ``limit`` paths under ``path`` (itself included) whose owner is not ``uid``."""
+    found: list[str] = []
+    for entry in [path, *path.rglob("*")]:
+        try:
+            if entry.lstat().st_uid != uid:
+                found.append(str(entry))
+        except OSError:
+            continue
+        if len(found) >= limit:
+            break
+    return found

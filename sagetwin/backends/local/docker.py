@@ -49,6 +49,14 @@ def docker_reachable(run: Runner = run) -> tuple[bool, str]:
 
 
 @functools.lru_cache(maxsize=4)
+def engine_is_rootless(run: Runner = run) -> bool:
+    """Rootless Docker maps a container's root to the invoking user, so what containers write is
+    already the user's; a ``chown`` to the user's uid from inside would map it to a subordinate uid."""
+    result = run(["docker", "info", "--format", "{{json .SecurityOptions}}"])
+    return result.returncode == 0 and "name=rootless" in result.stdout
+
+
+@functools.lru_cache(maxsize=4)
 def compose_command(run: Runner = run) -> tuple[list[str] | None, str]:
     """``docker compose`` when it is v2 or later, else ``docker-compose``. By the version number:
     the SDK looks for the text "v2", which Debian's plugin ("version 2.26.1-4") does not print.

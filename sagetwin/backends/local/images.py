@@ -26,8 +26,9 @@ import time
 import uuid
 from pathlib import Path
 
-from sagetwin.backends.local.builder import build_wheelhouse
+from sagetwin.backends.local.builder import build_args, build_wheelhouse
 from sagetwin.backends.local.docker import docker
+from sagetwin.backends.local.egress import index_only_network
 from sagetwin.backends.local.recipes import COMPLETE_BASE, IMAGE_CONFIG, ImageRecipe, Parity, dlc_uri, recipe
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, SagetwinError, log_excerpt
 from sagetwin.core.progress import Reporter
@@ -117,8 +118,10 @@ def complete_base(rec: ImageRecipe, reporter: Reporter) -> str:
     reporter.step(f"image: completing the configured base {rec.configured_base} as {rec.base_tag}")
     with tempfile.TemporaryDirectory(prefix="sagetwin-base-") as ctx:
         (Path(ctx) / "Dockerfile").write_text(COMPLETE_BASE)
-        _stream(["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={rec.configured_base}",
-                 "-t", rec.base_tag, ctx], reporter, "docker build (completing the configured base)")
+        with index_only_network() as (network, proxy):
+            _stream(["docker", "build", "--network", network, *build_args(proxy), "--build-arg",
+                     f"BASE_IMAGE={rec.configured_base}", "-t", rec.base_tag, ctx], reporter,
+                    "docker build (completing the configured base)")
     return rec.base_tag
 
 

@@ -1,0 +1,173 @@
+"""Image builds reach the package index and nothing else (before: ``--network host``, which gave
+the build every service on the machine's 127.0.0.1)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import socketserver
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sagetwin.backends.local import builder
+from sagetwin.backends.local.egress import IndexProxy, index_only_network, internal, named_hosts
+from sagetwin.core.progress import SilentReporter
+
+ANSWER = b"index says hello"
+
+
+class _Index(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(ANSWER)))
+        self.end_headers()
+        self.wfile.write(ANSWER)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def index_on_loopback() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
+    with serving(server):
+        yield server.server_address[1]
+
+
+def ask(proxy: IndexProxy, request: bytes) -> bytes:
+    with socket.create_connection(proxy.server_address[:2], timeout=10) as sock:
+        sock.sendall(request)
+        data, tunnelling = b"", False
+        while chunk := sock.recv(65536):
+            data += chunk
+            if request.startswith(b"CONNECT") and not tunnelling and data.startswith(b"HTTP/1.1 200 "):
+                tunnelling = True
+                sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")  # through the tunnel
+        return data
+
+
+def resolver(table: dict[str, str]):
+    def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise socket.gaierror(f"unknown host {host}")
+        return [table[host]]
+    return resolve
+
+
+@pytest.fixture
+def proxy() -> Iterator[IndexProxy]:
+    """The named mirror lives on loopback (allowed: the person named it); the default index host
+    is made to resolve to loopback too (refused: a DNS answer must not open the machine)."""
+    table = {"mirror.test": "127.0.0.1", "index.test": "127.0.0.1", "far.test": "203.0.113.9"}
+    server = IndexProxy("127.0.0.1", {"mirror.test"}, resolve=resolver(table), defaults=("index.test", "far.test"))
+    with serving(server):
+        yield server
+
+
+def test_a_named_host_is_reached_by_connect_and_by_plain_http(proxy: IndexProxy, index_on_loopback: int):
+    tunnelled = ask(proxy, f"CONNECT mirror.test:{index_on_loopback} HTTP/1.1\r\n\r\n".encode())
+    assert tunnelled.startswith(b"HTTP/1.1 200 Connection established") and tunnelled.endswith(ANSWER)
+    plain = ask(proxy, f"GET http://mirror.test:{index_on_loopback}/simple/ HTTP/1.0\r\n\r\n".encode())
+    assert plain.startswith(b"HTTP/1.0 200") and plain.endswith(ANSWER)
+
+
+@pytest.mark.parametrize("request_line, why", [
+    (b"CONNECT elsewhere.test:443", b"elsewhere.test is not the package index"),
+    (b"CONNECT index.test:443", b"index.test resolves to an internal address (127.0.0.1)"),
+    (b"CONNECT far.test:22", b"port 22 of far.test: only 80 and 443 are forwarded"),
+    (b"GET http://elsewhere.test/", b"elsewhere.test is not the package index"),
+    (b"GET /relative", b"send plain-HTTP requests as absolute URIs"),
+    (b"CONNECT 127.0.0.1:22", b"127.0.0.1 is not the package index"),
+])
+def test_everything_else_is_refused_with_the_reason(proxy: IndexProxy, request_line: bytes, why: bytes):
+    answer = ask(proxy, request_line + b" HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden") and why in answer, answer
+
+
+def test_the_hosts_a_person_names_are_allowed():
+    environ = {"PIP_INDEX_URL": "https://mirror.example/simple", "PIP_EXTRA_INDEX_URL": "http://10.0.0.5:3141/x "
+               "file:///opt/wheels", "SAGETWIN_EGRESS_ALLOW": "Apt.Example, "}
+    assert named_hosts(environ) == {"mirror.example", "10.0.0.5", "apt.example"}
+
+
+@pytest.mark.parametrize("address, expected", [("127.0.0.1", True), ("::ffff:127.0.0.1", True), ("10.1.2.3", True),
+                                               ("172.20.0.1", True), ("169.254.169.254", True), ("::1", True),
+                                               ("203.0.113.80", False), ("151.101.0.223", False)])
+def test_internal_addresses(address: str, expected: bool):
+    assert internal(address) is expected
+
+
+def test_builder_steps_use_the_index_only_network(monkeypatch, tmp_path):
+    """The builder image's apt step and the wheel step: a build network and the proxy, never the host's."""
+    from sagetwin.backends.local import recipes
+    from sagetwin.core.versions import resolve_stack
+
+    @contextlib.contextmanager
+    def fake_network():
+        yield "sagetwin-build-test", {"https_proxy": "http://172.30.0.1:3128"}
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(builder, "index_only_network", fake_network)
+    monkeypatch.setattr(builder, "docker", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", ""))
+    rec = recipes.recipe("training", resolve_stack("4.26", "1.13", "py39"))
+    builder._wheels_in_builder(rec, tmp_path, SilentReporter(), lambda argv, reporter, what: calls.append(argv))
+    assert len(calls) == 2  # the builder image, then pip wheel
+    for argv in calls:
+        assert argv[argv.index("--network") + 1] == "sagetwin-build-test"
+        assert "host" not in argv
+    assert "https_proxy=http://172.30.0.1:3128" in calls[0] and calls[0][calls[0].index(
+        "https_proxy=http://172.30.0.1:3128") - 1] == "--build-arg"
+    assert calls[1][calls[1].index("https_proxy=http://172.30.0.1:3128") - 1] == "-e"
+
+
+PROBE = """
+import socket, sys, urllib.request
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+    print("loopback: reached")
+except OSError:
+    print("loopback: unreachable")
+for url in ("http://example.com/", f"http://127.0.0.1:{sys.argv[1]}/"):
+    try:
+        print(url, urllib.request.urlopen(url, timeout=10).read().decode())
+    except urllib.error.HTTPError as exc:
+        print(url, exc.code, exc.read().decode().strip())
+"""
+
+
+@pytest.mark.docker
+def test_a_container_on_the_build_network_reaches_only_what_the_proxy_allows(index_on_loopback: int, monkeypatch):
+    from tests.test_local_backend import require_docker
+
+    require_docker()
+    from sagetwin.backends.local import images
+    from sagetwin.core.versions import resolve_stack
+
+    image = images.recipe("training", resolve_stack()).base_tag
+    monkeypatch.setenv("SAGETWIN_EGRESS_ALLOW", "127.0.0.1")  # a mirror on this machine the person named
+    with index_only_network() as (network, proxy):
+        env = [arg for key, value in proxy.items() for arg in ("-e", f"{key}={value}")]
+        probe = subprocess.run(["docker", "run", "--rm", "--network", network, *env, image, "python3", "-c", PROBE,
+                                str(index_on_loopback)], capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    lines = probe.stdout.splitlines()
+    assert lines[0] == "loopback: unreachable"  # the machine's own services: not on this network
+    assert lines[1].startswith("http://example.com/ 403 sagetwin build network: example.com is not the package index")
+    assert lines[2] == f"http://127.0.0.1:{index_on_loopback}/ {ANSWER.decode()}"  # the named mirror, via the proxy
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True)
+    assert network not in networks.stdout.split()

@@ -1,0 +1,113 @@
+"""What local runs leave in the user's folders is the user's, and the SDK's work folders go.
+
+Unit tests with a stand-in for Docker: the uid cases (non-root, rootless) cannot be reached as
+root on this machine, so the runner records what would have been run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sagetwin.backends.local.containers import OWNER_LABEL, RUN_LABEL, give_back_to_user, not_owned_by, owner_of
+from sagetwin.backends.local.docker import engine_is_rootless
+from sagetwin.backends.local.sdk_folders import folders_of_run, reap_orphaned_folders, remove_folders_of_run
+from sagetwin.core.errors import SagetwinError
+
+
+class FakeDocker:
+    def __init__(self, *, rootless: bool, chown_code: int = 0) -> None:
+        self.rootless, self.chown_code, self.calls = rootless, chown_code, []
+
+    def __call__(self, cmd: list[str], timeout: float | None = 10) -> subprocess.CompletedProcess:
+        self.calls.append(cmd)
+        if cmd[:2] == ["docker", "info"]:
+            options = '["name=seccomp,profile=default"' + (',"name=rootless"' if self.rootless else "") + "]"
+            return subprocess.CompletedProcess(cmd, 0, options, "")
+        said = "chown: permission denied" if self.chown_code else ""
+        return subprocess.CompletedProcess(cmd, self.chown_code, "", said)
+
+
+@pytest.fixture
+def as_user(monkeypatch):
+    """Pretend to be uid/gid 4242: the test files are created as root, so they are 'not yours'."""
+    monkeypatch.setattr(os, "getuid", lambda: 4242)
+    monkeypatch.setattr(os, "getgid", lambda: 4242)
+
+
+def test_rootless_docker_is_detected_from_the_engines_security_options():
+    assert engine_is_rootless(FakeDocker(rootless=True)) is True
+    assert engine_is_rootless(FakeDocker(rootless=False)) is False
+
+
+def test_under_rootless_docker_nothing_is_chowned(tmp_path: Path, as_user, monkeypatch):
+    """Rootless: container root is the user already; a chown inside would hand files to a subordinate uid."""
+    fake = FakeDocker(rootless=True)
+    give_back_to_user(tmp_path, "some-image", run=fake)
+    assert [c for c in fake.calls if c[:2] == ["docker", "run"]] == []
+
+
+def test_a_failed_chown_is_an_error_naming_the_folder_and_the_fix(tmp_path: Path, as_user):
+    """Before: the chown's failure was ignored and root-owned files stayed in the user's folder."""
+    fake = FakeDocker(rootless=False, chown_code=1)
+    with pytest.raises(SagetwinError) as info:
+        give_back_to_user(tmp_path, "some-image", run=fake)
+    assert str(tmp_path) in info.value.problem and "permission denied" in info.value.problem
+    assert f"sudo chown -R 4242:4242 {tmp_path}" in info.value.fix
+    chown = [c for c in fake.calls if c[:2] == ["docker", "run"]][0]
+    assert chown[-3:] == ["-R", "4242:4242", "/target"] and "--network" in chown
+
+
+def test_files_still_not_the_users_after_a_chown_are_named(tmp_path: Path, as_user):
+    (tmp_path / "model").mkdir()
+    fake = FakeDocker(rootless=False)  # "succeeds" without changing anything: the files stay root's
+    with pytest.raises(SagetwinError, match="still not yours"):
+        give_back_to_user(tmp_path, "some-image", run=fake)
+
+
+def test_not_owned_by_finds_a_foreign_file_deep_down(tmp_path: Path):
+    deep = tmp_path / "a" / "b" / "weights.bin"
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(b"x")
+    assert not_owned_by(tmp_path, os.getuid()) == []
+    os.chown(deep, 12345, 12345)
+    assert not_owned_by(tmp_path, os.getuid()) == [str(deep)]
+
+
+def sdk_folder(root: Path, name: str, run_id: str, owner: str) -> Path:
+    folder = root / name
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "weights.bin").write_bytes(b"x")
+    (folder / "docker-compose.yaml").write_text(
+        f"services:\n  algo-1-abc:\n    image: some-image\n    labels:\n      {OWNER_LABEL}: {owner}\n"
+        f"      {RUN_LABEL}: '{run_id}'\n")
+    return folder
+
+
+def test_only_the_runs_own_sdk_folder_is_removed(tmp_path: Path):
+    ours = sdk_folder(tmp_path, "tmpaaa", "0123456789abcdef", owner_of(os.getpid()))
+    theirs = sdk_folder(tmp_path, "tmpbbb", "fedcba9876543210", owner_of(os.getpid()))
+    unlabelled = tmp_path / "tmpccc"
+    unlabelled.mkdir()
+    assert folders_of_run(tmp_path, "0123456789abcdef") == [ours]
+    remove_folders_of_run(tmp_path, "0123456789abcdef", "some-image")
+    assert not ours.exists() and theirs.exists() and unlabelled.exists()
+
+
+def test_folders_of_killed_runs_are_reaped_and_live_ones_kept(tmp_path: Path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = sdk_folder(tmp_path, "tmpdead", "0123456789abcdef", f"{owner_of(os.getpid()).split()[0]} {dead.pid} 1")
+    alive = sdk_folder(tmp_path, "tmplive", "fedcba9876543210", owner_of(os.getpid()))
+    other_host = sdk_folder(tmp_path, "tmpother", "aaaaaaaaaaaaaaaa", "another-host 1 1")
+    assert reap_orphaned_folders(tmp_path) == 1
+    assert not gone.exists() and alive.exists() and other_host.exists()
+
+
+def test_give_back_is_skipped_for_root(tmp_path: Path):
+    fake = FakeDocker(rootless=False, chown_code=1)
+    give_back_to_user(tmp_path, "some-image", run=fake)  # root owns what root's containers write: nothing to do
+    assert fake.calls == []
