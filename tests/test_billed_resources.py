@@ -42,6 +42,29 @@ def test_a_job_lost_while_following_its_logs_is_stopped():
     assert "ThrottlingException" in str(info.value) and "job-1 was stopped" in str(info.value)
 
 
+class ExpiredCredentials:
+    def stop_training_job(self, TrainingJobName: str) -> None:  # noqa: N803 (boto's name)
+        raise client_error("ExpiredTokenException", "The security token included in the request is expired",
+                           "StopTrainingJob")
+
+
+def test_a_job_that_cannot_be_stopped_after_sts_expires_is_named_with_its_cost_and_the_command():
+    """Credentials expire mid-training: following fails, and so does the stop. The message says the job
+    may bill on, at what hourly price, until when, and the command that stops it."""
+    backend = SageMakerBackend(role="arn:aws:iam::1:role/r")
+    backend._sm = SimpleNamespace(sagemaker_client=ExpiredCredentials())
+    backend._boto = SimpleNamespace(region_name="us-east-1")
+    estimator = SimpleNamespace(instance_type="ml.p3.2xlarge", instance_count=2, max_run=86400, fit=lambda *a, **k: (
+        _ for _ in ()).throw(client_error("ExpiredTokenException", "The security token is expired",
+                                          "DescribeTrainingJob")))
+    with pytest.raises(sagetwin.SagetwinError) as info:
+        backend._run_training(estimator, {}, "job-2", SilentReporter())
+    text = str(info.value)
+    assert "ExpiredTokenException" in text and "job-2 could not be stopped" in text
+    assert "bill at $7.650/h) until its max_run (86400 s)" in text  # 2 × ml.p3.2xlarge
+    assert "aws sagemaker stop-training-job --training-job-name job-2" in text
+
+
 def test_only_could_not_find_means_already_deleted():
     assert _missing(client_error("ValidationException", "Could not find endpoint \"x\"."))
     assert not _missing(client_error("ValidationException", "Endpoint x is in Creating state; try again later"))

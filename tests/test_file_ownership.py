@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sagetwin.backends.local.containers import OWNER_LABEL, RUN_LABEL, give_back_to_user, not_owned_by, owner_of
+from sagetwin.backends.local.containers import give_back_to_user, not_owned_by, owner_of
 from sagetwin.backends.local.docker import engine_is_rootless
-from sagetwin.backends.local.sdk_folders import folders_of_run, reap_orphaned_folders, remove_folders_of_run
+from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run, run_root
 from sagetwin.core.errors import SagetwinError
 
 
@@ -77,34 +77,26 @@ def test_not_owned_by_finds_a_foreign_file_deep_down(tmp_path: Path):
     assert not_owned_by(tmp_path, os.getuid()) == [str(deep)]
 
 
-def sdk_folder(root: Path, name: str, run_id: str, owner: str) -> Path:
-    folder = root / name
-    (folder / "model").mkdir(parents=True)
-    (folder / "model" / "weights.bin").write_bytes(b"x")
-    (folder / "docker-compose.yaml").write_text(
-        f"services:\n  algo-1-abc:\n    image: some-image\n    labels:\n      {OWNER_LABEL}: {owner}\n"
-        f"      {RUN_LABEL}: '{run_id}'\n")
-    return folder
-
-
-def test_only_the_runs_own_sdk_folder_is_removed(tmp_path: Path):
-    ours = sdk_folder(tmp_path, "tmpaaa", "0123456789abcdef", owner_of(os.getpid()))
-    theirs = sdk_folder(tmp_path, "tmpbbb", "fedcba9876543210", owner_of(os.getpid()))
-    unlabelled = tmp_path / "tmpccc"
-    unlabelled.mkdir()
-    assert folders_of_run(tmp_path, "0123456789abcdef") == [ours]
+def test_each_run_has_its_own_sdk_root_and_only_it_is_removed(tmp_path: Path):
+    ours, theirs = run_root(tmp_path, "0123456789abcdef"), run_root(tmp_path, "fedcba9876543210")
+    for root in (ours, theirs):  # what the SDK makes inside: its compose folder and the channels' folder
+        (root / "tmpab12" / "model").mkdir(parents=True)
+        (root / "tmpcd34" / "train").mkdir(parents=True)
+    assert oct(ours.stat().st_mode & 0o777) == "0o700"
     remove_folders_of_run(tmp_path, "0123456789abcdef", "some-image")
-    assert not ours.exists() and theirs.exists() and unlabelled.exists()
+    assert not ours.exists() and (theirs / "tmpcd34" / "train").is_dir()
 
 
 def test_folders_of_killed_runs_are_reaped_and_live_ones_kept(tmp_path: Path):
     dead = subprocess.Popen(["true"])
     dead.wait()
-    gone = sdk_folder(tmp_path, "tmpdead", "0123456789abcdef", f"{owner_of(os.getpid()).split()[0]} {dead.pid} 1")
-    alive = sdk_folder(tmp_path, "tmplive", "fedcba9876543210", owner_of(os.getpid()))
-    other_host = sdk_folder(tmp_path, "tmpother", "aaaaaaaaaaaaaaaa", "another-host 1 1")
+    host = owner_of(os.getpid()).split()[0]
+    gone, alive, elsewhere = (run_root(tmp_path, name) for name in ("aaaa", "bbbb", "cccc"))
+    (gone / "owner").write_text(f"{host} {dead.pid} 1")
+    (elsewhere / "owner").write_text("another-host 1 1")  # a machine sharing the engine: not ours to judge
+    (gone / "tmpcd34" / "train").mkdir(parents=True)
     assert reap_orphaned_folders(tmp_path) == 1
-    assert not gone.exists() and alive.exists() and other_host.exists()
+    assert not gone.exists() and alive.exists() and elsewhere.exists()
 
 
 def test_give_back_is_skipped_for_root(tmp_path: Path):

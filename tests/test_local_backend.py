@@ -48,7 +48,8 @@ def all_containers() -> set[str]:
 def sdk_work_folders() -> set[Path]:
     from sagetwin.backends.local.backend import LocalBackend
 
-    return set(LocalBackend().work_dir.glob("tmp*"))
+    work_dir = LocalBackend().work_dir
+    return set(work_dir.glob("tmp*")) | set(work_dir.glob("sdk/*"))
 
 
 @pytest.fixture

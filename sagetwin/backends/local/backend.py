@@ -33,7 +33,7 @@ from sagetwin.backends.local.containers import (
 )
 from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable, sdk_compose
 from sagetwin.backends.local.endpoint import LocalEndpoint
-from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run
+from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run, run_root
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import (
     BackendUnavailableError,
@@ -172,6 +172,7 @@ class LocalBackend:
         """A new run id; every container the next SDK call starts carries it (and its owner)."""
         run_id, labels = new_run_labels()
         session.config["local"]["container_config"] = {"labels": labels}
+        session.config["local"]["container_root"] = str(run_root(self.work_dir, run_id))  # one folder per run
         return run_id
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
@@ -229,8 +230,7 @@ class LocalBackend:
         if failure is not None:
             raise failure
 
-    def _tidy_after_run(self, output: Path, run_id: str, image: str,
-                        failure: BaseException | None) -> BaseException | None:
+    def _tidy_after_run(self, output: Path, run_id: str, image: str, failure: BaseException | None) -> Any:
         """Outputs made the user's, the SDK's folders of the run removed; a failure here is raised,
         unless the run already failed: then it is a note on that error, which stays the one raised."""
         try:

@@ -1,62 +1,60 @@
-"""The folders SDK local mode leaves in its container root: one ``tmp*`` folder per training job
-or endpoint, holding the compose file and what the containers wrote (as root). Found by the run
-label sagetwin puts in every compose file, so a concurrent run's folder is never touched."""
+"""The folders SDK local mode makes for a run (its compose file, the channels' mount points, what
+the containers wrote, as root). Each run gets its own container root, ``<work>/sdk/<run id>``, with
+the owning process written beside it: removing a run's folders is removing that one folder, and a
+folder whose owner was killed outright can be told from one a concurrent run still uses."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-from sagetwin.backends.local.containers import OWNER_LABEL, RUN_LABEL, give_back_to_user, owner_gone
+from sagetwin.backends.local.containers import give_back_to_user, owner_gone, owner_of
+from sagetwin.core.paths import private_dir
 from sagetwin.core.progress import Reporter
 
+OWNER_FILE = "owner"
 
-def folders_of_run(container_root: Path, run_id: str) -> list[Path]:
-    found = []
-    for folder in container_root.glob("tmp*"):
-        compose = folder / "docker-compose.yaml"
+
+def run_root(work_dir: Path, run_id: str) -> Path:
+    """Created (private, with its owner) for the run; the SDK makes its ``tmp*`` folders inside."""
+    root = work_dir / "sdk" / run_id
+    private_dir(root)
+    (root / OWNER_FILE).write_text(owner_of(os.getpid()))
+    return root
+
+
+def remove_folders_of_run(work_dir: Path, run_id: str, image: str) -> None:
+    """Give what the containers wrote back to the user first: a non-root user cannot remove root's files."""
+    root = work_dir / "sdk" / run_id
+    if root.exists():
+        give_back_to_user(root, image)
+        shutil.rmtree(root)
+
+
+def reap_orphaned_folders(work_dir: Path, reporter: Reporter | None = None) -> int:
+    """Folders of runs whose owning process was killed outright; returns how many were removed."""
+    removed = 0
+    for root in sorted((work_dir / "sdk").glob("*")):
         try:
-            text = compose.read_text()
+            owner = (root / OWNER_FILE).read_text().strip()
         except OSError:
             continue
-        if RUN_LABEL in text and run_id in text:  # 16 random hex digits: quoted or not, only ours match
-            found.append(folder)
-    return found
-
-
-def remove_folders_of_run(container_root: Path, run_id: str, image: str) -> None:
-    """Give what the containers wrote back to the user first: a non-root user cannot remove root's files."""
-    for folder in folders_of_run(container_root, run_id):
-        give_back_to_user(folder, image)
-        shutil.rmtree(folder)
-
-
-def reap_orphaned_folders(container_root: Path, reporter: Reporter | None = None) -> int:
-    """Folders of runs whose owning process was killed outright (the owner label in their compose
-    file names a process of this host that is gone); returns how many were removed."""
-    removed = 0
-    for folder in container_root.glob("tmp*"):
-        found = _compose_values(folder / "docker-compose.yaml", (OWNER_LABEL, "image"))
-        if found.get(OWNER_LABEL) and owner_gone(found[OWNER_LABEL]):
-            if found.get("image"):
-                give_back_to_user(folder, found["image"])
-            shutil.rmtree(folder, ignore_errors=True)
+        if owner_gone(owner):
+            if image := _image_of(root):
+                give_back_to_user(root, image)
+            shutil.rmtree(root, ignore_errors=True)
             removed += 1
     if removed and reporter is not None:
         reporter.step(f"local: removed {removed} work folder(s) left by a sagetwin run that was killed")
     return removed
 
 
-def _compose_values(compose: Path, keys: tuple[str, ...]) -> dict[str, str]:
-    """The first value of each of ``keys`` in a compose file the SDK wrote (one service per run)."""
-    try:
-        lines = compose.read_text().splitlines()
-    except OSError:
-        return {}
-    found: dict[str, str] = {}
-    for line in lines:
-        key, _, value = line.strip().partition(": ")
-        key = key.strip("'\"")
-        if key in keys and key not in found:
-            found[key] = value.strip().strip("'\"")
-    return found
+def _image_of(root: Path) -> str:
+    """The image the run's compose file names: the one to chown with (it is on this engine)."""
+    for compose in root.glob("tmp*/docker-compose.yaml"):
+        for line in compose.read_text().splitlines():
+            key, _, value = line.strip().partition(": ")
+            if key == "image" and value.strip():
+                return value.strip().strip("'\"")
+    return ""

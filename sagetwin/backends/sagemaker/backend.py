@@ -213,10 +213,14 @@ class SageMakerBackend:
             raise diagnosis.training_failure(self.boto, self.session.sagemaker_client, job_name) from exc
         except Exception as exc:  # lost while following the job (logs, STS, network): it would bill on
             error = diagnosis.client_error(exc, f"training job {job_name}")
+            price = hourly_price(str(getattr(estimator, "instance_type", "")))
+            stopped = diagnosis.stop_after_error(
+                self.session.sagemaker_client, job_name, price and price * int(getattr(estimator, "instance_count", 1)),
+                getattr(estimator, "max_run", None))
             if isinstance(error, SagetwinError):
-                error.problem += " " + diagnosis.stop_after_error(self.session.sagemaker_client, job_name)
+                error.problem += " " + stopped
             else:
-                error.add_note(diagnosis.stop_after_error(self.session.sagemaker_client, job_name))
+                error.add_note(stopped)
             raise error from exc
 
     def _stop_unless_kept(self, job_name: str, reporter: Reporter) -> None:

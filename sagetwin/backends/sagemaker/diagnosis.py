@@ -61,14 +61,18 @@ def endpoint_failure_reason(sagemaker_client: Any, name: str) -> str:
         return "no FailureReason available"
 
 
-def stop_after_error(sagemaker_client: Any, job_name: str) -> str:
-    """Stop a job sagetwin can no longer follow (it would bill until max_run); say what happened."""
+def stop_after_error(sagemaker_client: Any, job_name: str, hourly: float | None = None,
+                     max_run: int | None = None) -> str:
+    """Stop a job sagetwin can no longer follow (it would bill until max_run); say what happened,
+    and if it could not be stopped, what it costs and how to stop it."""
     try:
         sagemaker_client.stop_training_job(TrainingJobName=job_name)
         return f"The training job {job_name} was stopped, so it does not go on billing."
     except Exception as exc:
-        return (f"The training job {job_name} could not be stopped ({exc}) and may still run (and bill) until its "
-                f"max_run: stop it with `aws sagemaker stop-training-job --training-job-name {job_name}`.")
+        cost = f" at ${hourly:.3f}/h" if hourly else ""
+        until = f"its max_run ({max_run} s)" if max_run else "its max_run"
+        return (f"The training job {job_name} could not be stopped ({exc}) and may still run (and bill{cost}) until "
+                f"{until}: stop it with `aws sagemaker stop-training-job --training-job-name {job_name}`.")
 
 
 def delete_keeping(original: BaseException, endpoint: Any, hourly: float | None) -> None:
