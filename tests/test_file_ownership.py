@@ -1,4 +1,4 @@
-"""What local runs leave in the user's folders is the user's, and the SDK's work folders go.
+"""What local runs leave in the user's folders is the user's, the SDK's work folders go, and a lost engine is named.
 
 Unit tests with a stand-in for Docker: the uid cases (non-root, rootless) cannot be reached as
 root on this machine, so the runner records what would have been run.
@@ -103,3 +103,21 @@ def test_give_back_is_skipped_for_root(tmp_path: Path):
     fake = FakeDocker(rootless=False, chown_code=1)
     give_back_to_user(tmp_path, "some-image", run=fake)  # root owns what root's containers write: nothing to do
     assert fake.calls == []
+
+
+def test_a_run_that_fails_because_the_engine_went_away_says_so():
+    """By hand (docs/reliability.md): dockerd killed while a container trains. Before, the run blamed
+    the script ("fix the error in the log below"); the engine is named now, with the way back."""
+    from sagetwin.backends.local.docker import engine_lost
+    from sagetwin.core.errors import BackendUnavailableError
+
+    def engine_down(cmd, timeout=10):
+        return subprocess.CompletedProcess(cmd, 1, "", "Cannot connect to the Docker daemon at unix:///var/run/"
+                                                       "docker.sock. Is the docker daemon running?")
+
+    error = engine_lost("training job job-1", run=engine_down)
+    assert isinstance(error, BackendUnavailableError)
+    assert "the Docker engine stopped answering during training job job-1" in error.problem
+    assert "Cannot connect to the Docker daemon" in error.problem and "scripts/docker-engine.sh" in error.fix
+    assert engine_lost("training job job-1", run=lambda cmd, timeout=10: subprocess.CompletedProcess(
+        cmd, 0, "26.1.5", "")) is None  # the engine answers: the run's own failure stands

@@ -113,12 +113,13 @@ class LocalHttpEndpoint:
         return self._http.invoke(body, content_type, accept, custom_attributes)
 
     def delete(self) -> None:
+        """Marked deleted only once released: a delete that failed can be retried."""
         if self.deleted:
             return
-        self.deleted = True
         self._http.retire()
         try:
             self._release()
+            self.deleted = True
         finally:
             LocalHttpEndpoint._live.discard(self)
 

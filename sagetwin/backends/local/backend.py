@@ -31,7 +31,7 @@ from sagetwin.backends.local.containers import (
     reap_orphans,
     remove_containers,
 )
-from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable, sdk_compose
+from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable, engine_lost, sdk_compose
 from sagetwin.backends.local.endpoint import LocalEndpoint
 from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run, run_root
 from sagetwin.core.backend import Check
@@ -221,7 +221,7 @@ class LocalBackend:
             remove_containers(mine)
             failure = self._tidy_after_run(output, run_id, image, failure)
         if isinstance(failure, Exception):
-            raise TrainingError(
+            raise engine_lost(f"training job {job_name}") or TrainingError(
                 f"training job {job_name} failed in Docker"
                 + (f": the container exited with code {code}" if code is not None else f": {failure}") + ".",
                 "fix the error in the log below; `sagetwin run --backend process` reproduces it without Docker.",
@@ -287,9 +287,9 @@ class LocalBackend:
         except BaseException as exc:
             endpoint.containers = our_containers(run_id)
             code, tail = container_report(endpoint.containers)
-            endpoint.delete()
+            endpoint.delete_after(exc)
             if isinstance(exc, Exception):
-                raise EndpointError(
+                raise engine_lost(f"the start of endpoint {spec.endpoint_name}") or EndpointError(
                     f"endpoint {spec.endpoint_name} did not start: {exc}"
                     + (f" (container exit code {code})" if code is not None else ""),
                     "read the container log below; for large models raise startup_timeout.",

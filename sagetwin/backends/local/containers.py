@@ -64,8 +64,17 @@ def container_report(container_ids: set[str], lines: int = 30) -> tuple[int | No
 
 
 def remove_containers(container_ids: set[str]) -> None:
+    """Remove them, or say which could not be removed (the engine gone, say): never report a
+    removal that did not happen."""
     if container_ids:
-        run(["docker", "rm", "-f", "-v", *sorted(container_ids)], timeout=120)
+        done = run(["docker", "rm", "-f", "-v", *sorted(container_ids)], timeout=120)
+        left = [line for line in done.stderr.splitlines() if line.strip() and "No such container" not in line]
+        if done.returncode != 0 and left:
+            names = ", ".join(c[:12] for c in sorted(container_ids))
+            raise SagetwinError(
+                f"container(s) {names} could not be removed: {left[-1][:200]}",
+                "once the Docker engine answers again, the next local run removes them (`sagetwin doctor` lists "
+                "them), or run `docker rm -f` on them yourself.")
     remove_network()
 
 

@@ -48,6 +48,18 @@ def docker_reachable(run: Runner = run) -> tuple[bool, str]:
     return True, f"Docker {result.stdout.strip()}"
 
 
+def engine_lost(during: str, run: Runner = run) -> BackendUnavailableError | None:
+    """After a failed run: the error to raise if the reason is that the Docker engine went away
+    (the script is not to blame, and the fix is elsewhere), else None."""
+    reachable, why = docker_reachable(run)
+    if reachable:
+        return None
+    return BackendUnavailableError(
+        f"the Docker engine stopped answering during {during} ({why}); its containers stopped with it.",
+        "start the engine again (scripts/docker-engine.sh, or `sudo systemctl start docker`) and rerun: the next "
+        "local run removes what the stopped one left (`sagetwin doctor` lists it).")
+
+
 @functools.lru_cache(maxsize=4)
 def engine_is_rootless(run: Runner = run) -> bool:
     """Rootless Docker maps a container's root to the invoking user, so what containers write is

@@ -31,3 +31,10 @@ class LocalEndpoint(LocalHttpEndpoint):
         delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
         remove_network()
         remove_folders_of_run(self.work_dir, self.run_id, self.image)
+
+    def delete_after(self, original: BaseException) -> None:
+        """Delete after a failed start; if that fails too, the start's error stays the one raised."""
+        try:
+            self.delete()
+        except Exception as exc:  # the engine gone, say: said as a note on the error that explains why
+            original.add_note(f"sagetwin: also, endpoint {self.name} could not be removed: {exc}")
