@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -72,17 +73,29 @@ def bench_fit(channels: dict[str, str], hps: dict) -> tuple[dict, str]:
     return {"local_fit_s": local_s, "process_fit_s": process_s, "ratio": local_s / process_s}, local.model_data
 
 
-def bench_deploy(model_data: str) -> dict:
-    started = time.monotonic()
-    with job("local", {}).deploy(model_data=model_data) as predictor:
-        predictor.predict({"inputs": "a wonderful film"})
-        sagetwin_s = time.monotonic() - started
-    like_for_like_s = sdk_deploy_to_first_answer(model_data, wait=False)
+def bench_deploy(model_data: str, rounds: int = 3) -> dict:
+    """Deploy → first answer, sagetwin and the SDK's own local mode (``wait=False``: like for like)
+    alternating, ``rounds`` each; medians and ranges, since one container start varies by seconds here.
+    Each sagetwin round is a new job, as a program's first deploy is. The SDK as people run it
+    (``wait=True``, a 30 s sleep inside) is measured once."""
+    ours: list[float] = []
+    sdk: list[float] = []
+    for round_ in range(rounds):
+        for side in (("ours", "sdk") if round_ % 2 == 0 else ("sdk", "ours")):
+            if side == "ours":
+                started = time.monotonic()
+                with job("local", {}).deploy(model_data=model_data) as predictor:
+                    predictor.predict({"inputs": "a wonderful film"})
+                    ours.append(time.monotonic() - started)
+            else:
+                sdk.append(sdk_deploy_to_first_answer(model_data, wait=False))
     as_people_run_it_s = sdk_deploy_to_first_answer(model_data, wait=True)
-    return {"sagetwin_deploy_to_first_answer_s": sagetwin_s,
-            "sdk_wait_false_s": like_for_like_s, "ratio_like_for_like": sagetwin_s / like_for_like_s,
+    sagetwin_s, like_for_like_s = statistics.median(ours), statistics.median(sdk)
+    return {"sagetwin_deploy_to_first_answer_s": sagetwin_s, "sagetwin_rounds_s": ours,
+            "sdk_wait_false_s": like_for_like_s, "sdk_wait_false_rounds_s": sdk,
+            "ratio_like_for_like": sagetwin_s / like_for_like_s,
             "sdk_wait_true_s": as_people_run_it_s, "ratio_as_people_run_it": sagetwin_s / as_people_run_it_s,
-            "target": "<= 15 s"}
+            "target": "<= 15 s (median)"}
 
 
 @contextlib.contextmanager

@@ -243,6 +243,20 @@ def test_the_same_code_sends_the_same_create_requests_to_moto_alone_and_to_the_t
     assert to_twin == to_moto
 
 
+def test_an_empty_put_object_is_answered_at_once(twin):
+    """botocore sends PutObject with no body as `Expect: 100-continue` with `Content-Length: 0`; the
+    twin's server answered "100 Continue" and then waited for a body that never came (before: a
+    read timeout, and sagetwin's own upload marker hung `fit` on `sagemaker` against the twin)."""
+    import boto3
+    import botocore.config
+
+    s3 = boto3.client("s3", region_name="us-east-1",
+                      config=botocore.config.Config(read_timeout=5, retries={"max_attempts": 1}))
+    s3.create_bucket(Bucket="empty-put-test")
+    s3.put_object(Bucket="empty-put-test", Key="marker", Body=b"")
+    assert s3.get_object(Bucket="empty-put-test", Key="marker")["Body"].read() == b""
+
+
 def test_stop_training_job_stops_the_run(sdk, twin, data_uri, tmp_path):
     import time
 
@@ -286,3 +300,4 @@ def test_sagetwin_aws_prints_the_environment_and_stops_on_ctrl_c():
     assert exports["AWS_ACCESS_KEY_ID"].startswith("ASIA")  # an assumed role's key, as in a SageMaker notebook
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=5)
+

@@ -34,6 +34,24 @@ def _with_raw_uri(app: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+def _channel_class() -> type:
+    """waitress's channel, except that a request with ``Expect: 100-continue`` and no body is
+    served at once. waitress answers "100 Continue" and then waits for a body that never comes
+    (it marks the already complete request incomplete again), so ``put_object(Body=b"")``, which
+    botocore sends that way, hung until the client's read timeout."""
+    from waitress.channel import HTTPChannel
+
+    class Channel(HTTPChannel):
+        def send_continue(self) -> None:
+            request = self.request
+            if request is not None and request.completed and not request.chunked and request.content_length == 0:
+                request.expect_continue = False  # nothing to continue with: the request is whole
+                return
+            super().send_continue()
+
+    return Channel
+
+
 class LoopbackServer:
     """``start()`` serves ``app`` on ``host:port`` (0: a free port) until ``stop()``."""
 
@@ -47,6 +65,7 @@ class LoopbackServer:
         self._server = create_server(_with_raw_uri(app), host=host, port=port, threads=THREADS, ident="sagetwin",
                                      max_request_body_size=MAX_BODY_BYTES, clear_untrusted_proxy_headers=True,
                                      connection_limit=CONNECTION_LIMIT, channel_timeout=IDLE_CONNECTION_TIMEOUT_S)
+        self._server.channel_class = _channel_class()
         self.port: int = self._server.effective_port
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="sagetwin aws", daemon=True)

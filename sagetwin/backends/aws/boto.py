@@ -24,8 +24,11 @@ UPLOAD_MARKER = ".sagetwin-complete"
 def botocore_config() -> Any:
     from botocore.config import Config
 
-    # Throttling is retried by botocore's standard retry mode, with backoff.
-    return Config(retries={"mode": "standard", "max_attempts": 10}, connect_timeout=10, read_timeout=120)
+    # Throttling is retried by botocore's standard retry mode, with backoff; AWS_MAX_ATTEMPTS (the
+    # standard variable, which an explicit Config would otherwise override) still decides how often.
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    return Config(retries={"mode": "standard", "max_attempts": int(attempts) if attempts.isdigit() else 10},
+                  connect_timeout=10, read_timeout=120)
 
 
 def boto_session(region: str | None = None) -> Any:

@@ -12,7 +12,6 @@ on Ctrl-C (``containers``); files the containers wrote are handed back to the in
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -31,7 +30,13 @@ from sagetwin.backends.local.containers import (
     reap_orphans,
     remove_containers,
 )
-from sagetwin.backends.local.docker import compose_command, detect_gpu, docker_reachable, engine_lost, sdk_compose
+from sagetwin.backends.local.docker import (
+    compose_command,
+    detect_gpu,
+    docker_reachable,
+    engine_lost,
+    preferred_compose,
+)
 from sagetwin.backends.local.endpoint import LocalEndpoint
 from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run, run_root
 from sagetwin.core.backend import Check
@@ -163,11 +168,6 @@ class LocalBackend:
                                     dirs_exist_ok=True)
         return target / resolved.name if resolved.is_file() else target
 
-    @staticmethod
-    def _compose_for(instance_type: str) -> contextlib.AbstractContextManager:
-        """GPU runs use compose v2 (see ``sdk_compose``); CPU runs keep the SDK's own choice."""
-        return sdk_compose(["docker", "compose"]) if instance_type == "local_gpu" else contextlib.nullcontext()
-
     def _labelled(self, session: Any) -> str:
         """A new run id; every container the next SDK call starts carries it (and its owner)."""
         run_id, labels = new_run_labels()
@@ -211,7 +211,7 @@ class LocalBackend:
         """``estimator.fit``; the job's containers are removed whatever happens, Ctrl-C included."""
         failure: BaseException | None = None
         try:
-            with _aws.interrupts_kept(), self._compose_for(estimator.instance_type):
+            with _aws.interrupts_kept(), preferred_compose():
                 estimator.fit(inputs, job_name=job_name, wait=True, logs=True)
         except BaseException as exc:
             failure = exc
@@ -278,7 +278,7 @@ class LocalBackend:
         endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout, run_id=run_id,
                                  work_dir=self.work_dir, image=str(model.image_uri))
         try:
-            with _aws.interrupts_kept(), self._compose_for(instance_type), readiness.fast_health_check(
+            with _aws.interrupts_kept(), preferred_compose(), readiness.fast_health_check(
                     lambda: sorted(our_containers(run_id)), spec.startup_timeout or 600.0):
                 # Local mode serves synchronously inside CreateEndpoint (with the health check above);
                 # wait=True would only add the SDK's 30 s poll sleep before its first DescribeEndpoint.

@@ -119,3 +119,10 @@ def sdk_compose(command: list[str]) -> Iterator[None]:
         yield
     finally:
         _SageMakerContainer._get_compose_cmd_prefix = original
+
+
+def preferred_compose() -> contextlib.AbstractContextManager:
+    """Compose v2 whenever it is installed (see ``sdk_compose``): GPU runs need it, and for every
+    run it starts in 0.1 s where docker-compose v1 takes 0.9 s of a busy CPU. Else the SDK's choice."""
+    compose, _ = compose_command()
+    return sdk_compose(compose) if compose == ["docker", "compose"] else contextlib.nullcontext()

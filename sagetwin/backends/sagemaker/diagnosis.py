@@ -37,10 +37,13 @@ def training_log_tail(boto: Any, job_name: str, lines: int = 30) -> str:
 
 
 def client_error(exc: Exception, what: str) -> Exception:
-    from botocore.exceptions import ClientError, NoCredentialsError
+    from botocore.exceptions import ClientError, ConnectionError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
         return ConfigurationError("no AWS credentials were found.", "run `aws configure` or set AWS_PROFILE.")
+    if isinstance(exc, ConnectionError):  # the network, a proxy, or the endpoint URL: not an answer of AWS's
+        return EndpointError(f"{what}: AWS could not be reached ({exc}).",
+                             "check the network and AWS_ENDPOINT_URL*, then look at the job in the console.")
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", str(exc))
