@@ -61,7 +61,7 @@ def test_a_job_that_cannot_be_stopped_after_sts_expires_is_named_with_its_cost_a
         backend._run_training(estimator, {}, "job-2", SilentReporter())
     text = str(info.value)
     assert "ExpiredTokenException" in text and "job-2 could not be stopped" in text
-    assert "bill at $7.650/h) until its max_run (86400 s)" in text  # 2 × ml.p3.2xlarge
+    assert "bill at $7.650/h) until its max_run (86400 s after it started)" in text  # 2 × ml.p3.2xlarge
     assert "aws sagemaker stop-training-job --training-job-name job-2" in text
 
 

@@ -22,10 +22,11 @@ ANSWER = b"index says hello"
 
 class _Index(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        seen = f" host={self.headers['Host']} connection={self.headers['Connection']}".encode()
         self.send_response(200)
-        self.send_header("Content-Length", str(len(ANSWER)))
+        self.send_header("Content-Length", str(len(ANSWER + seen)))
         self.end_headers()
-        self.wfile.write(ANSWER)
+        self.wfile.write(ANSWER + seen)
 
     def log_message(self, *args) -> None:
         pass
@@ -70,39 +71,70 @@ def resolver(table: dict[str, str]):
 
 
 @pytest.fixture
-def proxy() -> Iterator[IndexProxy]:
-    """The named mirror lives on loopback (allowed: the person named it); the default index host
-    is made to resolve to loopback too (refused: a DNS answer must not open the machine)."""
+def proxy(index_on_loopback: int) -> Iterator[IndexProxy]:
+    """The named mirror lives on loopback, on the port named for it (allowed: the person named it);
+    the default index host is made to resolve to loopback too (refused: a DNS answer must not open
+    the machine)."""
     table = {"mirror.test": "127.0.0.1", "index.test": "127.0.0.1", "far.test": "203.0.113.9"}
-    server = IndexProxy("127.0.0.1", {"mirror.test"}, resolve=resolver(table), defaults=("index.test", "far.test"))
+    server = IndexProxy("127.0.0.1", {"mirror.test": frozenset({index_on_loopback})}, resolve=resolver(table),
+                        defaults=("index.test", "far.test"))
     with serving(server):
         yield server
 
 
 def test_a_named_host_is_reached_by_connect_and_by_plain_http(proxy: IndexProxy, index_on_loopback: int):
     tunnelled = ask(proxy, f"CONNECT mirror.test:{index_on_loopback} HTTP/1.1\r\n\r\n".encode())
-    assert tunnelled.startswith(b"HTTP/1.1 200 Connection established") and tunnelled.endswith(ANSWER)
-    plain = ask(proxy, f"GET http://mirror.test:{index_on_loopback}/simple/ HTTP/1.0\r\n\r\n".encode())
-    assert plain.startswith(b"HTTP/1.0 200") and plain.endswith(ANSWER)
+    assert tunnelled.startswith(b"HTTP/1.1 200 Connection established") and ANSWER in tunnelled
+    plain = ask(proxy, f"GET http://mirror.test:{index_on_loopback}/simple/ HTTP/1.1\r\nHost: elsewhere.test\r\n"
+                       "Connection: keep-alive\r\n\r\n".encode())
+    # the upstream gets the host that was checked, and one request per connection: a second
+    # request on it (for another site behind the same CDN, say) cannot slip through unchecked
+    assert plain.startswith(b"HTTP/1.0 200")
+    assert plain.endswith(ANSWER + f" host=mirror.test:{index_on_loopback} connection=close".encode())
 
 
 @pytest.mark.parametrize("request_line, why", [
     (b"CONNECT elsewhere.test:443", b"elsewhere.test is not the package index"),
     (b"CONNECT index.test:443", b"index.test resolves to an internal address (127.0.0.1)"),
-    (b"CONNECT far.test:22", b"port 22 of far.test: only 80 and 443 are forwarded"),
+    (b"CONNECT far.test:22", b"port 22 of far.test: only 80/443 (name another with SAGETWIN_EGRESS_ALLOW=far.test:22)"),
     (b"GET http://elsewhere.test/", b"elsewhere.test is not the package index"),
     (b"GET /relative", b"send plain-HTTP requests as absolute URIs"),
     (b"CONNECT 127.0.0.1:22", b"127.0.0.1 is not the package index"),
+    (b"CONNECT mirror.test:22", b"port 22 of mirror.test: only "),  # a named host: only its named port
 ])
 def test_everything_else_is_refused_with_the_reason(proxy: IndexProxy, request_line: bytes, why: bytes):
     answer = ask(proxy, request_line + b" HTTP/1.1\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 403 Forbidden") and why in answer, answer
 
 
-def test_the_hosts_a_person_names_are_allowed():
+def test_the_hosts_a_person_names_are_allowed_on_their_ports_only():
     environ = {"PIP_INDEX_URL": "https://mirror.example/simple", "PIP_EXTRA_INDEX_URL": "http://10.0.0.5:3141/x "
-               "file:///opt/wheels", "SAGETWIN_EGRESS_ALLOW": "Apt.Example, "}
-    assert named_hosts(environ) == {"mirror.example", "10.0.0.5", "apt.example"}
+               "file:///opt/wheels", "PIP_FIND_LINKS": "/opt/wheels https://wheels.example/",
+               "SAGETWIN_EGRESS_ALLOW": "Apt.Example, devpi.lan:3141"}
+    web = frozenset({80, 443})
+    assert named_hosts(environ) == {"mirror.example": web, "10.0.0.5": frozenset({3141}), "apt.example": web,
+                                    "devpi.lan": frozenset({3141}), "wheels.example": web}
+
+
+@pytest.mark.parametrize("request_line", [b"CONNECT far.test:99999", b"GET http://far.test:notaport/"])
+def test_a_port_that_is_not_one_is_a_400_not_a_traceback(proxy: IndexProxy, request_line: bytes):
+    assert ask(proxy, request_line + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request")
+
+
+def test_where_the_proxy_cannot_listen_the_way_out_is_named():
+    from sagetwin.backends.local.egress import _bind
+    from sagetwin.core.errors import SagetwinError
+
+    with pytest.raises(SagetwinError) as info:
+        _bind("192.0.2.1")  # not an address of this machine: as under rootless Docker or a remote engine
+    assert "is not an address of this machine" in info.value.problem
+    assert "SAGETWIN_BUILD_NETWORK=host" in info.value.fix
+
+
+def test_the_host_network_stays_available_by_choice(monkeypatch):
+    monkeypatch.setenv("SAGETWIN_BUILD_NETWORK", "host")
+    with index_only_network() as (network, proxy):
+        assert (network, proxy) == ("host", {})
 
 
 @pytest.mark.parametrize("address, expected", [("127.0.0.1", True), ("::ffff:127.0.0.1", True), ("10.1.2.3", True),
@@ -159,15 +191,20 @@ def test_a_container_on_the_build_network_reaches_only_what_the_proxy_allows(ind
     from sagetwin.core.versions import resolve_stack
 
     image = images.recipe("training", resolve_stack()).base_tag
-    monkeypatch.setenv("SAGETWIN_EGRESS_ALLOW", "127.0.0.1")  # a mirror on this machine the person named
-    with index_only_network() as (network, proxy):
+    monkeypatch.setenv("SAGETWIN_EGRESS_ALLOW", f"127.0.0.1:{index_on_loopback}")  # a mirror the person named
+    with pytest.raises(RuntimeError) as failed, index_only_network() as (network, proxy):
         env = [arg for key, value in proxy.items() for arg in ("-e", f"{key}={value}")]
+        internal = subprocess.run(["docker", "network", "inspect", "--format", "{{.Internal}}", network],
+                                  capture_output=True, text=True).stdout.strip()
+        assert internal == "true"  # no route out but the proxy, whatever the engine's NAT (this engine has none)
         probe = subprocess.run(["docker", "run", "--rm", "--network", network, *env, image, "python3", "-c", PROBE,
                                 str(index_on_loopback)], capture_output=True, text=True, timeout=120)
+        raise RuntimeError("the build step failed")  # as pip does after a 403: the refusals are added to it
+    assert "sagetwin: the build network refused: example.com is not the package index" in failed.value.__notes__[0]
     assert probe.returncode == 0, probe.stderr[-2000:]
     lines = probe.stdout.splitlines()
     assert lines[0] == "loopback: unreachable"  # the machine's own services: not on this network
     assert lines[1].startswith("http://example.com/ 403 sagetwin build network: example.com is not the package index")
-    assert lines[2] == f"http://127.0.0.1:{index_on_loopback}/ {ANSWER.decode()}"  # the named mirror, via the proxy
+    assert lines[2].startswith(f"http://127.0.0.1:{index_on_loopback}/ {ANSWER.decode()}")  # the named mirror
     networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True)
     assert network not in networks.stdout.split()

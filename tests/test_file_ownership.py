@@ -68,6 +68,7 @@ def test_files_still_not_the_users_after_a_chown_are_named(tmp_path: Path, as_us
         give_back_to_user(tmp_path, "some-image", run=fake)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another uid needs root")
 def test_not_owned_by_finds_a_foreign_file_deep_down(tmp_path: Path):
     deep = tmp_path / "a" / "b" / "weights.bin"
     deep.parent.mkdir(parents=True)
@@ -99,7 +100,8 @@ def test_folders_of_killed_runs_are_reaped_and_live_ones_kept(tmp_path: Path):
     assert not gone.exists() and alive.exists() and elsewhere.exists()
 
 
-def test_give_back_is_skipped_for_root(tmp_path: Path):
+def test_give_back_is_skipped_for_root(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(os, "getuid", lambda: 0)
     fake = FakeDocker(rootless=False, chown_code=1)
     give_back_to_user(tmp_path, "some-image", run=fake)  # root owns what root's containers write: nothing to do
     assert fake.calls == []
@@ -121,3 +123,25 @@ def test_a_run_that_fails_because_the_engine_went_away_says_so():
     assert "Cannot connect to the Docker daemon" in error.problem and "scripts/docker-engine.sh" in error.fix
     assert engine_lost("training job job-1", run=lambda cmd, timeout=10: subprocess.CompletedProcess(
         cmd, 0, "26.1.5", "")) is None  # the engine answers: the run's own failure stands
+
+
+def test_after_a_run_every_cleanup_step_is_tried_and_the_runs_own_error_stays_the_one_raised(tmp_path, monkeypatch):
+    from sagetwin.backends.local import sdk_folders
+
+    done: list[str] = []
+
+    def cannot_remove(containers):
+        done.append("containers")
+        raise SagetwinError("container(s) abc could not be removed: engine gone.", "start the engine.")
+
+    monkeypatch.setattr(sdk_folders, "remove_containers", cannot_remove)
+    monkeypatch.setattr(sdk_folders, "give_back_to_user", lambda path, image: done.append("chown"))
+    root = run_root(tmp_path, "0123456789abcdef")
+    interrupted = KeyboardInterrupt()
+    sdk_folders.tidy_after_run(tmp_path, "0123456789abcdef", "img", containers={"abc"}, output=tmp_path,
+                               failure=interrupted)
+    assert done == ["containers", "chown", "chown"] and not root.exists()  # the later steps still ran
+    assert "could not be removed: engine gone" in interrupted.__notes__[0]  # Ctrl-C stays Ctrl-C (exit 130)
+    with pytest.raises(SagetwinError, match="could not be removed"):  # a run that went well: the problem itself
+        sdk_folders.tidy_after_run(tmp_path, "0123456789abcdef", "img", containers={"abc"}, output=tmp_path,
+                                   failure=None)

@@ -18,8 +18,6 @@ def test_the_service_lost_mid_training_names_the_job_its_cost_and_how_to_stop_it
     import threading
     import time
 
-    import sagemaker
-
     import sagetwin
     import sagetwin.aws
     from sagetwin.aws.twin import Twin
@@ -42,7 +40,7 @@ def test_the_service_lost_mid_training_names_the_job_its_cost_and_how_to_stop_it
 
     try:
         job = sagetwin.HuggingFaceJob("train.py", source_dir=tmp_path, backend="sagemaker",
-                                      role=sagemaker.get_execution_role(), reporter=SilentReporter(), **VERSIONS)
+                                      role=twin.role_arn, reporter=SilentReporter(), **VERSIONS)
         threading.Thread(target=pull_the_plug, daemon=True).start()
         with pytest.raises(sagetwin.SagetwinError) as info:
             job.fit({"train": str(tmp_path / "data")})

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import threading
+from typing import TextIO
 
 from sagetwin.core.backend import Plans, ServesHttp
-from sagetwin.core.console import ask_before_launch, parse_options
+from sagetwin.core.console import ask_before_launch, parse_options, stdout_to_stderr
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.predictor import Predictor
@@ -63,25 +65,29 @@ def run_serve(args: argparse.Namespace) -> int:
         if plan and not ask_before_launch(plan):
             print("sagetwin: nothing was launched.", file=sys.stderr)
             return 1
-    with model.deploy(1, args.instance_type, port=args.port) as predictor:
-        _print_how_to_call(predictor)
-        print("[sagetwin] serving; press Ctrl-C to stop and delete the endpoint", file=sys.stderr, flush=True)
-        try:
-            threading.Event().wait()  # until Ctrl-C or SIGTERM (both raise KeyboardInterrupt here)
-        except KeyboardInterrupt:
-            print("[sagetwin] stopping", file=sys.stderr, flush=True)
+    with os.fdopen(os.dup(sys.stdout.fileno()), "w") as out, stdout_to_stderr():
+        # stdout holds the address and the request only: a server's own log (local mode's compose
+        # prints the container's) goes to stderr, so `sagetwin serve … | head -2` reads just those
+        with model.deploy(1, args.instance_type, port=args.port) as predictor:
+            _print_how_to_call(predictor, out)
+            print("[sagetwin] serving; press Ctrl-C to stop and delete the endpoint", file=sys.stderr, flush=True)
+            try:
+                threading.Event().wait()  # until Ctrl-C or SIGTERM (both raise KeyboardInterrupt here)
+            except KeyboardInterrupt:
+                print("[sagetwin] stopping", file=sys.stderr, flush=True)
     return 0  # leaving the block deleted the endpoint (a failed delete raises, naming what is left)
 
 
-def _print_how_to_call(predictor: Predictor) -> None:
+def _print_how_to_call(predictor: Predictor, out: TextIO) -> None:
     """The address and a request that works as pasted: on stdout, so a script can read them."""
     body = shlex.quote(json.dumps(EXAMPLE))
     endpoint = predictor.endpoint
     if isinstance(endpoint, ServesHttp):
-        print(f"url   {endpoint.url}/invocations")
-        print(f"curl  curl -s {endpoint.url}/invocations -H 'Content-Type: application/json' -d {body}")
+        print(f"url   {endpoint.url}/invocations", file=out)
+        print(f"curl  curl -s {endpoint.url}/invocations -H 'Content-Type: application/json' -d {body}", file=out)
     else:
-        print(f"endpoint  {predictor.endpoint_name}")
+        print(f"endpoint  {predictor.endpoint_name}", file=out)
         print(f"aws   aws sagemaker-runtime invoke-endpoint --endpoint-name {predictor.endpoint_name} "
-              f"--content-type application/json --cli-binary-format raw-in-base64-out --body {body} /dev/stdout")
-    sys.stdout.flush()
+              f"--content-type application/json --cli-binary-format raw-in-base64-out --body {body} /dev/stdout",
+              file=out)
+    out.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import http.client
 import json
+import sys
 import threading
 from collections.abc import Callable
 
@@ -117,11 +118,9 @@ class LocalHttpEndpoint:
         if self.deleted:
             return
         self._http.retire()
-        try:
-            self._release()
-            self.deleted = True
-        finally:
-            LocalHttpEndpoint._live.discard(self)
+        self._release()  # on failure it stays live: a retry, or the exit hook, tries again
+        self.deleted = True
+        LocalHttpEndpoint._live.discard(self)
 
     def _release(self) -> None:
         """Stop whatever serves this endpoint (subclasses)."""
@@ -129,8 +128,12 @@ class LocalHttpEndpoint:
 
 
 def _release_forgotten_endpoints() -> None:
+    """At exit: every endpoint is tried; one that cannot be released is named, and the rest go on."""
     for endpoint in list(LocalHttpEndpoint._live):
-        endpoint.delete()
+        try:
+            endpoint.delete()
+        except Exception as exc:
+            print(f"sagetwin: endpoint {endpoint.name} could not be released at exit: {exc}", file=sys.stderr)
 
 
 getattr(threading, "_register_atexit", atexit.register)(_release_forgotten_endpoints)

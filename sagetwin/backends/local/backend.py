@@ -24,11 +24,9 @@ from sagetwin.backends.aws.boto import folder_digest
 from sagetwin.backends.local import images, readiness
 from sagetwin.backends.local.containers import (
     container_report,
-    give_back_to_user,
     new_run_labels,
     our_containers,
     reap_orphans,
-    remove_containers,
 )
 from sagetwin.backends.local.docker import (
     compose_command,
@@ -38,13 +36,12 @@ from sagetwin.backends.local.docker import (
     preferred_compose,
 )
 from sagetwin.backends.local.endpoint import LocalEndpoint
-from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, remove_folders_of_run, run_root
+from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, run_root, tidy_after_run
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
     EndpointError,
-    SagetwinError,
     TrainingError,
     log_excerpt,
 )
@@ -218,8 +215,7 @@ class LocalBackend:
         finally:
             mine = our_containers(run_id)
             code, tail = container_report(mine) if failure is not None else (None, "")
-            remove_containers(mine)
-            failure = self._tidy_after_run(output, run_id, image, failure)
+            tidy_after_run(self.work_dir, run_id, image, containers=mine, output=output, failure=failure)
         if isinstance(failure, Exception):
             raise engine_lost(f"training job {job_name}") or TrainingError(
                 f"training job {job_name} failed in Docker"
@@ -229,18 +225,6 @@ class LocalBackend:
             ) from failure
         if failure is not None:
             raise failure
-
-    def _tidy_after_run(self, output: Path, run_id: str, image: str, failure: BaseException | None) -> Any:
-        """Outputs made the user's, the SDK's folders of the run removed; a failure here is raised,
-        unless the run already failed: then it is a note on that error, which stays the one raised."""
-        try:
-            give_back_to_user(output, image)
-            remove_folders_of_run(self.work_dir, run_id, image)
-        except SagetwinError as exc:
-            if failure is None:
-                return exc
-            failure.add_note(f"sagetwin: also, {exc.render()}")
-        return failure
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
         session = self._prepare(reporter)

@@ -18,6 +18,9 @@ from sagetwin.core.paths import building, home_dir
 from sagetwin.core.progress import Reporter
 
 Stream = Callable[[list[str], Reporter, str], None]
+# The classic builder: BuildKit (the default since Docker 23) refuses a user-defined network for RUN
+# steps, which the index-only build network is; its "Step N/M" lines are also what progress reads.
+DOCKER_BUILD = ["env", "DOCKER_BUILDKIT=0", "docker", "build"]
 BUILDER_PACKAGES = "build-essential python3-dev"  # sdists with C code (sagemaker-training) compile here
 PIP_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT",
                 "PIP_DEFAULT_TIMEOUT")
@@ -56,7 +59,7 @@ def _ensure_builder(rec: ImageRecipe, reporter: Reporter, stream: Stream, base: 
         f"FROM {base}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
         f"--no-install-recommends {BUILDER_PACKAGES} && rm -rf /var/lib/apt/lists/*\n")
     with index_only_network() as (network, proxy):
-        stream(["docker", "build", "--network", network, *build_args(proxy), "-t", tag, str(context)], reporter,
+        stream([*DOCKER_BUILD, "--network", network, *build_args(proxy), "-t", tag, str(context)], reporter,
                "docker build (builder)")
     return tag
 

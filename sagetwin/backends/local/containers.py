@@ -68,7 +68,8 @@ def remove_containers(container_ids: set[str]) -> None:
     removal that did not happen."""
     if container_ids:
         done = run(["docker", "rm", "-f", "-v", *sorted(container_ids)], timeout=120)
-        left = [line for line in done.stderr.splitlines() if line.strip() and "No such container" not in line]
+        gone = ("No such container", "is already in progress")  # removed, or being removed already
+        left = [line for line in done.stderr.splitlines() if line.strip() and not any(g in line for g in gone)]
         if done.returncode != 0 and left:
             names = ", ".join(c[:12] for c in sorted(container_ids))
             raise SagetwinError(

@@ -2,10 +2,13 @@
 
 Building needs pip's index and Debian's mirror. ``--network host`` would also give the build the
 machine's own services on 127.0.0.1 (a twin, a database, a metadata endpoint). Instead each build
-gets its own Docker network, which has no route out, and a proxy on that network's gateway that
+gets its own internal Docker network (no route out) and a proxy on that network's gateway that
 forwards only to the index hosts: HTTPS by ``CONNECT``, Debian's plain-HTTP mirror by absolute-URI
-requests. It refuses every other host, and refuses loopback and private addresses unless the person
-named that host themselves (a mirror in ``PIP_INDEX_URL`` or ``SAGETWIN_EGRESS_ALLOW``).
+requests (one per connection, to the host that was checked). It refuses every other host, and
+loopback and private addresses unless the person named that host and port themselves (a mirror in
+``PIP_INDEX_URL``, or ``SAGETWIN_EGRESS_ALLOW=host[:port],…``). Where the gateway is not an
+address of this machine (rootless Docker, a remote engine), ``SAGETWIN_BUILD_NETWORK=host``
+builds with the host's network, as before, by the person's choice.
 """
 
 from __future__ import annotations
@@ -22,24 +25,39 @@ from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 from sagetwin.backends.local.docker import docker
+from sagetwin.core.errors import SagetwinError
 
 DEFAULT_HOSTS = ("pypi.org", "files.pythonhosted.org", "deb.debian.org", "security.debian.org")
-INDEX_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
-ALLOW_SETTING = "SAGETWIN_EGRESS_ALLOW"  # more hosts, comma-separated: a mirror, a proxy of the index
+INDEX_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+ALLOW_SETTING = "SAGETWIN_EGRESS_ALLOW"  # more hosts, comma-separated host[:port]: a mirror, a proxy of the index
+NETWORK_SETTING = "SAGETWIN_BUILD_NETWORK"  # "host": the person's choice where the proxy cannot work
+WEB_PORTS = frozenset({80, 443})
 INTERNAL = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "::/128", "::1/128", "fc00::/7", "fe80::/10")]
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "64:ff9b::/96",
+    "fc00::/7", "fe80::/10", "ff00::/8")]
 Resolver = Callable[[str, int], list[str]]
 
 
-def named_hosts(environ: dict[str, str] | os._Environ = os.environ) -> set[str]:
-    """Hosts the person named: the index URLs pip is told to use, and ``SAGETWIN_EGRESS_ALLOW``."""
-    hosts = {h.strip().lower() for h in environ.get(ALLOW_SETTING, "").split(",") if h.strip()}
+def named_hosts(environ: dict[str, str] | os._Environ = os.environ) -> dict[str, frozenset[int]]:
+    """Hosts the person named, each with the ports named for it: the index URLs pip is told to use
+    (their port, else 80/443), and ``SAGETWIN_EGRESS_ALLOW`` entries ``host`` or ``host:port``."""
+    hosts: dict[str, set[int]] = {}
+    for entry in environ.get(ALLOW_SETTING, "").split(","):
+        host, _, port = entry.strip().lower().rpartition(":") if ":" in entry else ("", "", "")
+        host = host or entry.strip().lower()
+        if host:
+            hosts.setdefault(host, set()).update({int(port)} if port.isdigit() else WEB_PORTS)
     for name in INDEX_SETTINGS:
         for url in environ.get(name, "").split():
-            if (host := urlsplit(url).hostname) and urlsplit(url).scheme in ("http", "https"):
-                hosts.add(host.lower())
-    return hosts
+            parts = urlsplit(url)
+            if parts.hostname and parts.scheme in ("http", "https"):
+                try:
+                    port = parts.port
+                except ValueError:
+                    continue
+                hosts.setdefault(parts.hostname.lower(), set()).update({port} if port else WEB_PORTS)
+    return {host: frozenset(ports) for host, ports in hosts.items()}
 
 
 def internal(address: str) -> bool:
@@ -59,7 +77,7 @@ class IndexProxy(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, bind: str, named: set[str], resolve: Resolver = system_resolver,
+    def __init__(self, bind: str, named: dict[str, frozenset[int]], resolve: Resolver = system_resolver,
                  defaults: tuple[str, ...] = DEFAULT_HOSTS) -> None:
         self.named, self.defaults, self.resolve = named, {h.lower() for h in defaults}, resolve
         self.refused: list[str] = []
@@ -75,8 +93,9 @@ class IndexProxy(socketserver.ThreadingTCPServer):
         host = host.lower().strip("[]")
         if host not in self.named and host not in self.defaults:
             return None, f"{host} is not the package index (allow it with {ALLOW_SETTING}={host})"
-        if port not in (80, 443) and host not in self.named:
-            return None, f"port {port} of {host}: only 80 and 443 are forwarded"
+        if port not in self.named.get(host, WEB_PORTS):
+            allowed = "/".join(map(str, sorted(self.named.get(host, WEB_PORTS))))
+            return None, f"port {port} of {host}: only {allowed} (name another with {ALLOW_SETTING}={host}:{port})"
         try:
             addresses = self.resolve(host, port)
         except OSError as exc:
@@ -97,29 +116,45 @@ class _Handler(socketserver.BaseRequestHandler):
         if head is None:
             return
         method, target = (head.split(b"\r\n", 1)[0].decode("latin-1").split(" ") + ["", ""])[:2]
-        if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-            relay_first, default_port = b"", 443
-        else:
-            parts = urlsplit(target)
-            host, port = parts.hostname or "", str(parts.port or "")
-            relay_first, default_port = head, 80
-            if parts.scheme != "http":
-                return _refuse(client, self.server, f"{method} {target[:80]}: send plain-HTTP requests as "
-                                                    "absolute URIs and HTTPS through CONNECT")
-        address, why = self.server.destination(host, int(port) if port.isdigit() else default_port)
+        try:
+            if method == "CONNECT":
+                host, _, text_port = target.rpartition(":")
+                port, first = int(text_port) if text_port.isdigit() else 443, b""
+            else:
+                parts = urlsplit(target)
+                if parts.scheme != "http" or not parts.hostname:
+                    return _refuse(client, self.server, f"{method} {target[:80]}: send plain-HTTP requests as "
+                                                        "absolute URIs and HTTPS through CONNECT")
+                host, port = parts.hostname, parts.port or 80
+                first = _one_request_to(head, host, port)
+        except ValueError as exc:  # a port that is not one
+            return _refuse(client, self.server, f"{target[:80]}: {exc}", status=b"400 Bad Request")
+        if not 0 < port < 65536:
+            return _refuse(client, self.server, f"{target[:80]}: no such port", status=b"400 Bad Request")
+        address, why = self.server.destination(host, port)
         if address is None:
             return _refuse(client, self.server, why)
         try:
-            upstream = socket.create_connection((address, int(port) if port.isdigit() else default_port), timeout=30)
+            upstream = socket.create_connection((address, port), timeout=30)
         except OSError as exc:
             return _refuse(client, self.server, f"{host}: {exc}", status=b"502 Bad Gateway")
         with upstream:
             if method == "CONNECT":
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
-                upstream.sendall(relay_first)
+                upstream.sendall(first)
             _pipe(client, upstream)
+
+
+def _one_request_to(head: bytes, host: str, port: int) -> bytes:
+    """The request, with the Host it was checked for and ``Connection: close``: the upstream answers
+    this one request, so a second one on the same connection (for another host behind the same
+    CDN, say) never goes through unchecked."""
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines[1:] if line and line.split(b":", 1)[0].strip().lower() not in (
+        b"host", b"connection", b"proxy-connection", b"keep-alive")]
+    authority = host if port == 80 else f"{host}:{port}"
+    return b"\r\n".join([lines[0], f"Host: {authority}".encode(), *kept, b"Connection: close", b"", b""])
 
 
 def _read_head(sock: socket.socket, limit: int = 65536) -> bytes | None:
@@ -165,21 +200,41 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
 
 @contextlib.contextmanager
 def index_only_network() -> Iterator[tuple[str, dict[str, str]]]:
-    """A fresh Docker network and the proxy on its gateway; yields the network's name and the
-    proxy variables a build or container needs. Both are gone afterwards."""
+    """A fresh internal Docker network and the proxy on its gateway; yields the network's name and
+    the proxy variables a build or container needs. Both are gone afterwards. A step that fails
+    gets the proxy's refusals as a note: pip and apt show only "403"."""
+    if os.environ.get(NETWORK_SETTING) == "host":
+        yield "host", {}
+        return
     name = f"sagetwin-build-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", "--label", "org.sagetwin.build=1", name, check=True)
+    docker("network", "create", "--internal", "--label", "org.sagetwin.build=1", name, check=True)
     try:
         gateway = docker("network", "inspect", name, "--format", "{{(index .IPAM.Config 0).Gateway}}",
                          check=True).stdout.strip()
-        proxy = IndexProxy(gateway, named_hosts())
+        proxy = _bind(gateway)
         thread = threading.Thread(target=proxy.serve_forever, name="sagetwin-index-proxy", daemon=True)
         thread.start()
         try:
             env = {key: proxy.url for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
             yield name, {**env, "no_proxy": "", "NO_PROXY": ""}
+        except Exception as exc:
+            if proxy.refused:
+                exc.add_note("sagetwin: the build network refused: " + "; ".join(dict.fromkeys(proxy.refused)))
+            raise
         finally:
             proxy.shutdown()
             proxy.server_close()
     finally:
         docker("network", "rm", name)
+
+
+def _bind(gateway: str) -> IndexProxy:
+    try:
+        return IndexProxy(gateway, named_hosts())
+    except (OSError, ValueError) as exc:
+        raise SagetwinError(
+            f"the build network's gateway {gateway or '(none)'} is not an address of this machine ({exc}), so "
+            "the proxy to the package index cannot listen there (rootless Docker, Docker Desktop or a remote "
+            "DOCKER_HOST?).",
+            f"set {NETWORK_SETTING}=host to build with the host's network instead, or build where the engine runs.",
+        ) from exc

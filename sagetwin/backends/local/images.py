@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sagetwin.backends.local.builder import build_args, build_wheelhouse
+from sagetwin.backends.local.builder import DOCKER_BUILD, build_args, build_wheelhouse
 from sagetwin.backends.local.docker import docker
 from sagetwin.backends.local.egress import index_only_network
 from sagetwin.backends.local.recipes import COMPLETE_BASE, IMAGE_CONFIG, ImageRecipe, Parity, dlc_uri, recipe
@@ -119,7 +119,7 @@ def complete_base(rec: ImageRecipe, reporter: Reporter) -> str:
     with tempfile.TemporaryDirectory(prefix="sagetwin-base-") as ctx:
         (Path(ctx) / "Dockerfile").write_text(COMPLETE_BASE)
         with index_only_network() as (network, proxy):
-            _stream(["docker", "build", "--network", network, *build_args(proxy), "--build-arg",
+            _stream([*DOCKER_BUILD, "--network", network, *build_args(proxy), "--build-arg",
                      f"BASE_IMAGE={rec.configured_base}", "-t", rec.base_tag, ctx], reporter,
                     "docker build (completing the configured base)")
     return rec.base_tag

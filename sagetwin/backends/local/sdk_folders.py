@@ -9,7 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from sagetwin.backends.local.containers import give_back_to_user, owner_gone, owner_of
+from sagetwin.backends.local.containers import give_back_to_user, owner_gone, owner_of, remove_containers
+from sagetwin.core.errors import SagetwinError
 from sagetwin.core.paths import private_dir
 from sagetwin.core.progress import Reporter
 
@@ -32,6 +33,24 @@ def remove_folders_of_run(work_dir: Path, run_id: str, image: str) -> None:
         shutil.rmtree(root)
 
 
+def tidy_after_run(work_dir: Path, run_id: str, image: str, *, containers: set[str], output: Path,
+                   failure: BaseException | None) -> None:
+    """Containers removed, outputs made the user's, the SDK's folders removed: each step tried
+    whatever the others did. A problem is raised if the run went well; after a failed or
+    interrupted run it is a note on that error, which stays the one raised."""
+    problems = []
+    for step in (lambda: remove_containers(containers), lambda: give_back_to_user(output, image),
+                 lambda: remove_folders_of_run(work_dir, run_id, image)):
+        try:
+            step()
+        except SagetwinError as exc:
+            problems.append(exc)
+    if problems and failure is None:
+        raise problems[0]
+    for problem in problems:
+        failure.add_note(f"sagetwin: also, {problem.render()}")  # type: ignore[union-attr]
+
+
 def reap_orphaned_folders(work_dir: Path, reporter: Reporter | None = None) -> int:
     """Folders of runs whose owning process was killed outright; returns how many were removed."""
     removed = 0
@@ -41,10 +60,14 @@ def reap_orphaned_folders(work_dir: Path, reporter: Reporter | None = None) -> i
         except OSError:
             continue
         if owner_gone(owner):
-            if image := _image_of(root):
-                give_back_to_user(root, image)
+            try:
+                if image := _image_of(root):
+                    give_back_to_user(root, image)
+            except SagetwinError as exc:  # one folder that cannot be removed must not stop every run
+                if reporter is not None:
+                    reporter.step(f"local: could not remove {root} left by a killed run: {exc.render()}")
             shutil.rmtree(root, ignore_errors=True)
-            removed += 1
+            removed += not root.exists()
     if removed and reporter is not None:
         reporter.step(f"local: removed {removed} work folder(s) left by a sagetwin run that was killed")
     return removed

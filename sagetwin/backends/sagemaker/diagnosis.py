@@ -73,7 +73,7 @@ def stop_after_error(sagemaker_client: Any, job_name: str, hourly: float | None 
         return f"The training job {job_name} was stopped, so it does not go on billing."
     except Exception as exc:
         cost = f" at ${hourly:.3f}/h" if hourly else ""
-        until = f"its max_run ({max_run} s)" if max_run else "its max_run"
+        until = f"its max_run ({max_run} s after it started)" if max_run else "its max_run"
         return (f"The training job {job_name} could not be stopped ({exc}) and may still run (and bill{cost}) until "
                 f"{until}: stop it with `aws sagemaker stop-training-job --training-job-name {job_name}`.")
 
