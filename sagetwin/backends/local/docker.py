@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,19 +111,42 @@ def detect_gpu(run: Runner = run, cdi_dirs: tuple[str, ...] = ("/etc/cdi", "/var
 @contextlib.contextmanager
 def sdk_compose(command: list[str]) -> Iterator[None]:
     """Make SDK local mode run ``command`` as its compose for a while (it would pick docker-compose
-    v1 over a v2 plugin whose version lacks the text "v2", and v1 rejects local_gpu's ``deploy:``)."""
+    v1 over a v2 plugin whose version lacks the text "v2", and v1 rejects local_gpu's ``deploy:``),
+    with the erase-line code compose v2 puts before every log line (``--ansi never`` or not) taken
+    out of what the SDK prints."""
+    from sagemaker.local import image
     from sagemaker.local.image import _SageMakerContainer
 
     original = _SageMakerContainer.__dict__["_get_compose_cmd_prefix"]
+    original_stream = image._stream_output
     _SageMakerContainer._get_compose_cmd_prefix = staticmethod(lambda: list(command))
+    image._stream_output = lambda process: original_stream(_WithoutEraseLine(process))
     try:
         yield
     finally:
         _SageMakerContainer._get_compose_cmd_prefix = original
+        image._stream_output = original_stream
+
+
+class _WithoutEraseLine:
+    """A compose process whose output lines lose compose v2's ``ESC[2K``; the rest is the process's."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._process = process
+        self.stdout = self
+
+    def readline(self) -> bytes:
+        return self._process.stdout.readline().replace(b"\x1b[2K", b"")  # type: ignore[union-attr]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._process, name)
 
 
 def preferred_compose() -> contextlib.AbstractContextManager:
     """Compose v2 whenever it is installed (see ``sdk_compose``): GPU runs need it, and for every
     run it starts in 0.1 s where docker-compose v1 takes 0.9 s of a busy CPU. Else the SDK's choice."""
     compose, _ = compose_command()
-    return sdk_compose(compose) if compose == ["docker", "compose"] else contextlib.nullcontext()
+    if compose != ["docker", "compose"]:
+        return contextlib.nullcontext()
+    plain = [] if sys.stdout.isatty() else ["--ansi", "never"]  # no cursor codes in logs and CI output
+    return sdk_compose([*compose, *plain])
