@@ -10,7 +10,8 @@ For each endpoint:
    is JSON;
 3. afterwards, /ping must still answer 200.
 
-The ratios compare `process` with `local` (throughput: process / local; p99: process / local).
+The ratios compare `process` with `local` (throughput: process / local; p99: process / local), and the
+local endpoint through its runtime front with the same load sent to the container's own port.
 
 Usage: python bench/bench_endpoints.py [--requests 1000] [--concurrency 16] [--no-local]
        [--json bench/results/endpoints.json]
@@ -169,6 +170,9 @@ def exercise(endpoint, requests: int, concurrency: int) -> dict:
     for _ in range(20):  # warm-up: the first calls load lazily on some servers
         endpoint.invoke(GOOD_BODY, "application/json", "application/json")
     result = {"load": load(host, port, requests, concurrency)}
+    front = getattr(endpoint, "front", None)
+    if front is not None:  # a local endpoint: the same load on the container's own port, without the front
+        result["load_container_direct"] = load("127.0.0.1", front.upstream.port, requests, concurrency)
     bad = {name: send_raw(host, port, raw) for name, raw in BAD_REQUESTS}
     bad["6 MB + 1 byte"] = send_raw(host, port, oversized_request())
     result["bad_requests"] = bad
@@ -210,6 +214,8 @@ def main() -> None:
             "throughput_process_over_local": round(report["process"]["load"]["req_per_s"]
                                                    / report["local"]["load"]["req_per_s"], 2),
             "p99_process_over_local": round(report["process"]["load"]["p99_ms"] / report["local"]["load"]["p99_ms"], 2),
+            "throughput_local_front_over_direct": round(report["local"]["load"]["req_per_s"]
+                                                        / report["local"]["load_container_direct"]["req_per_s"], 2),
         }
         print("ratios", json.dumps(report["ratios"]))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import pytest
 
 from sagetwin.core.limits import MAX_PAYLOAD_BYTES
 from sagetwin.emulation.http_server import PredictionError, ServerState, make_server
+from sagetwin.emulation.runtime_front import RuntimeFront
 
 
 class Echo:
@@ -23,15 +24,22 @@ class Echo:
         return json.dumps([{"label": "ECHO", "score": 1.0, "n": len(data["inputs"])}]).encode(), "application/json"
 
 
-@pytest.fixture
-def server(monkeypatch):
+@pytest.fixture(params=["model server", "runtime front"])
+def server(request, monkeypatch):
+    """The model server's port, or that of a runtime front before it (as a local endpoint has)."""
     monkeypatch.setenv("SAGETWIN_SERVER_READ_TIMEOUT", "1")
     state = ServerState()
     state.handler = Echo()
     httpd = make_server("127.0.0.1", 0, state)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield httpd.server_address[1]
+    if request.param == "model server":
+        yield httpd.server_address[1]
+    else:
+        front = RuntimeFront("127.0.0.1", 0, httpd.server_address[1], timeout=10)
+        front.ready()
+        yield front.port
+        front.close()
     httpd.shutdown()
     httpd.server_close()
 

@@ -28,10 +28,13 @@ class Invoker(Protocol):
 class PredictionError(Exception):
     """An error the model (or the handler's input parsing) reports to the client, with its status."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, *, body: bytes | None = None,
+                 content_type: str = "application/json") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.body = body  # the answer as another server gave it, sent unchanged; None: MMS's error JSON
+        self.content_type = content_type
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -52,10 +55,12 @@ class ModelHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def make_server(host: str, port: int, state: ServerState) -> ModelHTTPServer:
+def make_server(host: str, port: int, state: ServerState,
+                handler_class: type[InvocationHandler] | None = None) -> ModelHTTPServer:
     # per read of a request: a slow or stalled client is answered 408 and let go
     timeout = float(os.environ.get("SAGETWIN_SERVER_READ_TIMEOUT", INVOCATION_TIMEOUT_S))
-    handler = type("BoundInvocationHandler", (InvocationHandler,), {"state": state, "timeout": timeout})
+    handler = type("BoundInvocationHandler", (handler_class or InvocationHandler,),
+                   {"state": state, "timeout": timeout})
     return ModelHTTPServer((host, port), handler)
 
 
@@ -96,6 +101,8 @@ class InvocationHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             if getattr(self, "command", None):  # a request had started: say so before closing
                 self._send(408, error_body(408, "the request was not received in time"))
+        except ConnectionError:  # the client reset the connection: nobody to answer, nothing to report
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path != "/ping":
@@ -146,7 +153,8 @@ class InvocationHandler(BaseHTTPRequestHandler):
         try:
             payload, content_type = self.state.handler.invoke(body, dict(self.headers.items()))
         except PredictionError as exc:
-            self._send(exc.status, error_body(exc.status, exc.message))
+            body = exc.body if exc.body is not None else error_body(exc.status, exc.message)
+            self._send(exc.status, body, exc.content_type)
             return
         except Exception as exc:  # never let one request take the server down
             log.error("invocation failed: %s", traceback.format_exc())

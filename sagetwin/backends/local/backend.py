@@ -53,7 +53,8 @@ from sagetwin.emulation.artifacts import local_input, local_path, metrics_from_a
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.model_sources import served_model
-from sagetwin.emulation.processes import choose_port, port_is_free
+from sagetwin.emulation.processes import choose_port, free_port, port_is_free
+from sagetwin.emulation.runtime_front import RuntimeFront
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/sagetwin-local"  # contains "/": the SDK skips IAM
 LOCAL_REGION = "us-east-1"
@@ -235,8 +236,10 @@ class LocalBackend:
         archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
         port = choose_port(spec.port, "127.0.0.1") if spec.port else (
             DEFAULT_SERVING_PORT if port_is_free(DEFAULT_SERVING_PORT) else choose_port(None))
-        # published on 127.0.0.1 only (the SDK writes "<serving_port>:8080", which would listen on every address)
-        session.config["local"]["serving_port"] = f"127.0.0.1:{port}"
+        # Clients call a runtime front on `port`; the container is published for it on another port,
+        # on 127.0.0.1 only (the SDK writes "<serving_port>:8080", which would listen on every address).
+        container_port = free_port()
+        session.config["local"]["serving_port"] = f"127.0.0.1:{container_port}"
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
@@ -250,16 +253,17 @@ class LocalBackend:
         )
         reporter.step(f"local: serving container from {image} on http://127.0.0.1:{port}")
         started = time.monotonic()
-        endpoint = self._start_serving(model, spec, instance_type, port, session)
+        endpoint = self._start_serving(model, spec, instance_type, (port, container_port), session)
         reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
         return endpoint
 
-    def _start_serving(self, model: Any, spec: DeploySpec, instance_type: str, port: int,
+    def _start_serving(self, model: Any, spec: DeploySpec, instance_type: str, ports: tuple[int, int],
                        session: Any) -> LocalEndpoint:
         """``model.deploy`` with the fast health check; on any failure the endpoint is removed and
         the container's exit code and log tail are reported."""
         run_id = self._labelled(session)
-        endpoint = LocalEndpoint(spec.endpoint_name, port, session, spec.invocation_timeout, run_id=run_id,
+        front = RuntimeFront("127.0.0.1", *ports, spec.invocation_timeout)  # (the front's, the container's)
+        endpoint = LocalEndpoint(spec.endpoint_name, front, session, spec.invocation_timeout, run_id=run_id,
                                  work_dir=self.work_dir, image=str(model.image_uri))
         try:
             with _aws.interrupts_kept(), preferred_compose(), readiness.fast_health_check(
@@ -281,4 +285,5 @@ class LocalBackend:
                 ) from exc
             raise
         endpoint.containers = our_containers(run_id)
+        front.ready()
         return endpoint

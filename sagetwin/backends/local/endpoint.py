@@ -1,4 +1,5 @@
-"""A local-mode endpoint: the serving container on 127.0.0.1:port, and what deleting it removes."""
+"""A local-mode endpoint: the serving container behind a runtime front on 127.0.0.1:port, and what
+deleting it removes."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ from sagetwin.backends.aws.boto import delete_endpoint_resources
 from sagetwin.backends.local.containers import remove_containers, remove_network
 from sagetwin.backends.local.sdk_folders import remove_folders_of_run
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
+from sagetwin.emulation.runtime_front import RuntimeFront
+
+# how much longer the client waits than the front waits for the container: the front's answer
+# (SageMaker's timeout message) arrives first
+CLIENT_GRACE_S = 5.0
 
 
 class LocalEndpoint(LocalHttpEndpoint):
     """The serving container of one deploy, known by its run id."""
 
-    def __init__(self, name: str, port: int, session: Any, timeout: float, *, run_id: str, work_dir: Path,
-                 image: str) -> None:
-        super().__init__(name, "127.0.0.1", port, log_hint="see `docker logs` of the serving container.",
-                         timeout=timeout)
+    def __init__(self, name: str, front: RuntimeFront, session: Any, timeout: float, *, run_id: str,
+                 work_dir: Path, image: str) -> None:
+        super().__init__(name, front.host, front.port, log_hint="see `docker logs` of the serving container.",
+                         timeout=timeout + CLIENT_GRACE_S)
+        self.front = front  # what clients call: the container's own port is published for the front only
         self.session = session
         self.run_id, self.work_dir, self.image = run_id, work_dir, image
         # what deploying started, removed on delete; nothing else: other endpoints may share the image
@@ -27,6 +34,7 @@ class LocalEndpoint(LocalHttpEndpoint):
         """Remove the serving container first (MMS ignores SIGTERM, so compose's graceful stop would
         wait 10 s for nothing), then let the SDK's local client forget the endpoint and its compose run,
         and remove the folder the SDK made for it."""
+        self.front.close()
         remove_containers(self.containers)
         delete_endpoint_resources(self.session.sagemaker_client, self.name, missing_ok=lambda exc: True)
         remove_network()

@@ -216,10 +216,10 @@ class SageMakerBackend:
             price = hourly_price(str(getattr(estimator, "instance_type", "")))
             stopped = diagnosis.stop_after_error(
                 self.session.sagemaker_client, job_name, price and price * int(getattr(estimator, "instance_count", 1)),
-                getattr(estimator, "max_run", None))
-            if isinstance(error, SagetwinError):
+                getattr(estimator, "max_run", None), cause=exc)
+            if stopped and isinstance(error, SagetwinError):
                 error.problem += " " + stopped
-            else:
+            elif stopped:
                 error.add_note(stopped)
             raise error from exc
 

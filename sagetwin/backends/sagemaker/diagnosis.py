@@ -64,10 +64,25 @@ def endpoint_failure_reason(sagemaker_client: Any, name: str) -> str:
         return "no FailureReason available"
 
 
+# the calls `estimator.fit` makes before the job exists: the source code's upload, then the create
+BEFORE_THE_JOB = {"CreateTrainingJob", "PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
+                  "CreateBucket", "HeadBucket", "GetBucketLocation", "GetCallerIdentity"}
+
+
+def never_created(exc: BaseException) -> bool:
+    """The error came before the job existed (a refused CreateTrainingJob, say, for want of quota):
+    nothing runs, so nothing is stopped or said to bill."""
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.operation_name in BEFORE_THE_JOB
+
+
 def stop_after_error(sagemaker_client: Any, job_name: str, hourly: float | None = None,
-                     max_run: int | None = None) -> str:
+                     max_run: int | None = None, cause: BaseException | None = None) -> str:
     """Stop a job sagetwin can no longer follow (it would bill until max_run); say what happened,
-    and if it could not be stopped, what it costs and how to stop it."""
+    and if it could not be stopped, what it costs and how to stop it. Empty: no job was created."""
+    if cause is not None and never_created(cause):
+        return ""
     try:
         sagemaker_client.stop_training_job(TrainingJobName=job_name)
         return f"The training job {job_name} was stopped, so it does not go on billing."

@@ -1,0 +1,140 @@
+"""The runtime front of a local endpoint: what SageMaker Runtime answers itself is answered with
+JSON before the container sees it, and everything else passes through unchanged."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sagetwin.emulation.runtime_front import RuntimeFront
+from tests.test_http_server import post, raw
+
+MMS_MAX_REQUEST_SIZE = 6553500  # multi-model-server's default: it answers 413 itself, with no body
+
+
+class MmsLike(BaseHTTPRequestHandler):
+    """Answers as the DLC's multi-model-server does: a bare 413 without JSON for a large
+    Content-Length, its own JSON errors, and the model's content type on success."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[dict[str, str]] = []
+    delay = 0.0
+    healthy = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b'{"status": "Healthy"}' if self.healthy else b""
+        self._answer(200 if self.healthy else 503, body, "application/json")
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).seen.append(dict(self.headers.items()))
+        length = int(self.headers["Content-Length"])
+        if length > MMS_MAX_REQUEST_SIZE:
+            self._answer(413, b"", "text/plain")
+            return
+        body = self.rfile.read(length)
+        time.sleep(self.delay)
+        if body == b"reject":
+            self._answer(400, b'{"code": 400, "type": "InternalServerException", "message": "bad input"}',
+                         "application/json")
+        else:
+            self._answer(200, b"label,score\nPOSITIVE,0.9\n", "text/csv")
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def container() -> Iterator[tuple[int, type[MmsLike]]]:
+    handler = type("Container", (MmsLike,), {"seen": [], "delay": 0.0, "healthy": True})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def front(container) -> Iterator[RuntimeFront]:
+    running = RuntimeFront("127.0.0.1", 0, container[0], timeout=2)
+    running.ready()
+    yield running
+    running.close()
+
+
+def call(port: int, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    answer = response.status, response.read(), response.getheader("Content-Type")
+    conn.close()
+    return answer
+
+
+def test_a_huge_content_length_is_answered_with_json_before_the_container_sees_it(container, front):
+    with pytest.raises(json.JSONDecodeError):  # the container alone answers 413 with no JSON body
+        raw(container[0], post(str(10 ** 12)))
+    before = len(container[1].seen)
+    status, body = raw(front.port, post(str(10 ** 12)))
+    assert status == 413 and "less than or equal to 6291456" in body["message"]
+    assert len(container[1].seen) == before  # never forwarded
+    assert call(front.port, b'{"inputs": "ok"}')[0] == 200  # and the front still serves
+
+
+def test_answers_pass_through_unchanged_with_end_to_end_headers(container, front):
+    assert call(front.port, b'{"inputs": "ok"}', {"Accept": "text/csv", "X-Amzn-SageMaker-Custom-Attributes": "a=1"}
+                ) == (200, b"label,score\nPOSITIVE,0.9\n", "text/csv")
+    seen = container[1].seen[-1]
+    assert seen["Accept"] == "text/csv" and seen["X-Amzn-SageMaker-Custom-Attributes"] == "a=1"
+    status, body, content_type = call(front.port, b"reject")
+    assert status == 400 and json.loads(body)["message"] == "bad input"  # the container's own error
+
+
+def test_ping_asks_the_container(container, front):
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=5)
+    conn.request("GET", "/ping")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b'{"status": "Healthy"}')
+    container[1].healthy = False
+    conn.request("GET", "/ping")
+    assert conn.getresponse().status == 503
+
+
+def test_before_ready_and_after_close_the_front_says_so(container):
+    starting = RuntimeFront("127.0.0.1", 0, container[0], timeout=2)
+    status, body, _ = call(starting.port, b'{"inputs": "ok"}')
+    assert status == 503 and "being created" in json.loads(body)["message"]
+    starting.close()
+    with pytest.raises(ConnectionError):
+        call(starting.port, b'{"inputs": "ok"}')
+
+
+def test_a_container_that_does_not_answer_in_time_gets_sagemakers_timeout(container, front):
+    container[1].delay = 3  # the front waits 2 s
+    status, body, _ = call(front.port, b'{"inputs": "ok"}')
+    assert status == 408 and "Your invocation timed out" in json.loads(body)["message"]
+
+
+def test_a_container_gone_is_a_json_502_naming_the_container_log():
+    from sagetwin.emulation.processes import free_port
+
+    running = RuntimeFront("127.0.0.1", 0, free_port(), timeout=2)  # nothing listens there
+    running.ready()
+    try:
+        status, body, _ = call(running.port, b'{"inputs": "ok"}')
+    finally:
+        running.close()
+    assert status == 502 and "docker logs" in json.loads(body)["message"]
