@@ -34,6 +34,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sagetwin-backend", default=os.environ.get("SAGETWIN_TEST_BACKEND", "process"),
                     help="sagetwin backend the sagetwin_* fixtures use (default: process)")
     group.addoption("--sagetwin-train-size", type=int, default=64, help="examples in sagetwin_sample_data")
+    group.addoption("--sagetwin-allow-billed", action="store_true",
+                    help="let the tests launch what a paid backend bills (e.g. sagemaker's training jobs and "
+                         "endpoints); each launch reports its plan and worst-case cost")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The backend under test, and for a paid one what its launches cost, before any test runs."""
+    from sagetwin.core.backend import Plans
+    from sagetwin.core.plugins import get_backend_entry
+
+    name = config.getoption("--sagetwin-backend")
+    try:
+        entry = get_backend_entry(name)
+    except Exception:
+        return None  # an unknown name is reported by the sagetwin_backend fixture, with the installed ones
+    if not isinstance(entry.cls, Plans):
+        return f"sagetwin: backend {name}"
+    allowed = "allowed (--sagetwin-allow-billed)" if config.getoption("--sagetwin-allow-billed") else \
+        "not allowed: tests that use it fail until --sagetwin-allow-billed is given"
+    return f"sagetwin: backend {name} launches billed resources; {allowed}"
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +70,13 @@ def sagetwin_backend(request: pytest.FixtureRequest) -> str:
             pytest.fail(f"{message} (and {' or '.join(REQUIRE_FLAGS)} is 1: a CI that means to test it must not "
                         "skip silently)", pytrace=False)
         pytest.skip(message)
+    from sagetwin.core.backend import Plans
+
+    if isinstance(entry.cls, Plans) and not request.config.getoption("--sagetwin-allow-billed"):
+        pytest.fail(f"sagetwin backend {name!r} launches billed resources (training jobs and endpoints, each with "
+                    "its plan and worst-case cost in the test's log); pass --sagetwin-allow-billed once that is what "
+                    "you want (under `sagetwin exec` or `sagetwin aws` they run on this machine and bill nothing)",
+                    pytrace=False)
     return name
 
 
