@@ -51,9 +51,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         return None  # an unknown name is reported by the sagetwin_backend fixture, with the installed ones
     if not isinstance(entry.cls, Plans):
         return f"sagetwin: backend {name}"
+    if against_the_twin():
+        twin = os.environ['SAGETWIN_AWS_ENDPOINT']
+        return f"sagetwin: backend {name}, against the AWS twin at {twin} (nothing billed)"
     allowed = "allowed (--sagetwin-allow-billed)" if config.getoption("--sagetwin-allow-billed") else \
         "not allowed: tests that use it fail until --sagetwin-allow-billed is given"
     return f"sagetwin: backend {name} launches billed resources; {allowed}"
+
+
+def against_the_twin() -> bool:
+    """AWS calls go to sagetwin's AWS twin on this machine (`sagetwin exec`, `sagetwin aws`): nothing bills."""
+    endpoint = os.environ.get("SAGETWIN_AWS_ENDPOINT", "")
+    return bool(endpoint) and os.environ.get("AWS_ENDPOINT_URL") == endpoint
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +81,10 @@ def sagetwin_backend(request: pytest.FixtureRequest) -> str:
         pytest.skip(message)
     from sagetwin.core.backend import Plans
 
-    if isinstance(entry.cls, Plans) and not request.config.getoption("--sagetwin-allow-billed"):
+    if isinstance(entry.cls, Plans) and not (request.config.getoption("--sagetwin-allow-billed") or against_the_twin()):
         pytest.fail(f"sagetwin backend {name!r} launches billed resources (training jobs and endpoints, each with "
                     "its plan and worst-case cost in the test's log); pass --sagetwin-allow-billed once that is what "
-                    "you want (under `sagetwin exec` or `sagetwin aws` they run on this machine and bill nothing)",
+                    "you want, or run the tests against the AWS twin: `sagetwin exec --backend process -- pytest ...`",
                     pytrace=False)
     return name
 
@@ -135,6 +144,8 @@ def sagetwin_endpoint() -> Iterator[Callable[..., Any]]:
             except Exception as exc:
                 failures.append(exc)
     if failures:
+        for later in failures[1:]:
+            failures[0].add_note(f"sagetwin: another endpoint could not be deleted either: {later}")
         raise failures[0]
 
 

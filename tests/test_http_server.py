@@ -80,6 +80,8 @@ def alive(port: int) -> bool:
     (post("abc"), 400),
     (post("-1"), 400),
     (post(str(10 ** 12)), 413),
+    (post("0").replace(b"Content-Length: 0", b"Content-Length: \xb2"), 400),  # '²' in latin-1: isdigit() says yes
+    (post("9" * 5000), 400),  # more digits than int() converts
     (post(str(MAX_PAYLOAD_BYTES + 1)), 413),
     (b"POST /invocations HTTP/1.1\r\nHost: x\r\n\r\n", 411),
     (b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),

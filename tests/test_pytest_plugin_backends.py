@@ -1,6 +1,6 @@
 """A person's own tests, with the pytest plugin, on the backends other than `process`: `local`
 (Docker, where an engine runs) and `sagemaker` against the AWS twin under `sagetwin exec`, where
-a paid backend runs only once the person allows its billed launches."""
+a paid backend runs only once the person allows its billed launches, or against the twin."""
 
 from __future__ import annotations
 
@@ -37,17 +37,23 @@ def test_the_users_tests_run_on_local_in_docker(tmp_path, no_leftover_processes)
     assert all_containers() == before  # the endpoint the test deployed is gone with its container
 
 
-def test_the_users_tests_run_on_sagemaker_against_the_twin_once_billing_is_allowed(tmp_path, no_leftover_processes):
+def test_a_paid_backend_runs_only_when_allowed_or_against_the_twin(tmp_path, monkeypatch, no_leftover_processes):
     project = make_project(tmp_path / "p", GOOD_TRAIN)
-    refused = run_pytest(project, "--sagetwin-backend", "sagemaker", under_twin=True)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")  # credentials, as a person who could be billed has
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("SAGETWIN_ROLE", "arn:aws:iam::123456789012:role/SageMakerRole")
+    for name in ("AWS_ENDPOINT_URL", "SAGETWIN_AWS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    refused = run_pytest(project, "--sagetwin-backend", "sagemaker")
     assert refused.returncode == 1, refused.stdout[-3000:] + refused.stderr[-2000:]
     assert "launches billed resources; not allowed" in refused.stdout  # the header, before any test
     assert "pass --sagetwin-allow-billed once that is what you want" in refused.stdout
-    assert "Uploading" not in refused.stdout + refused.stderr and "CreateTrainingJob" not in refused.stderr
+    assert "Uploading" not in refused.stdout + refused.stderr  # nothing was sent anywhere
 
-    allowed = run_pytest(project, "--sagetwin-backend", "sagemaker", "--sagetwin-allow-billed", "-rA",
-                         under_twin=True)
-    assert allowed.returncode == 0 and "1 passed" in allowed.stdout, allowed.stdout[-3000:] + allowed.stderr[-2000:]
-    log = allowed.stdout  # -rA shows the passing test's captured log: the plan came before the launch
+    twin = run_pytest(project, "--sagetwin-backend", "sagemaker", "-rA", under_twin=True)
+    assert twin.returncode == 0 and "1 passed" in twin.stdout, twin.stdout[-3000:] + twin.stderr[-2000:]
+    assert "against the AWS twin at http://127.0.0.1:" in twin.stdout and "(nothing billed)" in twin.stdout
+    log = twin.stdout  # -rA shows the passing test's captured log: the plan came before each launch
     assert "sagemaker: training: 1 x ml.p3.2xlarge at $3.825/h" in log
     assert "sagemaker: endpoint: 1 x ml.g4dn.xlarge at $0.736/h" in log

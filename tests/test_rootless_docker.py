@@ -63,12 +63,15 @@ def rootless_engine():
     image = None if missing else base_image()
     if missing or image is None:
         pytest.skip("rootless Docker cannot be started here: " + (", ".join(missing) or "no sagetwin/base image"))
-    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+    created_user = subprocess.run(["id", USER], capture_output=True).returncode != 0
+    if created_user:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True)
+    added: list[str] = []
     for table in ("/etc/subuid", "/etc/subgid"):
         if not any(line.startswith(f"{USER}:") for line in Path(table).read_text().splitlines()):
             with open(table, "a") as file:
                 file.write(f"{USER}:300000:65536\n")
+            added.append(table)
     runtime = Path(tempfile.mkdtemp(prefix="sagetwin-rootless-"))  # 0700, in /tmp: the user can reach it
     shutil.chown(runtime, USER)
     env = (f"XDG_RUNTIME_DIR={runtime} DOCKERD_ROOTLESS_ROOTLESSKIT_NET=host "
@@ -86,11 +89,20 @@ def rootless_engine():
         subprocess.run(f"docker save {image} | su {USER} -c 'env {host} docker load'", shell=True, check=True,
                        capture_output=True, timeout=300)
         yield {"docker_host": host, "image": image}
-    finally:
+    finally:  # the engine, the user and its mappings go as they came: the machine is left as it was
         subprocess.run(["pkill", "-u", USER], capture_output=True)
-        daemon.wait(timeout=30)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
         subprocess.run(["pkill", "-9", "-u", USER], capture_output=True)
+        daemon.poll()
         shutil.rmtree(runtime, ignore_errors=True)
+        if created_user:
+            subprocess.run(["userdel", "-r", "-f", USER], capture_output=True)
+        for table in added:
+            lines = Path(table).read_text().splitlines(keepends=True)
+            Path(table).write_text("".join(line for line in lines if not line.startswith(f"{USER}:")))
 
 
 def test_files_written_under_rootless_docker_are_the_users_and_no_chown_runs(rootless_engine):

@@ -26,6 +26,7 @@ class MmsLike(BaseHTTPRequestHandler):
     seen: list[dict[str, str]] = []
     delay = 0.0
     healthy = True
+    close_when_idle = False
 
     def log_message(self, *args: object) -> None:
         pass
@@ -42,6 +43,9 @@ class MmsLike(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         time.sleep(self.delay)
+        if body == b"crash":  # a worker that dies mid-prediction: the connection closes, no answer
+            self.close_connection = True
+            return
         if body == b"reject":
             self._answer(400, b'{"code": 400, "type": "InternalServerException", "message": "bad input"}',
                          "application/json")
@@ -52,13 +56,15 @@ class MmsLike(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Amzn-SageMaker-Custom-Attributes", "answered-by=container")
         self.end_headers()
         self.wfile.write(body)
+        self.close_connection = self.close_when_idle  # closed without saying so, as idle timeouts do
 
 
 @pytest.fixture
 def container() -> Iterator[tuple[int, type[MmsLike]]]:
-    handler = type("Container", (MmsLike,), {"seen": [], "delay": 0.0, "healthy": True})
+    handler = type("Container", (MmsLike,), {"seen": [], "delay": 0.0, "healthy": True, "close_when_idle": False})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -138,3 +144,37 @@ def test_a_container_gone_is_a_json_502_naming_the_container_log():
     finally:
         running.close()
     assert status == 502 and "docker logs" in json.loads(body)["message"]
+
+
+def test_hop_by_hop_headers_stop_at_the_front_and_the_containers_headers_come_back(container, front):
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=10)
+    conn.request("POST", "/invocations", body=b'{"inputs": "ok"}', headers={
+        "Content-Type": "application/json", "Connection": "keep-alive, X-Per-Hop", "X-Per-Hop": "secret",
+        "Keep-Alive": "timeout=5", "X-Amzn-SageMaker-Custom-Attributes": "asked=1"})
+    response = conn.getresponse()
+    response.read()
+    seen = container[1].seen[-1]
+    assert "X-Per-Hop" not in seen and "Keep-Alive" not in seen and "Connection" not in seen
+    assert seen["X-Amzn-SageMaker-Custom-Attributes"] == "asked=1"
+    assert response.getheader("X-Amzn-SageMaker-Custom-Attributes") == "answered-by=container"
+
+
+def test_a_prediction_the_container_may_have_received_is_never_sent_twice(container, front):
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=10)
+    for body in (b'{"inputs": "ok"}', b"crash"):  # the second goes on the kept-alive connection to the container
+        conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = response.read()
+    assert response.status == 502 and "did not answer" in json.loads(answer)["message"]
+    assert len(container[1].seen) == 2  # once each: the crash was not retried
+
+
+def test_a_connection_the_container_closed_while_idle_is_replaced_not_failed(container, front):
+    container[1].close_when_idle = True
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=10)
+    for _ in range(3):
+        time.sleep(0.3)  # idle long enough for the container's close to arrive before the next request
+        conn.request("POST", "/invocations", body=b'{"inputs": "ok"}', headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"label,score\nPOSITIVE,0.9\n")
+    assert len(container[1].seen) == 3

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import traceback
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ from sagetwin.core.limits import INVOCATION_TIMEOUT_S, MAX_PAYLOAD_BYTES, payloa
 
 log = logging.getLogger("sagetwin.serving")
 LISTEN_BACKLOG = 128
+MAX_LENGTH_DIGITS = 18  # past any body size; int() of thousands of digits is refused (or slow)
 REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout",
            411: "LengthRequired", 413: "PayloadTooLarge", 500: "InternalServerException",
            503: "ServiceUnavailable"}
@@ -28,13 +30,10 @@ class Invoker(Protocol):
 class PredictionError(Exception):
     """An error the model (or the handler's input parsing) reports to the client, with its status."""
 
-    def __init__(self, message: str, status: int = 400, *, body: bytes | None = None,
-                 content_type: str = "application/json") -> None:
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
-        self.body = body  # the answer as another server gave it, sent unchanged; None: MMS's error JSON
-        self.content_type = content_type
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -82,10 +81,13 @@ class InvocationHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._send(code, error_body(code, message or explain or REASONS.get(code, "error")))
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              headers: Iterable[tuple[str, str]] = ()) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -121,10 +123,11 @@ class InvocationHandler(BaseHTTPRequestHandler):
         if raw is None:
             self.send_error(411, "Content-Length is required for POST /invocations")
             return None
-        if not raw.strip().isdigit():
-            self.send_error(400, f"Content-Length must be a non-negative integer, not {raw!r}")
+        digits = raw.strip()
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_LENGTH_DIGITS):
+            self.send_error(400, f"Content-Length must be a non-negative integer, not {raw[:40]!r}")
             return None
-        length = int(raw)
+        length = int(digits)
         if length > MAX_PAYLOAD_BYTES:
             self.send_error(413, payload_too_large(length))  # closes: the body is never read
             return None
@@ -153,8 +156,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
         try:
             payload, content_type = self.state.handler.invoke(body, dict(self.headers.items()))
         except PredictionError as exc:
-            body = exc.body if exc.body is not None else error_body(exc.status, exc.message)
-            self._send(exc.status, body, exc.content_type)
+            self._send(exc.status, error_body(exc.status, exc.message))
             return
         except Exception as exc:  # never let one request take the server down
             log.error("invocation failed: %s", traceback.format_exc())

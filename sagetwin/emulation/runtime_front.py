@@ -5,14 +5,18 @@ most 6 MB, a Content-Length) and answers a bad one itself, with a JSON error. A 
 server (the DLC's multi-model-server) answers some bad requests without JSON, or not at all, so
 clients of a local endpoint would see answers AWS never gives. The front listens on 127.0.0.1,
 answers what the runtime answers itself, and passes good requests and the container's answers
-through unchanged.
+(status, body, end-to-end headers) through unchanged.
 """
 
 from __future__ import annotations
 
 import http.client
+import select
 import threading
+from collections.abc import Iterable
+from email.message import Message
 
+from sagetwin.core.errors import ConfigurationError
 from sagetwin.emulation.http_server import (
     InvocationHandler,
     ModelHTTPServer,
@@ -22,11 +26,24 @@ from sagetwin.emulation.http_server import (
     make_server,
 )
 
-# per hop, never forwarded (RFC 9110 7.6.1); the body goes on with its own Content-Length
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-              "host", "content-length", "expect"}
+# per hop, never forwarded either way (RFC 9110 7.6.1); bodies go on with their own Content-Length
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
+              "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect"}
 TIMED_OUT = ("Received server error (0) from primary with message \"Your invocation timed out while waiting for a "
              "response from container primary.\"")
+Headers = list[tuple[str, str]]
+
+
+def end_to_end(headers: Message) -> Headers:
+    """The headers that go on to the next hop: not hop-by-hop, nor named in ``Connection``."""
+    named = {token.strip().lower() for value in headers.get_all("Connection", []) for token in value.split(",")}
+    return [(name, value) for name, value in headers.items() if name.lower() not in HOP_BY_HOP | named]
+
+
+def closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection the container closed (readable with nothing asked is EOF)."""
+    sock = connection.sock
+    return sock is not None and bool(select.select([sock], [], [], 0)[0])
 
 
 class Upstream:
@@ -36,15 +53,26 @@ class Upstream:
         self.host, self.port, self.timeout = host, port, timeout
         self._local = threading.local()
 
-    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]
-                ) -> tuple[int, bytes, str]:
-        """The container's status, body and content type; PredictionError when it did not answer."""
-        for attempt in (1, 2):  # a kept-alive connection the container closed is retried once, fresh
-            reused = self._connection is not None
+    def request(self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]
+                ) -> tuple[int, bytes, Headers]:
+        """The container's status, body and end-to-end headers; PredictionError when it did not answer.
+
+        A request is sent at most once: only a send that failed is repeated (on a new connection),
+        never one the container may have received, which could run a prediction twice."""
+        if self._connection is not None and closed_by_peer(self._connection):
+            self.close()
+        sent_headers = dict(headers)
+        for attempt in (1, 2):
             connection = self._connection or http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self._connection = connection
             try:
-                connection.request(method, path, body=body or None, headers=headers)
+                connection.request(method, path, body=body or None, headers=sent_headers)
+            except (ConnectionError, http.client.HTTPException, TimeoutError) as exc:
+                self.close()
+                if attempt == 1:
+                    continue
+                raise self._not_answered(exc) from None
+            try:
                 response = connection.getresponse()
                 payload = response.read()
             except TimeoutError:
@@ -52,22 +80,23 @@ class Upstream:
                 raise PredictionError(f"{TIMED_OUT} (after {self.timeout:g} s)", 408) from None
             except (ConnectionError, http.client.HTTPException) as exc:
                 self.close()
-                if reused and attempt == 1:
-                    continue
-                raise PredictionError(f"the serving container did not answer ({type(exc).__name__}); "
-                                      "see `docker logs` of the serving container", 502) from None
+                raise self._not_answered(exc) from None
             if response.will_close:
                 self.close()
-            return response.status, payload, response.getheader("Content-Type", "application/json")
+            return response.status, payload, end_to_end(response.msg)
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _not_answered(exc: BaseException) -> PredictionError:
+        return PredictionError(f"the serving container did not answer ({type(exc).__name__}); see `docker logs` of "
+                               "the serving container", 502)
+
     def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[bytes, str]:
-        """POST /invocations with the client's end-to-end headers; an error answer goes back as it is."""
-        forwarded = {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
-        status, payload, content_type = self.request("POST", "/invocations", body, forwarded)
+        """The ``Invoker`` view, for a plain ``InvocationHandler``: a 200 answer, else PredictionError."""
+        status, payload, answer_headers = self.request("POST", "/invocations", body, headers.items())
         if status >= 400:
-            raise PredictionError(payload.decode("utf-8", "replace"), status, body=payload, content_type=content_type)
-        return payload, content_type
+            raise PredictionError(payload.decode("utf-8", "replace"), status)
+        return payload, dict(answer_headers).get("Content-Type", "application/json")
 
     @property
     def _connection(self) -> http.client.HTTPConnection | None:
@@ -85,20 +114,28 @@ class Upstream:
 
 
 class RuntimeFrontHandler(InvocationHandler):
-    """The checks of ``InvocationHandler``; what passes them goes to the container (``state.handler``
-    is the Upstream), whose answer goes back as it is. /ping asks the container too."""
+    """The checks of ``InvocationHandler``; what passes them goes to the container, whose answer
+    goes back as it is. /ping asks the container too, once the endpoint is ready."""
 
     upstream: Upstream
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path != "/ping" or self.state.handler is None:
             super().do_GET()
-            return
+        else:
+            self._forward("GET", b"")
+
+    def _invoke(self, body: bytes) -> None:
+        self._forward("POST", body)
+
+    def _forward(self, method: str, body: bytes) -> None:
         try:
-            status, payload, content_type = self.upstream.request("GET", "/ping", b"", {})
+            status, payload, headers = self.upstream.request(method, self.path, body, end_to_end(self.headers))
         except PredictionError as exc:
-            status, payload, content_type = exc.status, error_body(exc.status, exc.message), "application/json"
-        self._send(status, payload, content_type)
+            self._send(exc.status, error_body(exc.status, exc.message))
+            return
+        content_type = next((value for name, value in headers if name.lower() == "content-type"), "application/json")
+        self._send(status, payload, content_type, [(n, v) for n, v in headers if n.lower() != "content-type"])
 
     def finish(self) -> None:
         try:
@@ -108,19 +145,22 @@ class RuntimeFrontHandler(InvocationHandler):
 
 
 class RuntimeFront:
-    """A front on ``host:port`` (0: any free port) for a container server on ``upstream_port``.
-
-    It answers 503 until ``ready()``: a client that calls early gets what SageMaker answers for an
-    endpoint still being created, not a refused connection.
-    """
+    """A front on ``host:port`` (0: any free port) for a container server on ``upstream_port``,
+    listening from construction. It answers 503 until ``ready()``: a client that calls early gets
+    what SageMaker answers for an endpoint still being created, not a refused connection."""
 
     def __init__(self, host: str, port: int, upstream_port: int, timeout: float) -> None:
         self.state = ServerState()
+        self.state.load_error = "the endpoint is being created"
         self.upstream = Upstream("127.0.0.1", upstream_port, timeout)
         handler = type("BoundRuntimeFrontHandler", (RuntimeFrontHandler,), {"upstream": self.upstream})
-        self.server: ModelHTTPServer = make_server(host, port, self.state, handler)
+        try:
+            self.server: ModelHTTPServer = make_server(host, port, self.state, handler)
+        except OSError as exc:
+            raise ConfigurationError(f"port {port} on {host} cannot be listened on: {exc.strerror}.",
+                                     "stop whatever listens there, or omit port= to let sagetwin choose one.") from None
         self.host, self.port = host, self.server.server_address[1]
-        self.state.load_error = "the endpoint is being created"
+        self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"sagetwin-front-{self.port}",
                                         daemon=True)
         self._thread.start()

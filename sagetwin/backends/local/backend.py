@@ -35,7 +35,7 @@ from sagetwin.backends.local.docker import (
     engine_lost,
     preferred_compose,
 )
-from sagetwin.backends.local.endpoint import LocalEndpoint
+from sagetwin.backends.local.endpoint import LocalEndpoint, open_front
 from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, run_root, tidy_after_run
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import (
@@ -53,7 +53,7 @@ from sagetwin.emulation.artifacts import local_input, local_path, metrics_from_a
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.model_sources import served_model
-from sagetwin.emulation.processes import choose_port, free_port, port_is_free
+from sagetwin.emulation.processes import free_port
 from sagetwin.emulation.runtime_front import RuntimeFront
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/sagetwin-local"  # contains "/": the SDK skips IAM
@@ -62,7 +62,6 @@ LOCAL_BUCKET = "sagetwin-local"  # never contacted: local_code keeps everything 
 # SDK >= 2.256 refuses file:// data under these folders (and ~ is /root for root).
 REFUSED_PREFIXES = ("/root", "/etc", "/var/lib", str(Path.home() / ".aws"), str(Path.home() / ".ssh"),
                     str(Path.home() / ".docker"), str(Path.home() / ".config"))
-DEFAULT_SERVING_PORT = 8080
 
 
 class LocalBackend:
@@ -229,17 +228,25 @@ class LocalBackend:
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
         session = self._prepare(reporter)
+        # Clients call a runtime front, listening from here on so its address stays ours; the container
+        # is published for it on another port, on 127.0.0.1 only (the SDK writes "<serving_port>:8080",
+        # which would listen on every address).
+        container_port = free_port()
+        front = open_front(spec.port, container_port, spec.invocation_timeout)
+        session.config["local"]["serving_port"] = f"127.0.0.1:{container_port}"
+        try:
+            return self._deploy_behind(front, spec, session, reporter)
+        except BaseException:
+            front.close()
+            raise
+
+    def _deploy_behind(self, front: RuntimeFront, spec: DeploySpec, session: Any, reporter: Reporter
+                       ) -> LocalEndpoint:
         from sagemaker.huggingface import HuggingFaceModel
 
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
         image, _ = self._image("inference", stack, spec.image_uri or self.inference_image_uri, reporter)
         archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
-        port = choose_port(spec.port, "127.0.0.1") if spec.port else (
-            DEFAULT_SERVING_PORT if port_is_free(DEFAULT_SERVING_PORT) else choose_port(None))
-        # Clients call a runtime front on `port`; the container is published for it on another port,
-        # on 127.0.0.1 only (the SDK writes "<serving_port>:8080", which would listen on every address).
-        container_port = free_port()
-        session.config["local"]["serving_port"] = f"127.0.0.1:{container_port}"
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
@@ -251,18 +258,17 @@ class LocalBackend:
             # with a code location the SDK does not resolve (and create) a default S3 bucket via STS
             code_location=f"s3://{LOCAL_BUCKET}/{spec.endpoint_name}",
         )
-        reporter.step(f"local: serving container from {image} on http://127.0.0.1:{port}")
+        reporter.step(f"local: serving container from {image} on {front.url}")
         started = time.monotonic()
-        endpoint = self._start_serving(model, spec, instance_type, (port, container_port), session)
+        endpoint = self._start_serving(model, spec, instance_type, front, session)
         reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
         return endpoint
 
-    def _start_serving(self, model: Any, spec: DeploySpec, instance_type: str, ports: tuple[int, int],
+    def _start_serving(self, model: Any, spec: DeploySpec, instance_type: str, front: RuntimeFront,
                        session: Any) -> LocalEndpoint:
         """``model.deploy`` with the fast health check; on any failure the endpoint is removed and
         the container's exit code and log tail are reported."""
         run_id = self._labelled(session)
-        front = RuntimeFront("127.0.0.1", *ports, spec.invocation_timeout)  # (the front's, the container's)
         endpoint = LocalEndpoint(spec.endpoint_name, front, session, spec.invocation_timeout, run_id=run_id,
                                  work_dir=self.work_dir, image=str(model.image_uri))
         try:

@@ -9,12 +9,27 @@ from typing import Any
 from sagetwin.backends.aws.boto import delete_endpoint_resources
 from sagetwin.backends.local.containers import remove_containers, remove_network
 from sagetwin.backends.local.sdk_folders import remove_folders_of_run
+from sagetwin.core.errors import ConfigurationError
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
+from sagetwin.emulation.processes import choose_port
 from sagetwin.emulation.runtime_front import RuntimeFront
+
+DEFAULT_SERVING_PORT = 8080  # the SDK's local mode default
 
 # how much longer the client waits than the front waits for the container: the front's answer
 # (SageMaker's timeout message) arrives first
 CLIENT_GRACE_S = 5.0
+
+
+def open_front(requested: int | None, container_port: int, timeout: float) -> RuntimeFront:
+    """The endpoint's address, listening: the requested port (a clear error if taken), else 8080
+    as in SDK local mode, else any free port."""
+    if requested:
+        return RuntimeFront("127.0.0.1", choose_port(requested, "127.0.0.1"), container_port, timeout)
+    try:
+        return RuntimeFront("127.0.0.1", DEFAULT_SERVING_PORT, container_port, timeout)
+    except ConfigurationError:  # 8080 is often taken (a notebook server, another endpoint)
+        return RuntimeFront("127.0.0.1", 0, container_port, timeout)
 
 
 class LocalEndpoint(LocalHttpEndpoint):

@@ -276,8 +276,11 @@ class SageMakerBackend:
             endpoints.wait_in_service(self.session.sagemaker_client, spec.endpoint_name,
                                       spec.startup_timeout or ENDPOINT_TIMEOUT_S, reporter)
         except BaseException as exc:
-            failure = self._deploy_failure(exc, spec.endpoint_name)  # its FailureReason goes with the endpoint
-            diagnosis.delete_keeping(failure, endpoint, hourly_price(instance))  # a half-created one still bills
+            failure: BaseException = exc
+            try:
+                failure = self._deploy_failure(exc, spec.endpoint_name)  # its FailureReason goes with the endpoint
+            finally:
+                diagnosis.delete_keeping(failure, endpoint, hourly_price(instance))  # a half-created one bills
             if failure is exc:
                 raise
             raise failure from exc

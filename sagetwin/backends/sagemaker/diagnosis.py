@@ -74,7 +74,11 @@ def never_created(exc: BaseException) -> bool:
     nothing runs, so nothing is stopped or said to bill."""
     from botocore.exceptions import ClientError
 
-    return isinstance(exc, ClientError) and exc.operation_name in BEFORE_THE_JOB
+    if not isinstance(exc, ClientError) or exc.operation_name not in BEFORE_THE_JOB:
+        return False
+    error = exc.response.get("Error", {})
+    # a create whose reply was lost, retried by botocore, is refused because the job exists
+    return error.get("Code") != "ResourceInUse" and "unique" not in str(error.get("Message", "")).lower()
 
 
 def stop_after_error(sagemaker_client: Any, job_name: str, hourly: float | None = None,
