@@ -116,3 +116,16 @@ def test_an_endpoint_is_deleted_when_a_hook_fails_right_after_it_was_created(sag
     with pytest.raises(RuntimeError, match="a plugin broke"):
         job.deploy(model_data="fake://model.tar.gz")
     assert len(endpoints) == 1 and endpoints[0].deleted
+
+
+def test_a_refused_create_means_no_job_unless_the_job_already_exists():
+    """A create refused for want of quota started nothing; one refused because the name is taken
+    (botocore retried a create whose reply was lost) means the job exists and may bill."""
+    from sagetwin.backends.sagemaker.diagnosis import never_created
+
+    assert never_created(client_error("ResourceLimitExceeded", "The account-level service limit ...",
+                                      "CreateTrainingJob"))
+    assert not never_created(client_error("ResourceInUse", "Training job names must be unique within an AWS "
+                                          "account and region", "CreateTrainingJob"))
+    assert not never_created(client_error("ValidationException", "names must be unique", "CreateTrainingJob"))
+    assert not never_created(client_error("ThrottlingException", "Rate exceeded", "GetLogEvents"))

@@ -51,6 +51,7 @@ def test_a_paid_backend_runs_only_when_allowed_or_against_the_twin(tmp_path, mon
     assert "pass --sagetwin-allow-billed once that is what you want" in refused.stdout
     assert "Uploading" not in refused.stdout + refused.stderr  # nothing was sent anywhere
 
+    monkeypatch.delenv("SAGETWIN_ROLE")  # the twin's own role is found, as a notebook's execution role is
     twin = run_pytest(project, "--sagetwin-backend", "sagemaker", "-rA", under_twin=True)
     assert twin.returncode == 0 and "1 passed" in twin.stdout, twin.stdout[-3000:] + twin.stderr[-2000:]
     assert "against the AWS twin at http://127.0.0.1:" in twin.stdout and "(nothing billed)" in twin.stdout

@@ -178,3 +178,28 @@ def test_a_connection_the_container_closed_while_idle_is_replaced_not_failed(con
         response = conn.getresponse()
         assert (response.status, response.read()) == (200, b"label,score\nPOSITIVE,0.9\n")
     assert len(container[1].seen) == 3
+
+
+def test_a_local_endpoints_address_is_held_from_the_start_of_deploy():
+    """`open_front` listens at once: a port asked for and taken is a clear error before any container
+    starts, and without one it is 8080 as in SDK local mode, or any free port when 8080 is taken."""
+    import socket
+
+    from sagetwin.backends.local.endpoint import DEFAULT_SERVING_PORT, open_front
+    from sagetwin.core.errors import ConfigurationError
+    from sagetwin.emulation.processes import free_port, port_is_free
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"port {port} on 127.0.0.1 is already in use"):
+            open_front(port, free_port(), timeout=5)
+    default_was_free = port_is_free(DEFAULT_SERVING_PORT)
+    front = open_front(None, free_port(), timeout=5)
+    try:
+        assert (front.port == DEFAULT_SERVING_PORT) == default_was_free
+        assert not port_is_free(front.port)  # held: no other server can take it before the container is up
+    finally:
+        front.close()
+    assert port_is_free(front.port)

@@ -231,7 +231,8 @@ def test_cli_run_against_moto(aws, tmp_path):
     assert data["backend"] == "sagemaker"
     assert data["prediction"] == canned
     client = sm_client()
-    assert client.describe_training_job(TrainingJobName=data["training"]["job_name"])["TrainingJobStatus"]
+    described = client.describe_training_job(TrainingJobName=data["training"]["job_name"])
+    assert described["TrainingJobStatus"] == "Completed"
     assert data["endpoint"]["deleted"] is True
     assert data["endpoint"]["name"] not in [e["EndpointName"] for e in client.list_endpoints()["Endpoints"]]
 

@@ -74,6 +74,31 @@ def test_an_endpoint_that_fails_to_start_is_removed_and_says_why(twin, tmp_path)
     assert twin.clients.sagemaker.list_endpoints()["Endpoints"] == []
 
 
+def test_a_failed_endpoint_that_cannot_be_deleted_either_keeps_its_reason_and_names_the_cleanup(twin, tmp_path,
+                                                                                                 monkeypatch):
+    from sagetwin.backends.sagemaker.endpoints import SageMakerEndpoint
+
+    junk = tmp_path / "model.tar.gz"
+    junk.write_bytes(b"not an archive either")
+    bucket = f"sagemaker-{twin.region}-{twin.clients.sts.get_caller_identity()['Account']}"
+    twin.clients.s3.upload_file(str(junk), bucket, "junk2/model.tar.gz")
+
+    def network_down(self) -> None:
+        raise ConnectionError("the network went down")
+
+    monkeypatch.setattr(SageMakerEndpoint, "delete", network_down)
+    job = job_in(tmp_path, "print('unused')\n", Answering(), twin)
+    with pytest.raises(sagetwin.EndpointError) as info:
+        job.deploy(model_data=f"s3://{bucket}/junk2/model.tar.gz")
+    monkeypatch.undo()
+    name = info.value.problem.split()[1]
+    assert "valid tar.gz archive" in info.value.problem  # the deploy's own error stays the one raised
+    assert any(f"`sagetwin endpoints --delete {name}`" in note and "$0.736/h" in note
+               for note in info.value.__notes__), info.value.__notes__
+    assert name in [e["EndpointName"] for e in twin.clients.sagemaker.list_endpoints()["Endpoints"]]
+    twin.clients.sagemaker.delete_endpoint(EndpointName=name)  # what the note says to do, done here
+
+
 def interrupt_once_running(twin) -> threading.Thread:
     """Ctrl-C (KeyboardInterrupt in the main thread) once the twin's job process has started."""
 
