@@ -51,6 +51,17 @@ def job_in(folder: Path, script: str, reporter: object, twin) -> sagetwin.Huggin
                                    reporter=reporter, **VERSIONS)
 
 
+def not_an_archive(twin, folder: Path) -> str:
+    """An S3 URI of a `model.tar.gz` that is not one (a bucket of the test's own)."""
+    junk = folder / "model.tar.gz"
+    junk.write_bytes(b"this is not a tar.gz archive")
+    buckets = [b["Name"] for b in twin.clients.s3.list_buckets()["Buckets"]]
+    if "junk-models" not in buckets:
+        twin.clients.s3.create_bucket(Bucket="junk-models")
+    twin.clients.s3.upload_file(str(junk), "junk-models", f"{folder.name}/model.tar.gz")
+    return f"s3://junk-models/{folder.name}/model.tar.gz"
+
+
 def test_a_job_that_fails_names_its_reason_and_shows_its_log(twin, tmp_path):
     job = job_in(tmp_path, "print('reading the data', flush=True)\nraise ValueError('learning rate must be "
                            "positive, got -1')\n", Answering(), twin)
@@ -62,13 +73,9 @@ def test_a_job_that_fails_names_its_reason_and_shows_its_log(twin, tmp_path):
 
 
 def test_an_endpoint_that_fails_to_start_is_removed_and_says_why(twin, tmp_path):
-    junk = tmp_path / "model.tar.gz"
-    junk.write_bytes(b"this is not a tar.gz archive")
-    bucket = f"sagemaker-{twin.region}-{twin.clients.sts.get_caller_identity()['Account']}"
-    twin.clients.s3.upload_file(str(junk), bucket, "junk/model.tar.gz")
     job = job_in(tmp_path, "print('unused')\n", Answering(), twin)
     with pytest.raises(sagetwin.EndpointError) as info:
-        job.deploy(model_data=f"s3://{bucket}/junk/model.tar.gz")
+        job.deploy(model_data=not_an_archive(twin, tmp_path))
     assert "did not reach InService" in info.value.problem and "valid tar.gz archive" in info.value.problem
     assert "sagetwin endpoints --delete" not in str(info.value)  # it was deleted: nothing to remove by hand
     assert twin.clients.sagemaker.list_endpoints()["Endpoints"] == []
@@ -78,18 +85,13 @@ def test_a_failed_endpoint_that_cannot_be_deleted_either_keeps_its_reason_and_na
                                                                                                  monkeypatch):
     from sagetwin.backends.sagemaker.endpoints import SageMakerEndpoint
 
-    junk = tmp_path / "model.tar.gz"
-    junk.write_bytes(b"not an archive either")
-    bucket = f"sagemaker-{twin.region}-{twin.clients.sts.get_caller_identity()['Account']}"
-    twin.clients.s3.upload_file(str(junk), bucket, "junk2/model.tar.gz")
-
     def network_down(self) -> None:
         raise ConnectionError("the network went down")
 
     monkeypatch.setattr(SageMakerEndpoint, "delete", network_down)
     job = job_in(tmp_path, "print('unused')\n", Answering(), twin)
     with pytest.raises(sagetwin.EndpointError) as info:
-        job.deploy(model_data=f"s3://{bucket}/junk2/model.tar.gz")
+        job.deploy(model_data=not_an_archive(twin, tmp_path))
     monkeypatch.undo()
     name = info.value.problem.split()[1]
     assert "valid tar.gz archive" in info.value.problem  # the deploy's own error stays the one raised
