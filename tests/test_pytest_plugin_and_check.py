@@ -202,3 +202,44 @@ def test_inference_signatures_are_checked_statically(tmp_path):
     problems = inference_signature_problems(bad)
     assert "model_fn takes 0 argument(s); the toolkit calls it with 1 (or 2 with context)" in problems
     assert "transform_fn cannot be combined with input_fn/predict_fn/output_fn" in problems
+
+
+EVERY_ENDPOINT_TEST = '''
+import os
+
+
+class Predictor:
+    def __init__(self, name):
+        self.name, self.deleted = name, False
+
+    def delete_endpoint(self):
+        if self.name.startswith("stuck"):
+            raise RuntimeError(f"{self.name} could not be deleted")
+        self.deleted = True
+        with open(os.environ["DELETED_RECORD"], "a") as record:
+            record.write(self.name + "\\n")
+
+
+class Job:
+    def __init__(self, name):
+        self.name = name
+
+    def deploy(self):
+        return Predictor(self.name)
+
+
+def test_three_endpoints(sagetwin_endpoint):
+    for name in ("stuck-1", "fine", "stuck-2"):
+        sagetwin_endpoint(Job(name))
+'''
+
+
+def test_the_endpoint_fixture_deletes_every_endpoint_when_one_delete_fails(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p", GOOD_TRAIN)
+    (project / "tests" / "test_job.py").write_text(EVERY_ENDPOINT_TEST)
+    monkeypatch.setenv("DELETED_RECORD", str(tmp_path / "deleted.txt"))
+    result = run_pytest(project)
+    assert result.returncode == 1 and "1 passed, 1 error" in result.stdout, result.stdout[-2000:]
+    assert (tmp_path / "deleted.txt").read_text() == "fine\n"  # the one after a failed delete was deleted
+    assert "stuck-1 could not be deleted" in result.stdout  # the first failure is raised
+    assert "another endpoint could not be deleted either: stuck-2 could not be deleted" in result.stdout
