@@ -69,9 +69,9 @@ def run_serve(args: argparse.Namespace) -> int:
         # stdout holds the address and the request only: a server's own log (local mode's compose
         # prints the container's) goes to stderr, so `sagetwin serve … | head -2` reads just those
         with model.deploy(1, args.instance_type, port=args.port) as predictor:
-            _print_how_to_call(predictor, out)
-            print("[sagetwin] serving; press Ctrl-C to stop and delete the endpoint", file=sys.stderr, flush=True)
-            try:
+            try:  # from here on, Ctrl-C is the way to stop: even one pressed as the address appears
+                _print_how_to_call(predictor, out)
+                print("[sagetwin] serving; press Ctrl-C to stop and delete the endpoint", file=sys.stderr, flush=True)
                 threading.Event().wait()  # until Ctrl-C or SIGTERM (both raise KeyboardInterrupt here)
             except KeyboardInterrupt:
                 print("[sagetwin] stopping", file=sys.stderr, flush=True)
