@@ -20,7 +20,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 import sagetwin  # noqa: E402
 from sagetwin.core.progress import SilentReporter  # noqa: E402
+from sagetwin.emulation.archives import extract_archive  # noqa: E402
 from sagetwin.emulation.artifacts import local_path  # noqa: E402
 from sagetwin.guide.data import prepare_datasets, resolve_model  # noqa: E402
 
@@ -52,8 +52,7 @@ def deploy_to_first_answer(model_data: str) -> float:
 
 def fresh_pipeline(model_data: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
-        with tarfile.open(local_path(model_data, "model")) as tar:
-            tar.extractall(folder, filter="data")
+        extract_archive(local_path(model_data, "model"), Path(folder))
         code = ("from transformers import pipeline; "
                 f"print(pipeline('text-classification', model={folder!r})({TEXT!r}))")
         started = time.perf_counter()

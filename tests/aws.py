@@ -30,6 +30,34 @@ def aws_env(endpoint: str, tmp_path) -> dict[str, str]:
     }
 
 
+def twin_client(twin, service: str, **config):
+    """A client with the credentials the twin hands out (its environment)."""
+    import boto3
+    from botocore.config import Config
+
+    env = twin.environment()
+    return boto3.session.Session(region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                 aws_session_token=env["AWS_SESSION_TOKEN"]).client(
+        service, endpoint_url=twin.url, config=Config(**config) if config else None)
+
+
+def signed(twin, service: str, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+           secret: str | None = None, host: str | None = None):
+    """A request signed by botocore's own signer with the twin's credentials (or another secret)."""
+    from botocore.auth import S3SigV4Auth, SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    env = twin.environment()
+    credentials = Credentials(env["AWS_ACCESS_KEY_ID"], secret or env["AWS_SECRET_ACCESS_KEY"],
+                              env["AWS_SESSION_TOKEN"])
+    request = AWSRequest(method=method, url=f"{twin.url}{path}", data=body, headers=dict(headers or {}))
+    request.headers["Host"] = host or f"127.0.0.1:{twin.port}"
+    (S3SigV4Auth if service == "s3" else SigV4Auth)(credentials, service, "us-east-1").add_auth(request)
+    return request
+
+
 def queue_invoke_results(endpoint: str, bodies: list[object]) -> None:
     """moto answers InvokeEndpoint from a queue of canned results; nothing real computes them."""
     payload = {"account_id": ACCOUNT, "region": REGION, "results": [

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from sagetwin.core.errors import ConfigurationError
+from tests.aws import signed, twin_client
 
 
 def test_s3_is_kept_on_disk_between_twins(sagetwin_home):
@@ -36,6 +37,76 @@ def test_one_twin_per_process(sagetwin_home):
         assert first.clients.s3.list_buckets() is not None
     with Twin(persist=False):  # and another once the first has stopped
         pass
+
+
+KILLED_TWIN = ("import time, sagetwin.aws\n"
+               "twin = sagetwin.aws.start(persist=False)\n"
+               "print(twin.work_dir, flush=True)\n"
+               "time.sleep(600)\n")
+
+
+def test_what_a_twin_killed_by_sigterm_left_goes_when_the_next_twin_starts(tmp_path, monkeypatch,
+                                                                          no_leftover_processes):
+    """A script's in-process twin ended by SIGTERM (no handler, no cleanup) leaves its entry, with
+    the credentials it accepted, and its work folder: the next twin's start removes both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sagetwin.aws.twin import Twin
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SAGETWIN_HOME", str(home))
+    child = subprocess.Popen([sys.executable, "-c", KILLED_TWIN], stdout=subprocess.PIPE, text=True)
+    try:
+        work = Path(child.stdout.readline().strip())
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    entry = home / "aws" / "running" / f"{child.pid}.json"
+    assert child.returncode == -signal.SIGTERM and entry.is_file() and work.is_dir()
+    assert json.loads(entry.read_text())["work_dir"] == str(work)
+    with Twin(persist=False) as twin:
+        assert not entry.exists() and not work.exists()
+        assert (home / "aws" / "running" / f"{os.getpid()}.json").is_file() and twin.work_dir.is_dir()
+    assert not list((home / "aws" / "running").iterdir()) and not list((home / "aws" / "work").iterdir())
+
+
+def test_doctor_removes_entries_of_dead_or_reused_pids_and_keeps_live_ones(tmp_path):
+    """A dead pid, and a live pid whose process started at another time (the pid was reused), are
+    leftovers; a live twin's entry, an entry of an earlier version (no start time) whose pid lives,
+    and a folder an entry names outside the twins' work folders are kept."""
+    import os
+    import socket
+
+    from sagetwin.core.liveness import start_time
+    from tests.conftest import run_cli
+    from tests.test_runs import dead_pid
+
+    home = tmp_path / "home"
+    running, work = home / "aws" / "running", home / "aws" / "work"
+    elsewhere = tmp_path / "twin-not-a-work-folder"
+    host, me = socket.gethostname(), os.getpid()
+    entries = {
+        "dead": ({"host": host, "pid": dead_pid(), "started": "1"}, work / "twin-dead"),
+        "reused": ({"host": host, "pid": me, "started": "1"}, work / "twin-reused"),
+        "live": ({"host": host, "pid": os.getppid(), "started": start_time(os.getppid())}, work / "twin-live"),
+        "old": ({"pid": os.getppid()}, work / "twin-old"),
+        "outside": ({"host": host, "pid": dead_pid(), "started": "1"}, elsewhere),
+    }
+    for name, (identity, folder) in entries.items():
+        folder.mkdir(parents=True)
+        running.mkdir(parents=True, exist_ok=True)
+        (running / f"{identity['pid']}-{name}.json").write_text(json.dumps(
+            {**identity, "url": "http://127.0.0.1:1", "credentials": {}, "work_dir": str(folder)}))
+    doctor = run_cli("doctor", env={"SAGETWIN_HOME": str(home)})
+    assert "[PASS] aws: no files left by killed twins: removed 3 entry(ies) and 2 work folder(s)" in doctor.stdout
+    assert sorted(path.name.split("-", 1)[1] for path in running.iterdir()) == ["live.json", "old.json"]
+    assert sorted(path.name for path in work.iterdir()) == ["twin-live", "twin-old"] and elsewhere.is_dir()
+    assert "[PASS] aws: no files left by killed twins: none" in run_cli("doctor", env={
+        "SAGETWIN_HOME": str(home)}).stdout
 
 
 USER_TEST = '''
@@ -92,16 +163,6 @@ def test_sagetwin_endpoints_lists_and_deletes_a_running_twins_endpoints(sagetwin
         assert deleted.returncode == 0, deleted.stderr
         assert sm.list_endpoints()["Endpoints"] == []
     assert not (sagetwin_home / "aws" / "running").exists() or not any((sagetwin_home / "aws" / "running").iterdir())
-
-
-def twin_client(twin, service: str):
-    """A client with the credentials the twin hands out (its environment)."""
-    import boto3
-
-    env = twin.environment()
-    return boto3.session.Session(region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                                 aws_session_token=env["AWS_SESSION_TOKEN"]).client(service, endpoint_url=twin.url)
 
 
 class RecordingEndpoint:
@@ -180,31 +241,6 @@ def test_a_local_http_endpoint_sends_custom_attributes_as_the_service_does():
     assert seen == ["trace=7", None]
 
 
-def test_only_the_twins_own_callers_are_served(sagetwin_home):
-    import urllib.request
-
-    import boto3
-    from botocore.exceptions import ClientError
-
-    from sagetwin.aws.twin import Twin
-
-    with Twin(persist=False) as twin:
-        stranger = boto3.session.Session(region_name="us-east-1", aws_access_key_id="AKIASTRANGER",
-                                         aws_secret_access_key="x").client("sagemaker", endpoint_url=twin.url)
-        with pytest.raises(ClientError) as refused:
-            stranger.list_training_jobs()
-        assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
-        page = urllib.request.Request(f"{twin.url}/", headers={"Origin": "http://evil.example"})
-        with pytest.raises(urllib.error.HTTPError) as from_a_page:
-            urllib.request.urlopen(page, timeout=10)
-        assert from_a_page.value.code == 403
-        rebound = urllib.request.Request(f"{twin.url}/", headers={"Host": "attacker.example"})
-        with pytest.raises(urllib.error.HTTPError) as other_host:
-            urllib.request.urlopen(rebound, timeout=10)
-        assert other_host.value.code == 403
-        assert twin_client(twin, "sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
-
-
 def test_names_are_checked_and_taken_names_refused_as_the_service_does(sagetwin_home):
     from botocore.exceptions import ClientError
 
@@ -274,17 +310,18 @@ def test_callers_keep_their_connection_between_calls(sagetwin_home):
 
     with Twin(persist=False) as twin:
         connection = http.client.HTTPConnection("127.0.0.1", twin.port, timeout=10)
+        local_ends = set()
         try:
             for _ in range(3):
-                connection.request("POST", "/endpoints/none/invocations", body=b"{}",
-                                   headers={"Content-Type": "application/json"})
+                request = signed(twin, "sagemaker", "POST", "/", b"{}", {
+                    "X-Amz-Target": "SageMaker.ListTrainingJobs", "Content-Type": "application/x-amz-json-1.1"})
+                connection.request("POST", "/", body=request.body, headers=dict(request.headers))
                 answer = connection.getresponse()
-                answer.read()
-                assert answer.status == 403  # unsigned: refused, on the same connection
-                assert answer.getheader("Connection", "").lower() != "close"
-            assert connection.sock is not None
+                assert answer.status == 200 and json.loads(answer.read())["TrainingJobSummaries"] == []
+                local_ends.add(connection.sock.getsockname())
         finally:
             connection.close()
+    assert len(local_ends) == 1, f"a new connection per call: {local_ends}"
 
 
 def test_s3_keys_with_escapes_and_question_marks_are_kept_as_written(sagetwin_home):

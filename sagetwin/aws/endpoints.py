@@ -4,7 +4,6 @@ a backend; ``InvokeEndpoint`` forwarded to it; ``DeleteEndpoint`` stops it."""
 from __future__ import annotations
 
 import json
-import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from sagetwin.core.errors import InvocationError, SagetwinError
 from sagetwin.core.job import create_backend
 from sagetwin.core.paths import inside
 from sagetwin.core.spec import DeploySpec
+from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
 from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
 
 
@@ -193,12 +193,13 @@ class Endpoints:
             archive = download_object(self.clients.s3, uri, target)
         except MissingData:
             raise EndpointFailed(f"Could not find model data at {uri}.") from None
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError):
+        try:  # refused here, at CreateEndpoint, before any backend unpacks it
+            check_archive(archive, name="the archive")
+        except NotAnArchive:
             raise EndpointFailed(f"Failed to extract model data archive from URL \"{uri}\". Please ensure that the "
                                  "object located at the URL is a valid tar.gz archive.") from None
+        except ArchiveError as exc:
+            raise EndpointFailed(f"Failed to extract model data archive from URL \"{uri}\": {exc}") from None
         return archive
 
     def _release(self, name: str) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +26,7 @@ from sagetwin.aws.s3 import MissingData, download_object, download_prefix, uploa
 from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import inside
+from sagetwin.emulation.archives import ArchiveError, extract_archive
 from sagetwin.emulation.artifacts import local_path
 from sagetwin.emulation.contract import decode_hyperparameters
 from sagetwin.emulation.processes import spawn, stop
@@ -220,12 +221,18 @@ class TrainingJobs:
                 "result": str(folder / "result.json")}
 
     def _fetch_code(self, uri: str, target: Path) -> Path:
-        target.mkdir(parents=True, exist_ok=True)
+        """The job's ``sourcedir.tar.gz`` unpacked by sagetwin's own member checks: the twin runs
+        code on request, so a link or ``..`` member must not write outside the job's folder."""
         if not uri.startswith("s3://"):
+            target.mkdir(parents=True, exist_ok=True)
             return target
         archive = download_object(self.clients.s3, uri, target.parent / "sourcedir.tar.gz")
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            extract_archive(archive, target, name=uri, compression="*")
+        except ArchiveError as exc:
+            raise JobFailed(f"AlgorithmError: {exc}") from None
         return target
 
     def _fetch_channels(self, request: dict[str, Any], target: Path) -> dict[str, str]:

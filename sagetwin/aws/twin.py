@@ -12,9 +12,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from sagetwin.aws.endpoints import Endpoints
+from sagetwin.aws.guard import Guard, moto_credentials
 from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
 from sagetwin.aws.server import LoopbackServer
+from sagetwin.aws.signatures import Secret
 from sagetwin.aws.training import TrainingJobs
 from sagetwin.aws.wsgi import TwinApp
 from sagetwin.core.errors import ConfigurationError
@@ -46,13 +48,13 @@ class TwinClients:
     """boto3 clients the twin uses to read and write its own state, through its own API, with a
     key of its own that nobody else holds."""
 
-    def __init__(self, url: str, region: str) -> None:
+    def __init__(self, url: str, region: str, access_key: str, secret: Secret) -> None:
         import boto3
 
         self.url, self.region, self.account = url, region, ACCOUNT
-        self.access_key = "STWIN" + secrets.token_hex(8).upper()
-        session = boto3.session.Session(region_name=region, aws_access_key_id=self.access_key,
-                                        aws_secret_access_key=secrets.token_hex(16))
+        self.access_key = access_key
+        session = boto3.session.Session(region_name=region, aws_access_key_id=access_key,
+                                        aws_secret_access_key=secret.secret_key)
         for service in ("s3", "logs", "sagemaker", "iam", "sts"):
             setattr(self, service, session.client(service, endpoint_url=url))
 
@@ -107,16 +109,18 @@ class Twin:
         moto = _moto()
         private_dir(self.work_dir.parent.parent)
         self.work_dir.mkdir(parents=True)
-        self._server = LoopbackServer(self._app(moto), HOST, self.port).start()
+        self._reset_moto()  # moto keeps its state per process: a twin starts from nothing but what it kept
+        own_key, own_secret = "STWIN" + secrets.token_hex(8).upper(), Secret(secrets.token_urlsafe(30))
+        # the guard is whole before the socket is served: the twin's own key, and the credentials
+        # created through the twin (its assumed role among them), each checked against its secret
+        guard = Guard(0, {own_key: own_secret}, more_keys=moto_credentials)
+        self._server = LoopbackServer(self._app(moto, guard), HOST, guard, self.port).start()
         self.port = self._server.port
         Twin.running = self
         try:
-            self._reset_moto()  # moto keeps its state per process: a twin starts from nothing but what it kept
-            self.clients = TwinClients(self.url, self.region)
+            self.clients = TwinClients(self.url, self.region, own_key, own_secret)
             self._wire_handlers()
             self.credentials = self._assume_role()
-            self._twin_app.access_keys = {self.clients.access_key, self.credentials["AWS_ACCESS_KEY_ID"]}
-            self._twin_app.port = self.port
             if self.persist:
                 load_all(self.clients.s3, self.store)
             self._entry = register(os.getpid(), self.url, self.backend, self.region, self.credentials)
@@ -126,8 +130,9 @@ class Twin:
             raise
         return self
 
-    def _app(self, moto: Any) -> TwinApp:
-        self._twin_app = TwinApp(moto.DomainDispatcherApplication(moto.create_backend_app), {}, lambda *a: None)
+    def _app(self, moto: Any, guard: Guard) -> TwinApp:
+        self._twin_app = TwinApp(moto.DomainDispatcherApplication(moto.create_backend_app), {}, lambda *a: None,
+                                 guard)
         return self._twin_app
 
     def _wire_handlers(self) -> None:
@@ -178,9 +183,13 @@ class Twin:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _reset_moto(self) -> None:
+        """moto's state emptied, and its random generator (the source of the keys and secrets it
+        hands out) seeded from the system's, so nobody can replay it."""
+        from moto.moto_api._internal import mock_random
         from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
+        mock_random.seed(secrets.randbits(256))
 
     def _save_s3(self) -> None:
         """The store becomes exactly this run's S3 (deleted objects stay deleted), or stays as it was."""

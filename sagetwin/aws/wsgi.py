@@ -13,12 +13,14 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
+from sagetwin.aws.guard import Guard, headers_of_environ
+from sagetwin.aws.server import vouch_for_connection
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import check_resource_name
 
-ACCESS_KEY = re.compile(r"(?:Credential=|X-Amz-Credential=)([A-Z0-9]+)(?:/|%2F)")
 INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 JSON_11 = "application/x-amz-json-1.1"
 
@@ -116,31 +118,26 @@ def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable
 
 
 class TwinApp:
-    """WSGI middleware: ``operations`` (SageMaker target name → handler) and ``invoke``
-    (endpoint name, call → reply) run first; moto answers the rest."""
+    """WSGI middleware: the ``guard`` first (see ``guard``), then ``operations`` (SageMaker
+    target name → handler) and ``invoke`` (endpoint name, call → reply); moto answers the rest."""
 
     def __init__(self, moto_app: Callable[..., Iterable[bytes]], operations: dict[str, Handler],
-                 invoke: Callable[[str, Call], Reply]) -> None:
+                 invoke: Callable[[str, Call], Reply], guard: Guard) -> None:
         self.moto_app = moto_app
         self.operations = operations
         self.invoke = invoke
-        self.access_keys: set[str] = set()  # empty: not yet guarded (while the twin sets itself up)
-        self.port = 0
+        self.guard = guard
 
     def refusal(self, environ: dict[str, Any]) -> Reply | None:
-        """Only callers holding one of the twin's keys, on its own address, and never a web page:
-        a training job runs code, so a request from anyone else must not create one."""
-        if environ.get("HTTP_ORIGIN"):
-            return service_error("AccessDeniedException", "requests from web pages are refused", 403)
-        host = environ.get("HTTP_HOST", "")
-        if self.port and host not in (f"127.0.0.1:{self.port}", f"localhost:{self.port}"):
-            return service_error("AccessDeniedException", f"requests for host {host!r} are refused", 403)
-        if not self.access_keys:
-            return None
-        credential = ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", "") + " " + environ.get("QUERY_STRING", ""))
-        if credential is None or credential.group(1) not in self.access_keys:
-            return service_error("UnrecognizedClientException", "The security token included in the request is "
-                                 "invalid: use the credentials the twin printed (its environment).", 403)
+        """The guard's verdict on the whole request (its headers were checked as they arrived;
+        here the signature is checked over the body too); a verified request vouches for its
+        connection."""
+        raw_uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        refused = self.guard.on_request(environ.get("REQUEST_METHOD", "GET"), raw_uri, headers_of_environ(environ),
+                                        environ["wsgi.input"])
+        if refused is not None:
+            return Reply(refused.status, refused.body, refused.headers)
+        vouch_for_connection(environ)
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -162,7 +159,7 @@ class TwinApp:
         except Exception as exc:  # a handler's bug answers as the service's own failures do, not as HTML
             reply = service_error("InternalFailure", f"{type(exc).__name__}: {exc}", 500)
         headers = {**reply.headers, "Content-Length": str(len(reply.body))}
-        start_response(f"{reply.status} {_REASONS.get(reply.status, 'Status')}", list(headers.items()))
+        start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", list(headers.items()))
         return [reply.body]
 
     def _call(self, operation: str, environ: dict[str, Any]) -> Call:
@@ -187,7 +184,3 @@ class TwinApp:
                 close()
         headers = {k: v for k, v in captured["headers"].items() if k.lower() != "content-length"}
         return Reply(captured["status"], data, headers)
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 424: "Failed Dependency",
-            500: "Internal Server Error", 503: "Service Unavailable"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -14,6 +15,11 @@ from typing import IO
 from urllib.parse import urlparse
 
 from sagetwin.core.errors import ConfigurationError, EndpointError
+from sagetwin.emulation.archives import extract_archive
+
+FICLONE = 0x40049409  # <linux/fs.h>: _IOW(0x94, 9, int)
+_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF, errno.EPERM}
+UNPACK_FORMAT = "v2"  # cache entries unpacked by sagetwin's own member checks; older ones are never served
 
 
 def local_path(uri: str, what: str) -> Path:
@@ -60,20 +66,19 @@ def pack_model(model_dir: Path, target: Path, *, dereference: bool = False) -> P
 
 
 def unpack_model(archive: Path, target: Path, cache_dir: Path | None = None, keep: int = 3) -> Path:
-    """``archive`` unpacked into a fresh ``target``. With ``cache_dir``, each archive is unpacked
-    once (keyed by its inode, size, modification and change times: a rewritten archive is a new key) and
-    copied from there, which costs a fraction of gunzip for the weights of a 100 MB model; the
-    ``keep`` most recently used unpacked archives are kept."""
+    """``archive`` unpacked into a fresh ``target`` by sagetwin's own member checks
+    (:mod:`sagetwin.emulation.archives`). With ``cache_dir``, each archive is unpacked once (keyed by
+    its inode, size, modification and change times: a rewritten archive is a new key) and cloned
+    from there (:func:`clone_file`), which costs a fraction of gunzip for the weights of a 100 MB
+    model; the ``keep`` most recently used unpacked archives are kept."""
     if target.exists():
         shutil.rmtree(target)
     if cache_dir is None:
-        target.mkdir(parents=True)
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(target, filter="data")
+        extract_archive(archive, target)
         return target
     info = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:"
-                         f"{info.st_ctime_ns}".encode()).hexdigest()[:32]
+                         f"{info.st_ctime_ns}:{UNPACK_FORMAT}".encode()).hexdigest()[:32]
     cache_dir.mkdir(parents=True, exist_ok=True)
     with open(cache_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one program at a time unpacks, copies or evicts
@@ -81,19 +86,38 @@ def unpack_model(archive: Path, target: Path, cache_dir: Path | None = None, kee
         if not cached.is_dir():
             partial = Path(tempfile.mkdtemp(prefix=f"{key}.", suffix=".partial", dir=cache_dir))
             try:
-                with tarfile.open(archive, "r:gz") as tar:
-                    tar.extractall(partial, filter="data")
+                extract_archive(archive, partial)
                 os.replace(partial, cached)
             finally:
                 shutil.rmtree(partial, ignore_errors=True)
         os.utime(cached)  # most recently used
-        shutil.copytree(cached, target, symlinks=True)
+        shutil.copytree(cached, target, symlinks=True, copy_function=clone_file)
         unpacked = sorted((p for p in cache_dir.iterdir() if p.is_dir() and not p.name.endswith(".partial")),
                           key=_mtime, reverse=True)
         abandoned = [p for p in cache_dir.iterdir() if p.name.endswith(".partial")]  # a killed unpack's
         for stale in unpacked[keep:] + abandoned:
             shutil.rmtree(stale, ignore_errors=True)
     return target
+
+
+def clone_file(source: str, destination: str) -> str:
+    """Copy ``source`` as a reflink (``FICLONE``: shared blocks, copy-on-write) where the file
+    system can (btrfs, XFS, bcachefs, ZFS 2.2), else byte for byte (ext4, tmpfs).
+
+    Not hard links, though they would save as much: an endpoint's model folder is its own, as
+    ``/opt/ml/model`` is on SageMaker, and a handler may write into it. A hard-linked file would
+    pass that write on to the cache and to every other endpoint of the archive; making the cached
+    files read-only instead would refuse a write that AWS accepts, and does not even stop root (as
+    which sagetwin often runs in containers and CI). A reflink shares blocks only until a write."""
+    try:
+        with open(source, "rb") as src, open(destination, "xb") as dst:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+    except OSError as exc:
+        if exc.errno not in _NO_CLONE:
+            raise
+        shutil.copyfile(source, destination)  # the empty file left by the failed clone is overwritten
+    shutil.copystat(source, destination)
+    return destination
 
 
 def _mtime(path: Path) -> float:

@@ -49,6 +49,7 @@ from sagetwin.core.paths import building, private_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import resolve_stack
+from sagetwin.emulation.archives import check_archive
 from sagetwin.emulation.artifacts import local_input, local_path, metrics_from_archive
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
@@ -251,8 +252,10 @@ class LocalBackend:
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
         env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **environment}
-        model = HuggingFaceModel(  # the SDK unpacks model_data next to itself: give it a private copy
-            model_data=self.stage(archive, always=True).as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
+        staged = self.stage(archive, always=True)  # the SDK unpacks model_data next to itself: a private copy,
+        check_archive(staged)  # checked by sagetwin first: the SDK's tarfile filter is only as safe as this Python
+        model = HuggingFaceModel(
+            model_data=staged.as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
             transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
             sagemaker_session=session, name=spec.endpoint_name,
             # with a code location the SDK does not resolve (and create) a default S3 bucket via STS

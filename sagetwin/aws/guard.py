@@ -1,0 +1,257 @@
+"""Who the twin serves. A training job runs code, so only a caller holding one of the twin's
+secrets, on its own address, and never a web page, may reach anything behind this guard.
+
+The guard answers in two stages: on the request's headers, before any of its body is read (an
+unsigned upload is refused without storing a byte of it), and on the whole request, where the
+signature covers the body's hash. Refusals are worded and shaped as the service behind the
+request words them (S3's XML, the query protocol's XML, the JSON protocols' ``__type``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import IO
+from xml.sax.saxutils import escape
+
+from sagetwin.aws.signatures import HEX_SHA256, Claim, Request, Secret, SignatureError, check, claim
+from sagetwin.core.limits import MAX_PAYLOAD_BYTES
+
+S3_MAX_PUT_BYTES = 5 * 1024**3  # S3's single PUT
+S3_FRAMING_ALLOWANCE = 64 * 1024**2  # aws-chunked framing around a 5 GiB body
+API_MAX_BODY_BYTES = 8 * 1024**2  # control-plane calls, logs (PutLogEvents ≤ 1 MiB), STS, IAM
+INVOKE_PATH = re.compile(r"^/endpoints/[^/]+/invocations")
+QUERY_SERVICES = {"sts", "iam"}
+MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your key and "
+            "signing method.")
+INVALID_TOKEN = "The security token included in the request is invalid."
+# (protocol, kind) → (status, code, message); "" → the same row for every protocol
+REFUSALS: dict[tuple[str, str], tuple[int, str, str]] = {
+    ("s3", "unsigned"): (403, "AccessDenied", "Access Denied"),
+    ("s3", "unknown-key"): (403, "InvalidAccessKeyId",
+                            "The AWS Access Key Id you provided does not exist in our records."),
+    ("s3", "incomplete"): (400, "AuthorizationHeaderMalformed", "The authorization header is malformed"),
+    ("s3", "incomplete-query"): (400, "AuthorizationQueryParametersError",
+                                 "Query-string authentication requires more parameters"),
+    ("s3", "mismatch"): (403, "SignatureDoesNotMatch", MISMATCH),
+    ("s3", "token"): (400, "InvalidToken", "The provided token is malformed or otherwise invalid."),
+    ("s3", "expired"): (403, "AccessDenied", "Request has expired"),
+    ("s3", "skew"): (403, "RequestTimeTooSkewed",
+                     "The difference between the request time and the current time is too large."),
+    ("s3", "body-hash"): (400, "XAmzContentSHA256Mismatch",
+                          "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    ("s3", "too-large"): (400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"),
+    ("s3", "refused"): (403, "AccessDenied", "Access Denied"),
+    ("json", "unsigned"): (403, "MissingAuthenticationTokenException", "Missing Authentication Token"),
+    ("json", "unknown-key"): (403, "UnrecognizedClientException", INVALID_TOKEN),
+    ("json", "token"): (403, "UnrecognizedClientException", INVALID_TOKEN),
+    ("json", "incomplete"): (403, "IncompleteSignatureException", "The request signature is incomplete."),
+    ("json", "mismatch"): (403, "InvalidSignatureException", MISMATCH),
+    ("json", "expired"): (403, "InvalidSignatureException", "Signature expired."),
+    ("json", "skew"): (403, "InvalidSignatureException", "Signature expired."),
+    ("json", "too-large"): (413, "RequestEntityTooLargeException", "Request body too large."),
+    ("json", "refused"): (403, "AccessDeniedException", "Access denied."),
+    ("query", "unsigned"): (403, "MissingAuthenticationToken", "Request is missing Authentication Token"),
+    ("query", "unknown-key"): (403, "InvalidClientTokenId", INVALID_TOKEN),
+    ("query", "token"): (403, "InvalidClientTokenId", INVALID_TOKEN),
+    ("query", "incomplete"): (403, "IncompleteSignature", "The request signature is incomplete."),
+    ("query", "mismatch"): (403, "SignatureDoesNotMatch", MISMATCH),
+    ("query", "expired"): (403, "SignatureDoesNotMatch", "Signature expired."),
+    ("query", "skew"): (403, "SignatureDoesNotMatch", "Signature expired."),
+    ("query", "too-large"): (413, "RequestEntityTooLarge", "Request body too large."),
+    ("query", "refused"): (403, "AccessDenied", "Access denied."),
+}
+REASONS = {400: "Bad Request", 403: "Forbidden", 413: "Request Entity Too Large"}
+
+
+@dataclass
+class Refusal:
+    """An answer given instead of serving the request."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.status} {REASONS.get(self.status, 'Error')}"
+
+
+def refusal(protocol: str, kind: str, detail: str = "") -> Refusal:
+    """The service's own error for ``kind`` (see ``REFUSALS``), ``detail`` added to its message."""
+    status, code, message = REFUSALS.get((protocol, kind)) or REFUSALS[(protocol, kind.split("-")[0])]
+    if detail and detail != kind:
+        message = f"{message} ({detail})" if message != detail else message
+    request_id = secrets.token_hex(8).upper()
+    if protocol == "json":
+        body = json.dumps({"__type": code, "message": message}).encode()
+        return Refusal(status, body, {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code,
+                                      "x-amzn-RequestId": request_id})
+    if protocol == "query":
+        xml = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+               f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+               f"<RequestId>{request_id}</RequestId></ErrorResponse>")
+    else:
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{escape(message)}'
+               f"</Message><RequestId>{request_id}</RequestId></Error>")
+    return Refusal(status, xml.encode(), {"Content-Type": "application/xml", "x-amz-request-id": request_id})
+
+
+def invoke_too_large(size: int) -> Refusal:
+    """SageMaker Runtime's own answer to an InvokeEndpoint body over 6 MB: a bare 413, which
+    botocore reports as ``An error occurred (413) ... HTTP content length exceeded``."""
+    message = f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."
+    return Refusal(413, json.dumps({"message": message}).encode(), {"Content-Type": "application/json"})
+
+
+def protocol_of(found: Claim | None, headers: Mapping[str, str], path: str) -> str:
+    """Which wire protocol the request speaks, so a refusal is one its client can read."""
+    if found is not None and found.service:
+        return "s3" if found.service == "s3" else "query" if found.service in QUERY_SERVICES else "json"
+    if headers.get("x-amz-target") or INVOKE_PATH.match(path) or "json" in headers.get("content-type", ""):
+        return "json"
+    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return "query"
+    return "s3"
+
+
+def headers_of_environ(environ: Mapping[str, object]) -> dict[str, str]:
+    """A WSGI environ's request headers, with their lower-case names."""
+    headers = {name[5:].lower().replace("_", "-"): str(value) for name, value in environ.items()
+               if name.startswith("HTTP_")}
+    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(name):
+            headers[name.lower().replace("_", "-")] = str(environ[name])
+    return headers
+
+
+class Guard:
+    """The twin's policy: its address, its keys, what a request may carry.
+
+    ``keys`` are the twin's own; ``more_keys`` looks up credentials created through the twin
+    (an assumed role, an IAM user's access key), as AWS honours those too.
+    """
+
+    def __init__(self, port: int, keys: Mapping[str, Secret] | None = None,
+                 more_keys: Callable[[str], Secret | None] = lambda key_id: None) -> None:
+        self.port = port
+        self._keys: dict[str, Secret] = dict(keys or {})
+        self._more_keys = more_keys
+        self._lock = threading.Lock()
+
+    def allow(self, key_id: str, secret: Secret) -> None:
+        with self._lock:
+            self._keys[key_id] = secret
+
+    def secret_of(self, key_id: str) -> Secret | None:
+        with self._lock:
+            known = self._keys.get(key_id)
+        return known if known is not None else self._more_keys(key_id)
+
+    def on_headers(self, method: str, raw_uri: str, headers: Mapping[str, str], content_length: int | None,
+                   on_verified: Callable[[], None] = lambda: None) -> Refusal | None:
+        """The check made before any of the body is read: address, web pages, moto's own
+        controls, the signature as far as the headers carry it, and the declared body size.
+        ``on_verified`` is called when the headers alone proved the caller holds a secret."""
+        path, _, query = raw_uri.partition("?")
+        request = Request(method, path, query, headers)
+        try:
+            found = claim(request)
+        except SignatureError as exc:
+            return refusal(protocol_of(None, headers, path), exc.kind, exc.detail)
+        protocol = protocol_of(found, headers, path)
+        if headers.get("origin") is not None:
+            return refusal(protocol, "refused", "requests from web pages are refused")
+        host = headers.get("host", "")
+        if host not in (f"127.0.0.1:{self.port}", f"localhost:{self.port}"):
+            return refusal(protocol, "refused", f"requests for host {host!r} are refused")
+        if path.startswith("/moto-api"):
+            return refusal(protocol, "refused", "moto's own controls are not part of AWS")
+        try:
+            if found is None or not found.payload_in_body or "x-amz-content-sha256" in headers:
+                check(request, self.secret_of)
+                verified = True
+            elif self.secret_of(found.key_id) is None:  # the rest is checked with the body's hash
+                raise SignatureError("unknown-key")
+            else:
+                verified = False
+        except SignatureError as exc:
+            return refusal(protocol, exc.kind, exc.detail)
+        size = content_length or 0
+        if INVOKE_PATH.match(path) and size > MAX_PAYLOAD_BYTES:
+            return invoke_too_large(size)
+        limit = S3_MAX_PUT_BYTES + S3_FRAMING_ALLOWANCE if protocol == "s3" else API_MAX_BODY_BYTES
+        decoded = headers.get("x-amz-decoded-content-length", "")
+        if size > limit or (decoded.isdigit() and int(decoded) > S3_MAX_PUT_BYTES):
+            return refusal(protocol, "too-large", f"at most {limit} bytes")
+        if verified:
+            on_verified()
+        return None
+
+    def body_limit(self, raw_uri: str, headers: Mapping[str, str]) -> int:
+        """How many body bytes the request may send (for a chunked body, counted as it comes)."""
+        path = raw_uri.partition("?")[0]
+        if INVOKE_PATH.match(path):
+            return MAX_PAYLOAD_BYTES
+        try:
+            found = claim(Request("", path, raw_uri.partition("?")[2], headers))
+        except SignatureError:
+            found = None
+        return S3_MAX_PUT_BYTES + S3_FRAMING_ALLOWANCE if protocol_of(found, headers, path) == "s3" \
+            else API_MAX_BODY_BYTES
+
+    def on_request(self, method: str, raw_uri: str, headers: Mapping[str, str], body: IO[bytes]) -> Refusal | None:
+        """The whole request: everything ``on_headers`` checks, then the signature over the body's
+        hash where it covers one. ``body`` is left at its start."""
+        refused = self.on_headers(method, raw_uri, headers, None)
+        if refused is not None:
+            return refused
+        path, _, query = raw_uri.partition("?")
+        request = Request(method, path, query, headers)
+        found = claim(request)
+        declared = headers.get("x-amz-content-sha256", "")
+        if found is None or not (found.payload_in_body or HEX_SHA256.match(declared)):
+            return None
+        digest = _sha256(body)
+        protocol = protocol_of(found, headers, path)
+        if declared:
+            return None if digest == declared else refusal(protocol, "body-hash")
+        try:
+            check(request, self.secret_of, body_sha256=digest)
+        except SignatureError as exc:
+            return refusal(protocol, exc.kind, exc.detail)
+        return None
+
+
+def _sha256(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    start = stream.tell()
+    for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+        digest.update(chunk)
+    stream.seek(start)
+    return digest.hexdigest()
+
+
+def moto_credentials(key_id: str) -> Secret | None:
+    """A key created through the twin: an assumed role's temporary credentials (with their
+    session token) or an active IAM user access key, as moto recorded them."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account in list(sts_backends.keys()):
+        for backend in list(sts_backends[account].values()):
+            for role in list(backend.assumed_roles):
+                if role.access_key_id == key_id:
+                    return Secret(role.secret_access_key, role.session_token)
+    for account in list(iam_backends.keys()):
+        for backend in list(iam_backends[account].values()):
+            for user in list(backend.users.values()):
+                for key in list(getattr(user, "access_keys", [])):
+                    if key.access_key_id == key_id and key.status == "Active":
+                        return Secret(key.secret_access_key)
+    return None
