@@ -151,7 +151,12 @@ class Guard:
     def secret_of(self, key_id: str) -> Secret | None:
         with self._lock:
             known = self._keys.get(key_id)
-        return known if known is not None else self._more_keys(key_id)
+        if known is not None:
+            return known
+        try:
+            return self._more_keys(key_id)
+        except Exception:  # noqa: BLE001 - a lookup that cannot answer refuses, never lets through
+            return None
 
     def on_headers(self, method: str, raw_uri: str, headers: Mapping[str, str], content_length: int | None,
                    on_verified: Callable[[], None] = lambda: None) -> Refusal | None:
