@@ -166,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+        # Every command stops on Ctrl-C and cleans up what it started (`aws`, `exec`, `serve` and `run`
+        # say so): take SIGINT back, since a background job of a non-interactive shell (`nohup sagetwin
+        # aws &`, some CI runners) inherits it ignored and would otherwise never stop on Ctrl-C.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = build_parser().parse_args(argv)  # plugins add commands here: a broken one is reported below
         return int(args.func(args) or 0)

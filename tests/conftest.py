@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import uuid
@@ -107,6 +108,12 @@ def trained_tiny(sample_channels, tiny_hyperparameters, tmp_path_factory):
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, hyperparameters=tiny_hyperparameters,
                                   backend="process", reporter=SilentReporter())
     return job.fit(sample_channels)
+
+
+def default_ctrl_c() -> None:
+    """``preexec_fn`` for a CLI a test stops with SIGINT: the disposition a terminal gives it, not
+    the one this test run inherited (`trap "" INT`, `nohup ... &`, a CI runner that ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def signal_and_wait(proc, sig: int, timeout: float) -> str:

@@ -274,14 +274,20 @@ def test_stop_training_job_stops_the_run(sdk, twin, data_uri, tmp_path):
     assert not leftovers(Path(twin.work_dir))
 
 
-def test_sagetwin_aws_prints_the_environment_and_stops_on_ctrl_c():
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_sagetwin_aws_prints_the_environment_and_stops_on_ctrl_c(inherited: str, tmp_path: Path):
+    """Ctrl-C stops it and it cleans up, also where it started with SIGINT ignored, as a background
+    job of a non-interactive shell (`nohup sagetwin aws &`, some CI runners) starts."""
     import os
     import signal
     import subprocess
     import urllib.request
 
+    disposition = {"default": signal.SIG_DFL, "ignored": signal.SIG_IGN}[inherited]
+    home = tmp_path / "home"
     proc = subprocess.Popen([sys.executable, "-m", "sagetwin.cli", "aws", "--no-persist"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "SAGETWIN_HOME": str(home)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
     exports: dict[str, str] = {}
     try:
         while "PYTHONPATH" not in exports:  # the last line it prints
@@ -291,10 +297,16 @@ def test_sagetwin_aws_prints_the_environment_and_stops_on_ctrl_c():
             if line.startswith("export "):
                 name, _, value = line[len("export "):].rstrip("\n").partition("=")
                 exports[name] = value
-    finally:
+        assert list((home / "aws" / "running").glob("*.json")), "the running twin's entry"
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
-    assert code == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert code == 0 and "stopping the twin" in err, err
+    assert not list((home / "aws" / "running").iterdir()) and not list((home / "aws" / "work").iterdir())
     url = exports["AWS_ENDPOINT_URL"]
     assert url.startswith("http://127.0.0.1:") and exports["SAGETWIN_AWS_ENDPOINT"] == url
     assert exports["AWS_ACCESS_KEY_ID"].startswith("ASIA")  # an assumed role's key, as in a SageMaker notebook

@@ -139,8 +139,27 @@ def test_the_host_network_stays_available_by_choice(monkeypatch):
 
 @pytest.mark.parametrize("address, expected", [("127.0.0.1", True), ("::ffff:127.0.0.1", True), ("10.1.2.3", True),
                                                ("172.20.0.1", True), ("169.254.169.254", True), ("::1", True),
-                                               ("203.0.113.80", False), ("151.101.0.223", False)])
+                                               ("203.0.113.80", True),  # documentation: never the index
+                                               ("151.101.0.223", False), ("8.8.8.8", False),
+                                               ("2a04:4e42::223", False)])
 def test_internal_addresses(address: str, expected: bool):
+    assert internal(address) is expected
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("::7f00:1", True), ("::a9fe:a9fe", True), ("::808:808", True),  # IPv4-compatible ::/96: denied, all of it
+    ("::ffff:0:7f00:1", True), ("::ffff:0:808:808", True),  # IPv4-translated ::ffff:0:0:0/96: denied
+    ("64:ff9b:1::7f00:1", True), ("64:ff9b:1::808:808", True),  # local-use NAT64 64:ff9b:1::/48: denied
+    ("64:ff9b::7f00:1", True), ("64:ff9b::a9fe:a9fe", True), ("64:ff9b::c0a8:101", True),  # well-known NAT64:
+    ("64:ff9b::9765:df", False),  # judged by the IPv4 it carries (an IPv6-only network's route to the index)
+    ("2002:7f00:1::1", True), ("2002:a00:1::", True), ("2002:a9fe:a9fe::1", True),  # 6to4: by its IPv4 too
+    ("2002:9765:df::1", False),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", True), ("2001:0:9765:df::1", True),  # Teredo: denied
+    ("fe80::1%eth0", True), ("fec0::1", True), ("ff02::1", True), ("fd00::1", True),
+])
+def test_ipv6_forms_that_carry_or_hide_an_internal_address(address: str, expected: bool):
+    """Each IPv6 range that can reach this machine or its network is refused; those that carry an
+    IPv4 address in a fixed place (NAT64's well-known prefix, 6to4) are judged by that address."""
     assert internal(address) is expected
 
 

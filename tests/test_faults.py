@@ -15,7 +15,7 @@ import pytest
 
 import sagetwin
 from sagetwin.core.progress import SilentReporter
-from tests.conftest import TRAIN_SCRIPTS, signal_and_wait
+from tests.conftest import TRAIN_SCRIPTS, default_ctrl_c, signal_and_wait
 
 RUN = [sys.executable, "-m", "sagetwin.cli", "run", "--backend", "process", "--model", "tiny", "--max-steps", "40",
        "--train-size", "64", "--test-size", "16", "--train-batch-size", "4"]
@@ -27,7 +27,7 @@ EXPECTED = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminat
 @pytest.mark.parametrize("sig", list(EXPECTED), ids=lambda s: s.name)
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_signal_at_each_stage_of_a_process_run_leaves_nothing(stage, sig, no_leftover_processes):
-    run = subprocess.Popen(RUN, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(RUN, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
     try:
         deadline = time.monotonic() + 300
         for line in run.stderr:

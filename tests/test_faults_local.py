@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import default_ctrl_c
 from tests.test_faults import EXPECTED
 from tests.test_local_backend import all_containers, no_leftover_containers, require_docker  # noqa: F401
 
@@ -54,7 +55,8 @@ def test_a_signal_at_each_stage_of_a_local_run_leaves_nothing(stage, sig, tmp_pa
     log = tmp_path / "stderr.txt"
     before = all_containers()
     with log.open("w") as stderr:  # a file, not a pipe: a container's log must never block the run
-        run = subprocess.Popen(RUN, stdout=subprocess.DEVNULL, stderr=stderr, text=True, start_new_session=True)
+        run = subprocess.Popen(RUN, stdout=subprocess.DEVNULL, stderr=stderr, text=True, start_new_session=True,
+                               preexec_fn=default_ctrl_c)
     container = wait_for_container(run, before, STAGES[stage], log)
     time.sleep(1.0)
     if sig == signal.SIGINT:

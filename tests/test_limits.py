@@ -120,6 +120,34 @@ def test_the_local_work_folder_is_private_and_a_planted_one_is_refused(tmp_path)
             private_dir(theirs)
 
 
+def test_sagetwins_folders_are_private_and_open_ones_of_earlier_versions_are_tightened(tmp_path, monkeypatch):
+    """Under a 022 umask, the home and each folder sagetwin makes in it are 0700, and a folder an
+    earlier version left 0755 is tightened when next used; a symlink (a cache moved to a bigger
+    disk) is left as it is."""
+    import os
+    import stat
+
+    from sagetwin.core.paths import home_dir, home_folder, private_folders
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SAGETWIN_HOME", str(home))
+    umask = os.umask(0o022)
+    try:
+        (home / "runs").mkdir(parents=True)  # 0755, as earlier versions made them
+        (home / "unpacked-models").mkdir()
+        (tmp_path / "bigger-disk").mkdir()
+        (home / "envs").symlink_to(tmp_path / "bigger-disk", target_is_directory=True)
+        assert stat.S_IMODE(home.stat().st_mode) == 0o755
+        made = [home_dir(), home_folder("runs"), home_folder("data"), home_folder("pip-cache", "3.11"),
+                private_folders(home, "unpacked-models"), private_folders(tmp_path / "work", "endpoints", "one"),
+                home / "pip-cache", tmp_path / "work" / "endpoints"]
+        home_folder("envs")
+    finally:
+        os.umask(umask)
+    assert {path: oct(stat.S_IMODE(path.stat().st_mode)) for path in made} == {path: "0o700" for path in made}
+    assert stat.S_IMODE((tmp_path / "bigger-disk").stat().st_mode) == 0o755
+
+
 def test_a_job_name_that_already_ran_is_refused_as_sagemaker_refuses_it(trained_tiny, sample_channels):
     with pytest.raises(sagetwin.ConfigurationError, match="Training job names must be unique"):
         job().fit(sample_channels, job_name=trained_tiny.job_name)

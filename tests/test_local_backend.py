@@ -18,7 +18,7 @@ import pytest
 import sagetwin
 from sagetwin.core.progress import SilentReporter
 from sagetwin.core.versions import resolve_stack
-from tests.conftest import TRAIN_SCRIPTS, run_cli
+from tests.conftest import TRAIN_SCRIPTS, default_ctrl_c, run_cli
 from tests.test_parity import GUIDE, Said, guide_job
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -165,7 +165,7 @@ def start_until_serving(command: list[str], before: set[str]) -> tuple[subproces
     import time
 
     process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, preexec_fn=default_ctrl_c)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         serving = [c for c in all_containers() - before if "inference" in subprocess.run(

@@ -144,11 +144,15 @@ def test_an_interrupt_the_sdk_swallows_is_raised_again():
         finally:
             return "carried on"  # noqa: B012  (what the SDK's decorator does)
 
-    assert sdk_call() == "carried on"  # the SDK's behaviour, on its own
-    with pytest.raises(KeyboardInterrupt):
-        with _aws.interrupts_kept():
-            sdk_call()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C's, as the CLI takes it back
+    try:
+        assert sdk_call() == "carried on"  # the SDK's behaviour, on its own
+        with pytest.raises(KeyboardInterrupt):
+            with _aws.interrupts_kept():
+                sdk_call()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_the_sdk_leaves_the_root_logger_alone():

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from sagetwin.core.training_log import LogHistory, parse_line
+from tests.conftest import default_ctrl_c
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -50,9 +51,11 @@ def test_log_history_keeps_records_in_order_once():
 
 def _own_terminal() -> None:
     """In the child: a new session whose controlling terminal is the pseudo-terminal on its stdin,
-    as a login shell has (so Ctrl-C typed there reaches it as SIGINT)."""
+    as a login shell has (so Ctrl-C typed there reaches it as SIGINT, handled as a terminal's
+    program gets it, whatever this test run inherited)."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    default_ctrl_c()
 
 
 def run_on_a_terminal(argv: list[str], timeout: float = 600,

@@ -76,12 +76,13 @@ def set_started(job: str, when: datetime) -> None:
 def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     from sagetwin.cli import main
 
-    saved = signal.getsignal(signal.SIGTERM)  # main() turns SIGTERM into an exception: give it back
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}  # main() sets both
     capsys.readouterr()
     try:
         code = main(list(args))
     finally:
-        signal.signal(signal.SIGTERM, saved)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -228,6 +229,54 @@ def test_folders_from_before_records_are_listed_and_prunable(home: Path, capsys)
     code, out, _ = cli(capsys, "runs", "prune", "--keep", "0", "--yes")
     assert code == 0 and not folder.exists()
     assert f"freed {out.split('freed ')[1].split(' (')[0]} ({run['size_bytes']} bytes)" in out
+
+
+PAUSED_SCRIPT = """import os, pathlib, time
+pathlib.Path(os.environ["PAUSED_FLAG"]).write_text("at a breakpoint")
+while not pathlib.Path(os.environ["RELEASE_FLAG"]).exists():
+    time.sleep(0.1)
+"""
+# what `sagetwin check` does: the process backend's fit, with no hooks, so the run keeps no record
+UNRECORDED_RUN = """import dataclasses, pathlib, sys
+from sagetwin.backends.process.backend import ProcessBackend
+from sagetwin.core.progress import SilentReporter
+from tests.test_runs import make_spec
+spec = dataclasses.replace(make_spec("paused-check"), source_dir=pathlib.Path(sys.argv[1]), hyperparameters={})
+ProcessBackend().fit(spec, SilentReporter())
+"""
+
+
+def test_prune_keeps_an_unrecorded_run_whose_process_is_paused_however_long_it_is_quiet(home: Path, tmp_path: Path,
+                                                                                       capsys, no_leftover_processes):
+    """A run with no record, quiet for days (a `sagetwin check` run at a breakpoint): its folder
+    is kept while its process lives, and prunable as soon as the process ends."""
+    import time
+
+    from tests.conftest import REPO
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text(PAUSED_SCRIPT)
+    paused, release = tmp_path / "paused", tmp_path / "release"
+    child = subprocess.Popen([sys.executable, "-c", UNRECORDED_RUN, str(tmp_path / "code")], cwd=REPO,
+                             env={**os.environ, "PAUSED_FLAG": str(paused), "RELEASE_FLAG": str(release)})
+    folder = home / "runs" / "paused-check"
+    try:
+        deadline = time.monotonic() + 120
+        while not paused.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert paused.exists(), "the run did not reach its pause"
+        old = (datetime.now() - timedelta(days=3)).timestamp()
+        for path in (folder, folder / "training.log"):
+            os.utime(path, (old, old))
+        code, out, _ = cli(capsys, "runs", "prune", "--keep", "0", "--yes")
+        assert code == 0 and "keeping paused-check: a process still works in its folder" in out, out
+        assert (folder / "opt_ml" / "code" / "train.py").is_file()
+    finally:
+        release.touch()
+        child.wait(timeout=120)
+    assert child.returncode == 0
+    code, out, _ = cli(capsys, "runs", "prune", "--keep", "0", "--yes")  # just written, but known to be idle
+    assert code == 0 and "removed paused-check" in out and not folder.exists()
 
 
 # -- show ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.conftest import signal_and_wait
+from tests.conftest import default_ctrl_c, signal_and_wait
 
 
 def read_until(stream, prefix: str, deadline: float) -> str:
@@ -32,7 +32,7 @@ def read_until(stream, prefix: str, deadline: float) -> str:
 def test_serve_prints_a_working_url_and_curl_line_and_ctrl_c_leaves_nothing(trained_tiny, stop_with):
     serve = subprocess.Popen([sys.executable, "-m", "sagetwin.cli", "serve", trained_tiny.model_data,
                               "--backend", "process"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=default_ctrl_c)
     try:
         deadline = time.monotonic() + 180
         url = read_until(serve.stdout, "url ", deadline).split()[1]

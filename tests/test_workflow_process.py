@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
 
 import pytest
 
@@ -55,6 +57,24 @@ def test_context_manager_deletes_the_endpoint_on_errors(trained_tiny, no_leftove
             1 / 0  # noqa: B018 - the user's code fails while the endpoint is up
     assert predictor.deleted
     assert not port_open(endpoint.host, endpoint.port)
+
+
+def test_a_process_run_keeps_every_folder_it_makes_in_the_home_private(tmp_path, no_leftover_processes):
+    """Under a 022 umask, the folders a run makes in sagetwin's home (the model it fetched, the
+    datasets, the run folder, the endpoint's unpacked model, the records) are 0700: nobody else reads them."""
+    home = tmp_path / "home"
+    umask = os.umask(0o022)
+    try:
+        result = run_cli("run", "--backend", "process", "--model", "tiny", "--max-steps", "2", "--json",
+                         "--train-size", "32", "--test-size", "16", env={"SAGETWIN_HOME": str(home)})
+    finally:
+        os.umask(umask)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = json.loads(result.stdout)["training"]["job_name"]
+    folders = [home, *(path for path in home.iterdir() if path.is_dir()), home / "runs" / job]
+    assert {path.name for path in folders} >= {"models", "data", "runs", "endpoints", "unpacked-models", "run-records"}
+    modes = {str(path): oct(stat.S_IMODE(path.stat().st_mode)) for path in folders}
+    assert modes == dict.fromkeys(modes, "0o700")
 
 
 def test_cli_run_json(no_leftover_processes):

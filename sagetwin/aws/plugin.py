@@ -1,5 +1,6 @@
-"""The twin's hook implementations: the ``aws`` and ``exec`` commands, and the endpoints of the
-twins running on this machine for ``sagetwin endpoints``."""
+"""The twin's hook implementations: the ``aws`` and ``exec`` commands, the endpoints of the
+twins running on this machine for ``sagetwin endpoints``, and what killed twins left, for
+``sagetwin doctor``."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def sagetwin_endpoint_listers():
     from sagetwin.aws.listing import running_twin_listers
 
     return running_twin_listers()
+
+
+@hookimpl
+def sagetwin_doctor_checks():
+    from sagetwin.aws.listing import leftovers_check
+
+    return [leftovers_check()]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sagetwin.core.paths import inside
+from sagetwin.core.paths import inside, private_folders
 
 
 class MissingData(LookupError):
@@ -88,9 +88,10 @@ def upload_file(client: Any, path: Path, uri: str) -> str:
 def save_all(client: Any, root: Path) -> int:
     """Write every bucket's objects under ``root/<bucket>/<key>``; return how many."""
     count = 0
+    private_folders(root.parent, root.name)  # the twin's private buckets: this user's alone to read
     for bucket in client.list_buckets().get("Buckets", []):
         name = bucket["Name"]
-        inside(root, name).mkdir(parents=True, exist_ok=True)  # an empty bucket is kept too
+        private_folders(root, inside(root, name).name)  # an empty bucket is kept too
         for key in _objects(client, name, ""):
             if key.endswith("/"):
                 continue

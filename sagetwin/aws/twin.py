@@ -20,7 +20,7 @@ from sagetwin.aws.signatures import Secret
 from sagetwin.aws.training import TrainingJobs
 from sagetwin.aws.wsgi import TwinApp
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.paths import home_dir, private_dir, unique_name
+from sagetwin.core.paths import home_dir, private_dir, private_folders, unique_name
 
 HOST = "127.0.0.1"
 ACCOUNT = "123456789012"  # moto's account
@@ -108,7 +108,7 @@ class Twin:
                                      "use that one, or stop() it before starting another.")
         moto = _moto()
         private_dir(self.work_dir.parent.parent)
-        self.work_dir.mkdir(parents=True)
+        private_folders(self.work_dir.parent.parent, self.work_dir.parent.name, self.work_dir.name)
         self._reset_moto()  # moto keeps its state per process: a twin starts from nothing but what it kept
         own_key, own_secret = "STWIN" + secrets.token_hex(8).upper(), Secret(secrets.token_urlsafe(30))
         # the guard is whole before the socket is served: the twin's own key, and the credentials
@@ -123,7 +123,8 @@ class Twin:
             self.credentials = self._assume_role()
             if self.persist:
                 load_all(self.clients.s3, self.store)
-            self._entry = register(os.getpid(), self.url, self.backend, self.region, self.credentials)
+            self._entry = register(os.getpid(), self.url, self.backend, self.region, self.credentials,
+                                   work_dir=self.work_dir)
             self.jobs.prepare_runner()
         except BaseException:
             self._close(save=False)

@@ -15,16 +15,51 @@ from pathlib import Path
 
 from sagetwin.core.errors import ConfigurationError
 
+PRIVATE = 0o700  # models fetched from the twin's private S3, datasets, logs: this user's alone
+
 
 def home_dir() -> Path:
-    """``$SAGETWIN_HOME``, else ``$XDG_CACHE_HOME/sagetwin``, else ``~/.cache/sagetwin``."""
+    """``$SAGETWIN_HOME``, else ``$XDG_CACHE_HOME/sagetwin``, else ``~/.cache/sagetwin``: created
+    0700 (and tightened if an earlier version left it open), as every folder sagetwin makes in it."""
     if os.environ.get("SAGETWIN_HOME"):
         path = Path(os.environ["SAGETWIN_HOME"]).expanduser()
     else:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         path = Path(cache) / "sagetwin"
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _private_folder(path.resolve() if path.is_symlink() else path)  # a home moved elsewhere is still ours
     return path
+
+
+def home_folder(*parts: str) -> Path:
+    """``home_dir() / parts...``, each folder 0700: the one way sagetwin makes folders in its home."""
+    return private_folders(home_dir(), *parts)
+
+
+def private_folders(root: Path, *parts: str) -> Path:
+    """``root / parts...``, each folder below ``root`` created 0700, or tightened to 0700 if an
+    earlier version made it 0755 (a 022 umask): what sagetwin keeps is nobody else's to read.
+    ``Path.mkdir(parents=True)`` would make the missing parents with the umask's mode."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root
+    for part in parts:
+        path = path / part
+        _private_folder(path)
+    return path
+
+
+def _private_folder(path: Path) -> None:
+    """Create ``path`` 0700, or tighten an existing folder of this user's; a symlink (a cache moved
+    to a bigger disk) and someone else's folder are left as they are."""
+    try:
+        path.mkdir(mode=PRIVATE)
+        return
+    except FileExistsError:
+        pass
+    info = path.lstat()
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        with contextlib.suppress(OSError):  # a file system without modes: nothing to tighten
+            path.chmod(PRIVATE)
 
 
 def unique_name(prefix: str) -> str:
@@ -49,7 +84,7 @@ def building(target: Path) -> Iterator[Path]:
     """Build a cache folder under a unique temporary name beside ``target`` and rename it into
     place when the block succeeds: readers never see half a folder, and two first-time builds
     never delete each other's work (the second one to finish keeps the first one's result)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

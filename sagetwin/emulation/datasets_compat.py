@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.paths import building, home_dir
+from sagetwin.core.paths import building, home_folder
 
 FEATURE_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 
@@ -48,7 +48,7 @@ def readable_by(path: Path, datasets_version: str) -> Path:
     if not _uses_new_names(path):
         return path
     key = hashlib.sha256(f"{path.resolve()}:{_fingerprint(path)}:{datasets_version}".encode()).hexdigest()[:16]
-    target = home_dir() / "datasets-compat" / key
+    target = home_folder("datasets-compat") / key
     if (target / ".complete").is_file():
         return target
     with building(target) as tmp:

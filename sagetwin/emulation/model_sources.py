@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.paths import building, home_dir
+from sagetwin.core.paths import building, home_folder
 from sagetwin.emulation.artifacts import local_model_archive, pack_model
 
 MODEL_ID = "HF_MODEL_ID"
@@ -73,7 +73,7 @@ def archive_of_folder(folder: Path) -> Path:
     for path in files:
         info = path.stat()
         digest.update(f"{path.relative_to(folder)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    cache = home_dir() / "model-archives"
+    cache = home_folder("model-archives")
     target = cache / digest.hexdigest()[:16]
     if not (target / "model.tar.gz").is_file():
         with building(target) as tmp:

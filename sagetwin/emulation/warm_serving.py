@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from sagetwin.core.paths import private_folders
 from sagetwin.emulation.fork_server import EXIT_CODE_FILE
 from sagetwin.emulation.processes import spawn, stop
 
@@ -94,7 +95,7 @@ class WarmParent:
 
     def __init__(self, python: str, env: dict[str, str], cwd: Path) -> None:
         self.env = env
-        cwd.mkdir(parents=True, exist_ok=True)  # an empty folder: the user's files never shadow a module
+        private_folders(cwd.parent, cwd.name)  # an empty folder: the user's files never shadow a module
         self.proc = spawn([python, "-m", "sagetwin.emulation.fork_server"], env=env, cwd=cwd, stdin=subprocess.PIPE)
         self.children: list[ForkedServer] = []
         self._ready = False

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.paths import building, home_dir
+from sagetwin.core.paths import building, home_folder
 from sagetwin.core.progress import Reporter, SilentReporter
 from sagetwin.guide.sample_data import LABEL_NAMES, generate_records, vocabulary
 
@@ -48,7 +48,7 @@ class ModelSource:
 
 def resolve_model(model: str, *, cache_dir: Path | None = None) -> ModelSource:
     """``tiny`` | ``minilm`` | local path | Hugging Face Hub id → :class:`ModelSource`."""
-    cache_dir = cache_dir or home_dir() / "models"
+    cache_dir = cache_dir or home_folder("models")
     if model == "tiny":
         return ModelSource("tiny", MODEL_CHANNEL_PATH, build_tiny_model(cache_dir / "tiny"))
     if model == "minilm":
@@ -205,7 +205,7 @@ def prepare_datasets(source: str, tokenizer_source: str, *, out_dir: Path | None
                 "train_size": train_size, "test_size": test_size, "max_length": max_length,
                 "pad": pad_to_max_length, "profile": profile, "seed": seed, "format": 1}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
-    out_dir = out_dir or home_dir() / "data" / key
+    out_dir = out_dir or home_folder("data") / key
     channels = {split: str(out_dir / split) for split in ("train", "test")}
     if (out_dir / PREPARED_MARKER).is_file():
         reporter.step(f"data: reusing prepared dataset {out_dir}")

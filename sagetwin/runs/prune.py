@@ -9,13 +9,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from sagetwin.core.liveness import in_use
 from sagetwin.core.paths import home_dir
 from sagetwin.runs.catalog import started_at
 from sagetwin.runs.folders import disk_usage, owned, remove_folder
 from sagetwin.runs.records import RUNNING, delete_record
 from sagetwin.runs.text import human_bytes
 
-RECENT_S = 600  # an unrecorded folder written to this recently may belong to a run in progress (`sagetwin check`)
+# A run folder is marked while a process works in it (`core.liveness.running_in`): a `sagetwin check`
+# run keeps no record, and one paused at a breakpoint writes nothing for as long as the person looks.
+# A folder made before the marks existed, with no record, counts as running if written this recently.
+RECENT_S = 600
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,10 @@ def _busy_reason(run: dict[str, Any]) -> str | None:
     if run["status"] == RUNNING:
         return f"still running (pid {run.get('pid')} on {run.get('host', 'this host')})"
     folder = _folder(run)
-    if not run.get("recorded", True) and folder is not None:
+    marked = in_use(folder) if folder is not None else None
+    if marked:
+        return "a process still works in its folder (a `sagetwin check` run, or one paused at a breakpoint)"
+    if marked is None and not run.get("recorded", True) and folder is not None:
         newest = max((p.stat().st_mtime for p in (folder, folder / "training.log") if p.exists()), default=0.0)
         if time.time() - newest < RECENT_S:
             return f"it has no record and its folder changed in the last {RECENT_S // 60} minutes: it may be running"

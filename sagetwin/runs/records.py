@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sagetwin.core.paths import home_dir, inside
+from sagetwin.core.paths import home_dir, home_folder, inside
 from sagetwin.core.spec import TrainingResult, TrainingSpec
 
 RECORDS_FOLDER = "run-records"
@@ -48,7 +48,7 @@ def parse_time(text: Any) -> datetime | None:
 
 def write_record(record: dict[str, Any]) -> Path:
     path = record_path(record["job_name"])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    home_folder(RECORDS_FOLDER)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:

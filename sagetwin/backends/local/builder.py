@@ -14,7 +14,7 @@ from pathlib import Path
 from sagetwin.backends.local.docker import docker
 from sagetwin.backends.local.egress import index_only_network
 from sagetwin.backends.local.recipes import ImageRecipe
-from sagetwin.core.paths import building, home_dir
+from sagetwin.core.paths import building, home_folder
 from sagetwin.core.progress import Reporter
 
 Stream = Callable[[list[str], Reporter, str], None]
@@ -28,7 +28,7 @@ PIP_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_T
 
 def build_wheelhouse(rec: ImageRecipe, reporter: Reporter, stream: Stream) -> Path:
     """Wheels for every requirement of ``rec`` (sdists become wheels), cached by requirements and Python."""
-    target = home_dir() / "wheelhouse" / f"{rec.scope}-{rec.wheelhouse_key()}"
+    target = home_folder("wheelhouse") / f"{rec.scope}-{rec.wheelhouse_key()}"
     if (target / "requirements.txt").is_file():
         return target
     shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is an interrupted old build
@@ -53,8 +53,7 @@ def _ensure_builder(rec: ImageRecipe, reporter: Reporter, stream: Stream, base: 
     if docker("image", "inspect", tag).returncode == 0:
         return tag
     reporter.step(f"image: builder {tag} ({BUILDER_PACKAGES} from Debian {rec.suite})")
-    context = home_dir() / "builder-context"
-    context.mkdir(parents=True, exist_ok=True)
+    context = home_folder("builder-context")
     (context / "Dockerfile").write_text(
         f"FROM {base}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
         f"--no-install-recommends {BUILDER_PACKAGES} && rm -rf /var/lib/apt/lists/*\n")
@@ -66,8 +65,7 @@ def _ensure_builder(rec: ImageRecipe, reporter: Reporter, stream: Stream, base: 
 
 def _wheels_in_builder(rec: ImageRecipe, out: Path, reporter: Reporter, stream: Stream) -> None:
     builder = _ensure_builder(rec, reporter, stream, rec.base_tag)
-    cache = home_dir() / "pip-cache" / rec.python
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = home_folder("pip-cache", rec.python)
     mounts, env = _pip_settings()
     script = ("python3 -m venv /tmp/pip && /tmp/pip/bin/pip install --quiet --upgrade pip wheel && "
               "/tmp/pip/bin/pip wheel --progress-bar off --wheel-dir /out -r /out/requirements.in; "

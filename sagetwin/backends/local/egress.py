@@ -32,10 +32,16 @@ INDEX_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
 ALLOW_SETTING = "SAGETWIN_EGRESS_ALLOW"  # more hosts, comma-separated host[:port]: a mirror, a proxy of the index
 NETWORK_SETTING = "SAGETWIN_BUILD_NETWORK"  # "host": the person's choice where the proxy cannot work
 WEB_PORTS = frozenset({80, 443})
+# Never the package index, whatever ``ipaddress`` of this Python knows (its tables grew across 3.10-3.13).
 INTERNAL = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "64:ff9b::/96",
-    "fc00::/7", "fe80::/10", "ff00::/8")]
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+    "::/96",  # IPv4-compatible (deprecated; ::7f00:1 is 127.0.0.1 to a stack that still routes them), :: and ::1
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT): a translator's view of an IPv4 host
+    "64:ff9b:1::/48",  # local-use NAT64: the network's own translator, prefix length unknown, so not decodable
+    "2001::/32",  # Teredo: tunnels through a NAT to whatever its client part names; no index lives there
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8")]
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64: the IPv4 address is the last 32 bits
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -61,10 +67,17 @@ def named_hosts(environ: dict[str, str] | os._Environ = os.environ) -> dict[str,
 
 
 def internal(address: str) -> bool:
+    """Whether ``address`` reaches this machine or its networks rather than the internet. IPv6 forms
+    that carry an IPv4 address (mapped, well-known NAT64, 6to4) are judged by that address: on an
+    IPv6-only network behind DNS64 the index itself resolves to ``64:ff9b::<its IPv4>``."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in INTERNAL)
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
+        if embedded is not None:
+            ip = embedded
+    return any(ip in net for net in INTERNAL) or not ip.is_global or ip.is_multicast or ip.is_reserved \
+        or ip.is_link_local or ip.is_loopback or ip.is_unspecified
 
 
 def system_resolver(host: str, port: int) -> list[str]:

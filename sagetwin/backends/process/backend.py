@@ -24,7 +24,8 @@ from sagetwin.backends.process.drift import drift, drift_fix
 from sagetwin.backends.process.stack_env import stack_python
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError, log_excerpt
-from sagetwin.core.paths import home_dir, inside
+from sagetwin.core.liveness import running_in
+from sagetwin.core.paths import PRIVATE, home_dir, inside, private_folders
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import Stack, resolve_stack
@@ -94,13 +95,20 @@ class ProcessBackend:
         return Check(True, "runs with this Python; no Docker needed")
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
-        base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else self.work_dir / "runs"
+        base = Path(local_path(spec.output_path, "output_path")) if spec.output_path else private_folders(
+            self.work_dir, "runs")
         run_dir = inside(base, spec.job_name)
         if run_dir.exists():  # SageMaker refuses a second job of one name; its model would mix with the first's
             raise ConfigurationError(
                 f"Training job names must be unique within an AWS account and region, and a training job with "
                 f"name {spec.job_name} already exists (its run folder is {run_dir}).",
                 f"pick another job_name, or delete {run_dir} first.")
+        with disk_full_named(run_dir, "preparing the run folder"):
+            run_dir.mkdir(mode=PRIVATE, parents=True)
+        with running_in(run_dir):  # `sagetwin runs prune` leaves it alone while this process lives, paused or not
+            return self._fit(spec, run_dir, reporter)
+
+    def _fit(self, spec: TrainingSpec, run_dir: Path, reporter: Reporter) -> TrainingResult:
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         python = self._python(stack, reporter)
         differences = drift(stack) if self.env == "host" else []
@@ -160,9 +168,11 @@ class ProcessBackend:
         archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
         require_model_files(archive)
         requested = choose_port(spec.port, HOST) if spec.port else 0  # 0: the server binds any free port
-        endpoint_dir = inside(self.work_dir / "endpoints", spec.endpoint_name)
+        endpoint_dir = inside(private_folders(self.work_dir, "endpoints"), spec.endpoint_name)
+        private_folders(endpoint_dir.parent, endpoint_dir.name)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
-        model_dir = unpack_model(archive, endpoint_dir / "model", cache_dir=self.work_dir / "unpacked-models")
+        model_dir = unpack_model(archive, endpoint_dir / "model",
+                                 cache_dir=private_folders(self.work_dir, "unpacked-models"))
         log_path, port_file = endpoint_dir / "server.log", endpoint_dir / "port"
         port_file.unlink(missing_ok=True)
         env = dict(os.environ)

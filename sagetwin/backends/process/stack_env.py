@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sagetwin
 from sagetwin.core.errors import ConfigurationError, SagetwinError, log_excerpt
-from sagetwin.core.paths import home_dir
+from sagetwin.core.paths import home_folder
 from sagetwin.core.progress import Reporter
 from sagetwin.core.versions import Stack
 from sagetwin.emulation.dlc_packages import dlc_packages
@@ -43,7 +43,7 @@ def stack_python(stack: Stack, reporter: Reporter) -> str:
             f"Python {stack.python}.")
     requirements = stack_requirements(stack)
     key = hashlib.sha256(json.dumps([host, requirements]).encode()).hexdigest()[:12]
-    venv = home_dir() / "envs" / f"{stack.transformers}-pt{stack.pytorch}-{stack.py}-{key}"
+    venv = home_folder("envs") / f"{stack.transformers}-pt{stack.pytorch}-{stack.py}-{key}"
     python = venv / "bin" / "python"
     if (venv / COMPLETE).is_file():
         return str(python)
