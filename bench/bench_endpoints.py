@@ -4,7 +4,8 @@ measured in the same run.
 
 For each endpoint:
 1. load: N good requests (default 1000) at concurrency C (default 16), one keep-alive connection
-   per client thread: errors, throughput, p50 and p99;
+   per client thread, and again with a new connection per request (as urllib and curl do):
+   errors, throughput, p50 and p99, the median of alternating rounds (both endpoints up at once);
 2. bad requests, sent raw (a wrong Content-Length, none, chunked, unknown methods, not HTTP, a
    body over 6 MB, a body the model rejects, ...): the status of each answer and whether it
    is JSON;
@@ -13,13 +14,14 @@ For each endpoint:
 The ratios compare `process` with `local` (throughput: process / local; p99: process / local), and the
 local endpoint through its runtime front with the same load sent to the container's own port.
 
-Usage: python bench/bench_endpoints.py [--requests 1000] [--concurrency 16] [--no-local]
+Usage: python bench/bench_endpoints.py [--requests 1000] [--concurrency 16] [--rounds 3] [--no-local]
        [--json bench/results/endpoints.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -46,35 +48,36 @@ SIX_MB = 6 * 1024 * 1024
 
 # (name, raw request bytes after the request line's host is filled in)
 BAD_REQUESTS: list[tuple[str, bytes]] = [
-    ("Content-Length: abc", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    ("Content-Length: abc", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                             b"Content-Length: abc\r\n\r\n{}"),
-    ("Content-Length: -1", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    ("Content-Length: -1", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                            b"Content-Length: -1\r\n\r\n{}"),
-    ("Content-Length: 10^12", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    ("Content-Length: 10^12", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                               b"Content-Length: 1000000000000\r\n\r\n{}"),
-    ("no Content-Length", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    ("no Content-Length", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                           b"Connection: close\r\n\r\n"),
-    ("Transfer-Encoding: chunked", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
-                                   b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
-    ("DELETE /invocations", b"DELETE /invocations HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
-    ("BREW /pot", b"BREW /pot HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+    ("Transfer-Encoding: chunked", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+    ("DELETE /invocations", b"DELETE /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
+    ("BREW /pot", b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
     ("not HTTP", b"this is not http\r\n\r\n"),
-    ("GET /nowhere", b"GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n"),
-    ("a body the model rejects", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    ("GET /nowhere", b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ("a body the model rejects", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: 8\r\n\r\n{\"a\": 1}"),
-    ("not JSON", b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    ("not JSON", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 9\r\n\r\n{not json"),
 ]
 
 
 def oversized_request() -> bytes:
     body = b'{"inputs": "' + b"x" * (SIX_MB + 1 - 14) + b'"}'
-    return (b"POST /invocations HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    return (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
 
-def load(host: str, port: int, requests: int, concurrency: int) -> dict:
-    """``requests`` good calls from ``concurrency`` threads, each on its own keep-alive connection."""
+def load(host: str, port: int, requests: int, concurrency: int, new_connection: bool = False) -> dict:
+    """``requests`` good calls from ``concurrency`` threads, each on its own keep-alive connection,
+    or (``new_connection``) on a new connection per request, as urllib, curl and many load tools do."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -93,6 +96,8 @@ def load(host: str, port: int, requests: int, concurrency: int) -> dict:
                 answer = connection.getresponse()
                 payload = answer.read()
                 ok = answer.status == 200 and isinstance(json.loads(payload), list)
+                if new_connection:
+                    connection.close()
             except Exception as exc:  # counted, and the connection is made again
                 ok, payload = False, f"{type(exc).__name__}: {exc}".encode()
                 connection.close()
@@ -165,20 +170,38 @@ def ping(host: str, port: int) -> int:
         connection.close()
 
 
-def exercise(endpoint, requests: int, concurrency: int) -> dict:
-    host, port = endpoint.host, endpoint.port
-    for _ in range(20):  # warm-up: the first calls load lazily on some servers
+PATTERNS = {"keep_alive": False, "new_connection": True}
+
+
+def warm(endpoint) -> None:
+    for _ in range(20):  # the first calls load lazily on some servers
         endpoint.invoke(GOOD_BODY, "application/json", "application/json")
-    result = {"load": load(host, port, requests, concurrency)}
+
+
+def measure(endpoint, requests: int, concurrency: int, new_connection: bool) -> dict:
+    return load(endpoint.host, endpoint.port, requests, concurrency, new_connection)
+
+
+def bad_requests(endpoint) -> dict:
+    host, port = endpoint.host, endpoint.port
+    result: dict = {}
     front = getattr(endpoint, "front", None)
     if front is not None:  # a local endpoint: the same load on the container's own port, without the front
-        result["load_container_direct"] = load("127.0.0.1", front.upstream.port, requests, concurrency)
+        result["load_container_direct"] = load("127.0.0.1", front.upstream.port, 1000, 16)
     bad = {name: send_raw(host, port, raw) for name, raw in BAD_REQUESTS}
     bad["6 MB + 1 byte"] = send_raw(host, port, oversized_request())
     result["bad_requests"] = bad
     result["ping_after"] = ping(host, port)
     result["good_call_after"] = endpoint.invoke(GOOD_BODY, "application/json", "application/json")[0][:80].decode()
     return result
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """The median round by throughput, with every round's figures kept beside it."""
+    ordered = sorted(rounds, key=lambda r: r["req_per_s"])
+    return {**ordered[len(ordered) // 2], "rounds_req_per_s": [r["req_per_s"] for r in rounds],
+            "rounds_p99_ms": [r["p99_ms"] for r in rounds],
+            "errors_all_rounds": sum(r["errors"] for r in rounds)}
 
 
 def deploy(backend: str, model_data: str):
@@ -191,6 +214,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-local", action="store_true", help="only the process endpoint (no Docker)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint and pattern")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "endpoints.json"))
     args = parser.parse_args()
     model = resolve_model("tiny")
@@ -201,23 +225,38 @@ def main() -> None:
     model_data = job.fit(channels).model_data
     report: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "model": "tiny BERT (trained 2 steps)"}
     backends = ["process"] if args.no_local else ["process", "local"]
-    for backend in backends:
-        print(f"{backend}: deploying", flush=True)
-        with deploy(backend, model_data) as predictor:
-            report[backend] = exercise(predictor.endpoint, args.requests, args.concurrency)
-        print(backend, json.dumps(report[backend]["load"]), flush=True)
-        for name, answer in report[backend]["bad_requests"].items():
-            print(f"  {name:28} {answer}")
-        print(f"  /ping after: {report[backend]['ping_after']}", flush=True)
+    with contextlib.ExitStack() as stack:
+        endpoints = {}
+        for backend in backends:
+            print(f"{backend}: deploying", flush=True)
+            endpoints[backend] = stack.enter_context(deploy(backend, model_data)).endpoint
+            warm(endpoints[backend])
+        # rounds alternate the endpoints and the connection patterns: both see the same machine
+        rounds: dict = {(b, p): [] for b in backends for p in PATTERNS}
+        for number in range(args.rounds):
+            for pattern, new_connection in PATTERNS.items():
+                for backend in backends:
+                    figures = measure(endpoints[backend], args.requests, args.concurrency, new_connection)
+                    rounds[(backend, pattern)].append(figures)
+                    print(f"round {number + 1} {backend:8} {pattern:15} {figures['req_per_s']:7.1f} req/s  "
+                          f"p99 {figures['p99_ms']:6.1f} ms  errors {figures['errors']}", flush=True)
+        for backend in backends:
+            report[backend] = {f"load_{pattern}": median_of(rounds[(backend, pattern)]) for pattern in PATTERNS}
+            report[backend]["load"] = report[backend]["load_keep_alive"]
+            report[backend].update(bad_requests(endpoints[backend]))
+            for name, answer in report[backend]["bad_requests"].items():
+                print(f"  {backend} {name:28} {answer}")
+            print(f"  {backend} /ping after: {report[backend]['ping_after']}", flush=True)
     if "local" in report:
-        report["ratios"] = {
-            "throughput_process_over_local": round(report["process"]["load"]["req_per_s"]
-                                                   / report["local"]["load"]["req_per_s"], 2),
-            "p99_process_over_local": round(report["process"]["load"]["p99_ms"] / report["local"]["load"]["p99_ms"], 2),
-            "throughput_local_front_over_direct": round(report["local"]["load"]["req_per_s"]
-                                                        / report["local"]["load_container_direct"]["req_per_s"], 2),
-        }
-        print("ratios", json.dumps(report["ratios"]))
+        ratios = {}
+        for pattern in PATTERNS:
+            ours, theirs = report["process"][f"load_{pattern}"], report["local"][f"load_{pattern}"]
+            ratios[f"{pattern}_throughput_process_over_local"] = round(ours["req_per_s"] / theirs["req_per_s"], 2)
+            ratios[f"{pattern}_p99_process_over_local"] = round(ours["p99_ms"] / theirs["p99_ms"], 2)
+        ratios["throughput_local_front_over_direct"] = round(
+            report["local"]["load"]["req_per_s"] / report["local"]["load_container_direct"]["req_per_s"], 2)
+        report["ratios"] = ratios
+        print("ratios", json.dumps(ratios))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")

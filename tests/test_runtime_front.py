@@ -207,3 +207,13 @@ def test_a_local_endpoints_address_is_held_from_the_start_of_deploy():
     finally:
         front.close()
     assert port_is_free(front.port)
+
+
+def test_web_pages_and_foreign_hosts_are_refused_before_the_container_sees_them(container, front):
+    before = len(container[1].seen)
+    status, body, _ = call(front.port, b'{"inputs": "ok"}', {"Origin": "http://evil.example"})
+    assert status == 403 and "requests from web pages are refused" in json.loads(body)["message"]
+    status, answer = raw(front.port, post("16", b'{"inputs": "ok"}', host=f"rebound.example:{front.port}"))
+    assert status == 403 and f"'rebound.example:{front.port}'" in answer["message"]
+    assert len(container[1].seen) == before  # never forwarded
+    assert call(front.port, b'{"inputs": "ok"}')[0] == 200  # the front's own address passes

@@ -70,3 +70,16 @@ def check_hyperparameter_limits(hyperparameters: dict[str, Any]) -> None:
 def payload_too_large(size: int) -> str:
     return (f"1 validation error detected: Value at 'body' failed to satisfy constraint: Member must have "
             f"length less than or equal to {MAX_PAYLOAD_BYTES} (the request body has {size} bytes)")
+
+
+# The model server and runtime front on 127.0.0.1 (sagetwin/emulation/http_server.py). SageMaker's
+# front end bounds what one client can hold; so do these, sized so that normal use never meets them:
+# the benches run 16 concurrent clients, the SDK keeps a pool of at most 10 keep-alive connections
+# per client, and a 1-worker model answers one request at a time anyway.
+SERVER_MAX_CONNECTIONS = 128  # served at once, one thread each; one more gets a 503 at once, no thread
+SERVER_MAX_BUFFERED_BYTES = 64 * 1024 * 1024  # large bodies held at once across requests (ten of 6 MB)
+SERVER_SMALL_BODY_BYTES = 64 * 1024  # bodies up to this size never wait for that budget (<= 8 MB in all)
+SERVER_BODY_WAIT_S = 2.0  # a large body waits this long for room in the budget, then 503
+SERVER_REQUEST_DEADLINE_S = INVOCATION_TIMEOUT_S  # headers + body from the first byte, however they trickle
+SERVER_READ_TIMEOUT_S = INVOCATION_TIMEOUT_S  # silence allowed between reads, or before a kept-alive request
+SERVER_MAX_HEADER_BYTES = 64 * 1024  # all header lines of one request (the stdlib allows 100 x 64 KB)

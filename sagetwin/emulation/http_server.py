@@ -1,26 +1,38 @@
 """The HTTP side of a model server on 127.0.0.1, as SageMaker's front end and MMS behave to a
 client: ``GET /ping``, ``POST /invocations``, a JSON answer with the right status for every bad
-request (400 / 405 / 408 / 411 / 413), bounded memory and time per request, and a server that
-keeps serving whatever a client sends."""
+request (400 / 403 / 405 / 408 / 411 / 413 / 431 / 503), and a server that keeps serving whatever
+clients send: connections, buffered bodies and the time a request may take to arrive are all
+bounded (``sagetwin.core.limits``), and requests from web pages are refused."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import logging
-import os
+import socket
 import traceback
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
-from sagetwin.core.limits import INVOCATION_TIMEOUT_S, MAX_PAYLOAD_BYTES, payload_too_large
+from sagetwin.core.limits import (
+    MAX_PAYLOAD_BYTES,
+    SERVER_MAX_HEADER_BYTES,
+    SERVER_SMALL_BODY_BYTES,
+    payload_too_large,
+)
+from sagetwin.emulation.bounded_server import (  # noqa: F401 - REASONS and error_body are this module's API too
+    REASONS,
+    DeadlineReader,
+    HeaderLimit,
+    ModelHTTPServer,
+    RequestTimedOut,
+    ServerLimits,
+    error_body,
+)
 
 log = logging.getLogger("sagetwin.serving")
-LISTEN_BACKLOG = 128
 MAX_LENGTH_DIGITS = 18  # past any body size; int() of thousands of digits is refused (or slow)
-REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout",
-           411: "LengthRequired", 413: "PayloadTooLarge", 500: "InternalServerException",
-           503: "ServiceUnavailable"}
 
 
 class Invoker(Protocol):
@@ -36,11 +48,6 @@ class PredictionError(Exception):
         self.status = status
 
 
-def error_body(status: int, message: str) -> bytes:
-    """MMS's error JSON."""
-    return json.dumps({"code": status, "type": REASONS.get(status, "Error"), "message": message}).encode()
-
-
 class ServerState:
     """What the request handler serves: the model's handler once loaded, or why it is not there."""
 
@@ -49,27 +56,34 @@ class ServerState:
         self.load_error: str | None = None
 
 
-class ModelHTTPServer(ThreadingHTTPServer):
-    request_queue_size = LISTEN_BACKLOG  # bursts of connections queue instead of being refused
-    daemon_threads = True
-
-
-def make_server(host: str, port: int, state: ServerState,
-                handler_class: type[InvocationHandler] | None = None) -> ModelHTTPServer:
-    # per read of a request: a slow or stalled client is answered 408 and let go
-    timeout = float(os.environ.get("SAGETWIN_SERVER_READ_TIMEOUT", INVOCATION_TIMEOUT_S))
+def make_server(host: str, port: int, state: ServerState, handler_class: type[InvocationHandler] | None = None,
+                limits: ServerLimits | None = None) -> ModelHTTPServer:
+    limits = limits or ServerLimits.from_env()
     handler = type("BoundInvocationHandler", (handler_class or InvocationHandler,),
-                   {"state": state, "timeout": timeout})
-    return ModelHTTPServer((host, port), handler)
+                   {"state": state, "timeout": limits.read_timeout_s})
+    return ModelHTTPServer((host, port), handler, limits)
 
 
 class InvocationHandler(BaseHTTPRequestHandler):
     """GET /ping and POST /invocations over ``state`` (set per server by ``make_server``)."""
 
     state: ServerState
+    server: ModelHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive: no new connection per prediction
     default_request_version = "HTTP/1.1"  # so even a garbled request line gets a status line back
-    disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
+    wbufsize = 64 * 1024  # status line, headers and body leave in one send
+
+    def setup(self) -> None:
+        self.connection = self.request
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)  # no 40 ms delayed-ACK stall
+        self.reader = DeadlineReader(self.connection, self.timeout, self.server.limits.request_deadline_s)
+        self.rfile = io.BufferedReader(self.reader)
+        self.wfile = self.connection.makefile("wb", self.wbufsize)
+        self.held = 0  # body bytes this request holds of the server's budget
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):  # an answer still buffered for a client that left: nobody to send to
+            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug(format, *args)
@@ -78,12 +92,15 @@ class InvocationHandler(BaseHTTPRequestHandler):
         """Every error as JSON (the stdlib sends HTML); methods the server lacks are 405, not 501."""
         if code == 501 and message and message.startswith("Unsupported method"):
             code, message = 405, f"method {self.command} is not allowed; use GET /ping or POST /invocations"
+        elif code == 431:
+            message = f"the request's headers are too large ({explain}); send at most {SERVER_MAX_HEADER_BYTES} bytes"
         self.close_connection = True
         self._send(code, error_body(code, message or explain or REASONS.get(code, "error")))
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json",
               headers: Iterable[tuple[str, str]] = ()) -> None:
         try:
+            self.reader.settimeout(self.timeout)  # the reads may have left a request's last moments
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             for name, value in headers:
@@ -93,18 +110,60 @@ class InvocationHandler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
         except OSError:
             self.close_connection = True  # the client left; nothing to answer
 
     def handle_one_request(self) -> None:
+        self.reader.deadline = None  # the next request's time starts with its first byte
+        self.command, self.requestline, self.request_version = "", "", self.default_request_version
         try:
             super().handle_one_request()
-        except TimeoutError:
+        except RequestTimedOut:
             self.close_connection = True
-            if getattr(self, "command", None):  # a request had started: say so before closing
-                self._send(408, error_body(408, "the request was not received in time"))
+            self.send_error(408, f"the request was not received in time (it may take {self.timeout:g} s between "
+                                 f"reads and {self.server.limits.request_deadline_s:g} s in all)")
         except ConnectionError:  # the client reset the connection: nobody to answer, nothing to report
             self.close_connection = True
+        finally:
+            if self.held:
+                self.server.bodies.give(self.held)
+                self.held = 0
+
+    def parse_request(self) -> bool:
+        """The stdlib's parse, within a header size, then the guard against web pages."""
+        rfile = self.rfile
+        self.rfile = HeaderLimit(rfile, SERVER_MAX_HEADER_BYTES)  # type: ignore[assignment]
+        try:
+            parsed = super().parse_request()
+        finally:
+            self.rfile = rfile
+        if parsed and (why := self._refusal()):
+            self.send_error(403, why)
+            return False
+        return parsed
+
+    def handle_expect_100(self) -> bool:
+        if why := self._refusal():  # before inviting the body
+            self.send_error(403, why)
+            return False
+        super().handle_expect_100()
+        self.wfile.flush()
+        return True
+
+    def _refusal(self) -> str | None:
+        """Why a request looks like a web page's (DNS rebinding makes any page same-origin with a
+        name that resolves here; its browser still names that host, and sends Origin on POST)."""
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            return (f"requests from web pages are refused (this one carries Origin: {origin[:100]!r}); call the "
+                    "endpoint from a program (the SDK, boto3, curl)")
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1 or (hosts and hosts[0].strip().lower() not in self.server.hosts):
+            port = self.server.server_address[1]
+            return (f"requests for host {', '.join(hosts)[:100]!r} are refused; this server answers "
+                    f"127.0.0.1:{port} and localhost:{port} only")
+        return None
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path != "/ping":
@@ -131,11 +190,14 @@ class InvocationHandler(BaseHTTPRequestHandler):
         if length > MAX_PAYLOAD_BYTES:
             self.send_error(413, payload_too_large(length))  # closes: the body is never read
             return None
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            self.send_error(408, "the request was not received in time")
-            return None
+        if length > SERVER_SMALL_BODY_BYTES:
+            budget = self.server.bodies
+            if not budget.take(length, self.server.limits.body_wait_s):
+                self.send_error(503, f"the server holds its limit of {budget.total} bytes of request bodies "
+                                     "in flight; retry shortly")
+                return None
+            self.held = length
+        body = self.rfile.read(length)  # RequestTimedOut: answered 408 by handle_one_request
         if len(body) < length:
             self.send_error(400, f"the body ended after {len(body)} of {length} bytes")
             return None

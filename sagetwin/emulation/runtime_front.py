@@ -5,7 +5,9 @@ most 6 MB, a Content-Length) and answers a bad one itself, with a JSON error. A 
 server (the DLC's multi-model-server) answers some bad requests without JSON, or not at all, so
 clients of a local endpoint would see answers AWS never gives. The front listens on 127.0.0.1,
 answers what the runtime answers itself, and passes good requests and the container's answers
-(status, body, end-to-end headers) through unchanged.
+(status, body, end-to-end headers) through unchanged. It is the model server's HTTP side
+(``http_server``), so it has the same bounds (connections, buffered bodies, the time a request may
+take to arrive) and refuses web pages (an ``Origin``, a foreign ``Host``) before the container sees them.
 """
 
 from __future__ import annotations
