@@ -57,7 +57,8 @@ BAD_REQUESTS: list[tuple[str, bytes]] = [
     ("no Content-Length", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                           b"Connection: close\r\n\r\n"),
     ("Transfer-Encoding: chunked", b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+                                   b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   b"2\r\n{}\r\n0\r\n\r\n"),
     ("DELETE /invocations", b"DELETE /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
     ("BREW /pot", b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"),
     ("not HTTP", b"this is not http\r\n\r\n"),
