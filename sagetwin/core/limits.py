@@ -17,6 +17,9 @@ MAX_HYPERPARAMETER_KEY = 256
 MAX_HYPERPARAMETER_VALUE = 2500
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's request body
 INVOCATION_TIMEOUT_S = 60.0  # how long SageMaker waits for the container's answer
+# SageMaker Runtime's words when the container did not answer in time (ModelError, OriginalStatusCode 0)
+INVOCATION_TIMED_OUT = ("Your invocation timed out while waiting for a response from container primary. Review the "
+                        "latency metrics for each container in Amazon CloudWatch, resolve the issue, and try again.")
 
 
 def _validation(value: str, field: str, constraint: str) -> str:

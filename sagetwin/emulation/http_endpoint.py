@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 
 from sagetwin.core.errors import EndpointError, InvocationError
-from sagetwin.core.limits import INVOCATION_TIMEOUT_S
+from sagetwin.core.limits import INVOCATION_TIMED_OUT, INVOCATION_TIMEOUT_S
 
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"  # how the service hands CustomAttributes on
 
@@ -29,6 +29,15 @@ class HttpInvoker:
         self._local = threading.local()  # one keep-alive connection per calling thread: never shared
         self.retired = False
 
+    def _timed_out(self) -> InvocationError:
+        """The runtime's timeout: status 0 (no answer from the container) and its own words, which
+        the twin hands on as ``ModelError``."""
+        return InvocationError(
+            f"endpoint {self.name}: Received server error (0) from primary with message \"{INVOCATION_TIMED_OUT}\" "
+            f"(after {self.timeout:g} s)",
+            "make the prediction faster, or raise invocation_timeout (SageMaker allows 60 s).",
+            status=0, body=INVOCATION_TIMED_OUT)
+
     def invoke(self, body: bytes, content_type: str, accept: str,
                custom_attributes: str | None = None) -> tuple[bytes, str]:
         if self.retired:
@@ -46,11 +55,7 @@ class HttpInvoker:
                 break
             except TimeoutError:
                 self.close()  # the answer may still come on this connection: never reuse it
-                raise InvocationError(
-                    f"endpoint {self.name}: Received server error (0) from primary with message \"Your invocation "
-                    f"timed out while waiting for a response from container primary.\" (after {self.timeout:g} s)",
-                    "make the prediction faster, or raise invocation_timeout (SageMaker allows 60 s).",
-                    status=408, body="") from None
+                raise self._timed_out() from None
             except (ConnectionError, http.client.HTTPException):
                 self.close()
                 if attempt == 2 or not self.alive():
@@ -61,6 +66,8 @@ class HttpInvoker:
                 message = json.loads(payload).get("message", payload.decode())
             except (ValueError, AttributeError):
                 message = payload.decode("utf-8", "replace")
+            if response.status == 408 and INVOCATION_TIMED_OUT in str(message):  # a runtime front's timeout
+                raise self._timed_out()
             raise InvocationError(
                 f"endpoint {self.name} answered HTTP {response.status}: {message}",
                 'send JSON such as {"inputs": "text"} with content type application/json.',

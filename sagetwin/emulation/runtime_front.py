@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from email.message import Message
 
 from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.limits import INVOCATION_TIMED_OUT
 from sagetwin.emulation.http_server import (
     InvocationHandler,
     ModelHTTPServer,
@@ -31,8 +32,7 @@ from sagetwin.emulation.http_server import (
 # per hop, never forwarded either way (RFC 9110 7.6.1); bodies go on with their own Content-Length
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect"}
-TIMED_OUT = ("Received server error (0) from primary with message \"Your invocation timed out while waiting for a "
-             "response from container primary.\"")
+TIMED_OUT = f"Received server error (0) from primary with message \"{INVOCATION_TIMED_OUT}\""
 Headers = list[tuple[str, str]]
 
 
