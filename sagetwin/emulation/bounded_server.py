@@ -34,7 +34,7 @@ IDLE_WORKER_S = 60.0  # a worker thread with no connection for this long ends (a
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout",
            411: "LengthRequired", 413: "PayloadTooLarge", 431: "RequestHeaderFieldsTooLarge",
-           500: "InternalServerException", 503: "ServiceUnavailable"}
+           500: "InternalServerException", 503: "ServiceUnavailable", 505: "HTTPVersionNotSupported"}
 
 
 def error_body(status: int, message: str) -> bytes:
