@@ -27,16 +27,15 @@ import json
 import os
 import platform
 import socket
-import statistics
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+from bench_connections import keep_alive_client, new_connection_client  # noqa: E402 - the same clients
+from bench_connections import load as load_calls  # noqa: E402
 
 import sagetwin  # noqa: E402
 from sagetwin.core.progress import SilentReporter  # noqa: E402
@@ -79,46 +78,8 @@ def oversized_request() -> bytes:
 def load(host: str, port: int, requests: int, concurrency: int, new_connection: bool = False) -> dict:
     """``requests`` good calls from ``concurrency`` threads, each on its own keep-alive connection,
     or (``new_connection``) on a new connection per request, as urllib, curl and many load tools do."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    counter = iter(range(requests))
-
-    def client() -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=60)
-        while True:
-            with lock:
-                if next(counter, None) is None:
-                    break
-            started = time.perf_counter()
-            try:
-                connection.request("POST", "/invocations", body=GOOD_BODY,
-                                   headers={"Content-Type": "application/json", "Accept": "application/json"})
-                answer = connection.getresponse()
-                payload = answer.read()
-                ok = answer.status == 200 and isinstance(json.loads(payload), list)
-                if new_connection:
-                    connection.close()
-            except Exception as exc:  # counted, and the connection is made again
-                ok, payload = False, f"{type(exc).__name__}: {exc}".encode()
-                connection.close()
-                connection = http.client.HTTPConnection(host, port, timeout=60)
-            elapsed = time.perf_counter() - started
-            with lock:
-                latencies.append(elapsed)
-                if not ok:
-                    errors.append(payload[:200].decode("utf-8", "replace"))
-        connection.close()
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(client) for _ in range(concurrency)]:
-            future.result()
-    wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return {"requests": requests, "concurrency": concurrency, "errors": len(errors), "first_errors": errors[:3],
-            "req_per_s": round(requests / wall, 1), "p50_ms": round(statistics.median(ordered) * 1000, 1),
-            "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 1)}
+    client = (new_connection_client if new_connection else keep_alive_client)(host, port)
+    return {"requests": requests, "concurrency": concurrency, **load_calls(client, requests, concurrency)}
 
 
 def send_raw(host: str, port: int, raw: bytes, timeout: float = 30.0) -> dict:
