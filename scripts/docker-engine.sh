@@ -31,7 +31,19 @@ install_compose_v2() {
     docker compose version
 }
 
+# tests/test_rootless_docker.py starts a rootless engine of its own as an unprivileged user: it
+# needs rootlesskit and newuidmap/newgidmap (Debian's uidmap). dockerd-rootless.sh comes with
+# docker.io. Under SAGETWIN_REQUIRE_DOCKER=1 (CI) that test fails when they are missing.
+install_rootless_tools() {
+    if command -v rootlesskit >/dev/null 2>&1 && command -v newuidmap >/dev/null 2>&1; then return 0; fi
+    echo "docker-engine: installing rootlesskit and uidmap (rootless Docker)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends rootlesskit uidmap >/dev/null
+}
+
 if docker info >/dev/null 2>&1; then
+    install_rootless_tools || echo "docker-engine: could not install rootlesskit/uidmap (the rootless Docker test needs them)" >&2
     install_compose_v2 || echo "docker-engine: could not install compose v2 (local_gpu needs it; CPU runs do not)" >&2
     echo "docker-engine: an engine already answers ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
     exit 0
@@ -60,4 +72,5 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 install_compose_v2 || echo "docker-engine: could not install compose v2 (local_gpu needs it; CPU runs do not)" >&2
+install_rootless_tools || echo "docker-engine: could not install rootlesskit/uidmap (the rootless Docker test needs them)" >&2
 echo "docker-engine: ready ($(docker info --format '{{.ServerVersion}}'), storage $(docker info --format '{{.Driver}}'))"

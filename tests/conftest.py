@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -58,6 +61,13 @@ def started_by_this_session(since: float) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+@pytest.fixture(scope="module")
+def twin_since() -> float:
+    """When a module's twin started (its ``twin`` fixture asks for this first): a twin's leftovers
+    are counted from here, as a job runs in a runner the twin started ahead of it, before the test."""
+    return time.time() - 0.1
 
 
 @pytest.fixture
@@ -114,6 +124,50 @@ def default_ctrl_c() -> None:
     """``preexec_fn`` for a CLI a test stops with SIGINT: the disposition a terminal gives it, not
     the one this test run inherited (`trap "" INT`, `nohup ... &`, a CI runner that ignores it)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def cannot_run_here(reason: str) -> None:
+    """Skip with ``reason``; under ``SAGETWIN_REQUIRE_DOCKER=1`` (CI, which installs what these tests
+    need) fail instead: a test CI means to run must not pass by skipping."""
+    if os.environ.get("SAGETWIN_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"SAGETWIN_REQUIRE_DOCKER=1 but this test cannot run here: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def read_until(stream, wanted: str, timeout: float) -> list[str]:
+    """The lines of a subprocess's text ``stream`` up to and including the first that contains
+    ``wanted``. A program that goes silent or ends first fails the test after ``timeout`` s with
+    what it printed: the stream is read on a thread, so a silent one never blocks the test."""
+    done: queue.Queue = queue.Queue()
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in stream:
+            seen.append(line)
+            if wanted in line:
+                done.put(True)
+                return
+        done.put(False)  # the output ended
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        found = done.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no {wanted!r} line within {timeout:.0f} s; the program said:\n{''.join(seen)[-3000:]}")
+    if not found:
+        pytest.fail(f"the output ended without a {wanted!r} line; the program said:\n{''.join(seen)[-3000:]}")
+    return list(seen)
+
+
+def holds_for(check: Callable[[], bool], seconds: float = 1.5, every: float = 0.1) -> bool:
+    """``check()`` is true at every sample over ``seconds`` (one instant proves no "keeps running")."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not check():
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(every)
 
 
 def signal_and_wait(proc, sig: int, timeout: float) -> str:

@@ -4,29 +4,68 @@ carried out for real by a backend, failures reported as the service reports them
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import REPO, TRAIN_SCRIPTS, run_cli
+from tests.conftest import REPO, TRAIN_SCRIPTS, read_until, run_cli, started_by_this_session
 
 GUIDE_SDK = REPO / "tests" / "sdk_workflow" / "guide_sdk.py"
 VERSIONS = {"transformers_version": "4.48.0", "pytorch_version": "2.3.0", "py_version": "py311"}
 
 
-def leftovers(home: Path) -> list[str]:
-    """Processes whose command line points into this test session's SAGETWIN_HOME (twin jobs, servers)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(home) in cmdline and proc.pid != psutil.Process().pid:
-            found.append(f"{proc.pid}: {cmdline[:200]}")
-    return found
+def kept_between_jobs(twin=None) -> set[int]:
+    """What a live twin in this process keeps on purpose, named precisely: the job runner it
+    started ahead of the next job (the spare it holds, ``job_runner --next``, handed no order yet)
+    and the warm model-server parents (``fork_server``) its endpoints fork from. Each is its
+    lifeline wrapper (a child of this process) and the one command under it; a job or a forked
+    model server under them is not kept."""
+    from sagetwin.emulation.warm_serving import warm_servers
+
+    wanted = [(parent.proc, ["-m", "sagetwin.emulation.fork_server"])
+              for parent in list(warm_servers._parents.values())]
+    if twin is not None and twin.jobs._spare is not None:
+        wanted.append((twin.jobs._spare, ["-m", "sagetwin.aws.job_runner", "--next"]))
+    kept: set[int] = set()
+    for popen, tail in wanted:
+        try:
+            wrapper = psutil.Process(popen.pid)
+            if wrapper.ppid() != os.getpid() or wrapper.cmdline()[-len(tail):] != tail:
+                continue
+            kept.add(wrapper.pid)
+            kept.update(child.pid for child in wrapper.children() if child.cmdline()[-len(tail):] == tail)
+        except psutil.Error:
+            continue
+    return kept
 
 
-def run_guide(backend: str, sample_channels: dict[str, str], home: Path) -> dict:
+def described(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid}: {' '.join(proc.cmdline())[:200]}"
+    except psutil.Error:
+        return f"{proc.pid}: (gone)"
+
+
+def leftovers(since: float, twin=None) -> list[str]:
+    """Processes this test session started since ``since`` that still run, found by the session
+    marker (a job runner, the script behind a lifeline, a forked model server carry no path to
+    look for), less what ``twin`` keeps on purpose (``kept_between_jobs``); a stopping process
+    group gets a few seconds to go."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        kept = kept_between_jobs(twin)
+        left = [proc for proc in started_by_this_session(since) if proc.pid not in kept]
+        if not left or time.monotonic() > deadline:
+            return [described(proc) for proc in left]
+        time.sleep(0.2)
+
+
+def run_guide(backend: str, sample_channels: dict[str, str]) -> dict:
+    since = time.time() - 0.1
     result = run_cli("exec", "--backend", backend, "--no-persist", "--", sys.executable, str(GUIDE_SDK),
                      sample_channels["model"], sample_channels["train"], sample_channels["test"], str(TRAIN_SCRIPTS),
                      timeout=1200)
@@ -34,7 +73,7 @@ def run_guide(backend: str, sample_channels: dict[str, str], home: Path) -> dict
     assert result.returncode == 0, output[-4000:]
     assert "loaded train_dataset length is: 64" in output  # the SDK printed the job's log from CloudWatch
     assert "Completed - Training job completed" in output
-    assert not leftovers(home)
+    assert not leftovers(since)  # the CLI's twin, its jobs and endpoints all ended with it
     line = next(line for line in result.stdout.splitlines() if "RESULT {" in line)  # after the SDK's progress dots
     return json.loads(line.split("RESULT ", 1)[1])
 
@@ -54,15 +93,15 @@ def check_guide_result(result: dict) -> None:
 
 
 @pytest.mark.slow
-def test_guide_sdk_workflow_runs_on_process(sample_channels, sagetwin_home):
-    check_guide_result(run_guide("process", sample_channels, sagetwin_home))
+def test_guide_sdk_workflow_runs_on_process(sample_channels):
+    check_guide_result(run_guide("process", sample_channels))
 
 
 # --- one twin in this process for the failure paths -------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def twin(sagetwin_home):
+def twin(twin_since, sagetwin_home):
     import sagetwin.aws
 
     with sagetwin.aws.start(backend="process", persist=False) as running:
@@ -172,7 +211,7 @@ def test_a_model_archive_that_is_not_one_fails_the_endpoint(sdk, twin, tmp_path)
 
 
 @pytest.mark.slow
-def test_an_endpoint_answers_and_model_errors_keep_the_services_shape(sdk, twin, trained_tiny):
+def test_an_endpoint_answers_and_model_errors_keep_the_services_shape(sdk, twin, twin_since, trained_tiny):
     from botocore.exceptions import ClientError
 
     from sagetwin.emulation.artifacts import local_path
@@ -192,7 +231,7 @@ def test_an_endpoint_answers_and_model_errors_keep_the_services_shape(sdk, twin,
         predictor.delete_endpoint()
     status = twin.clients.sagemaker.list_endpoints()["Endpoints"]
     assert predictor.endpoint_name not in [e["EndpointName"] for e in status]
-    assert not leftovers(Path(twin.work_dir))
+    assert not leftovers(twin_since, twin)
 
 
 # --- the twin answers like the service: the SDK sends it what it would send AWS ----------------
@@ -257,21 +296,24 @@ def test_an_empty_put_object_is_answered_at_once(twin):
     assert s3.get_object(Bucket="empty-put-test", Key="marker")["Body"].read() == b""
 
 
-def test_stop_training_job_stops_the_run(sdk, twin, data_uri, tmp_path):
-    import time
-
-    (tmp_path / "train.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
+def test_stop_training_job_stops_the_run(sdk, twin, twin_since, data_uri, tmp_path):
+    """Stopped while train.py runs (not before it starts: the job's process exists first), nothing
+    of the job is left: the runner, the lifeline and train.py itself, found by the session marker."""
+    started = tmp_path / "started"  # train.py says it runs: its own pid, outside the job's folders
+    (tmp_path / "train.py").write_text(f"import os, pathlib, time\npathlib.Path({str(started)!r}).write_text("
+                                       "str(os.getpid()))\ntime.sleep(600)\n")
     job = estimator(sdk, tmp_path)
     job.fit({"train": data_uri}, wait=False)
     name = job.latest_training_job.name
     deadline = time.monotonic() + 120
-    while twin.jobs.jobs[name].proc is None and time.monotonic() < deadline:
+    while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert started.exists(), f"train.py did not start: {twin.jobs.jobs[name].status}"
     twin.clients.sagemaker.stop_training_job(TrainingJobName=name)
     while twin.jobs.jobs[name].status != "Stopped" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert twin.clients.sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "Stopped"
-    assert not leftovers(Path(twin.work_dir))
+    assert not leftovers(twin_since, twin)
 
 
 @pytest.mark.parametrize("inherited", ["default", "ignored"])
@@ -290,10 +332,7 @@ def test_sagetwin_aws_prints_the_environment_and_stops_on_ctrl_c(inherited: str,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
     exports: dict[str, str] = {}
     try:
-        while "PYTHONPATH" not in exports:  # the last line it prints
-            line = proc.stdout.readline()
-            if not line:
-                break
+        for line in read_until(proc.stdout, "export PYTHONPATH=", timeout=120):  # the last line it prints
             if line.startswith("export "):
                 name, _, value = line[len("export "):].rstrip("\n").partition("=")
                 exports[name] = value

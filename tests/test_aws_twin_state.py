@@ -32,9 +32,11 @@ def test_one_twin_per_process(sagetwin_home):
     from sagetwin.aws.twin import Twin
 
     with Twin(persist=False) as first:
+        first.clients.s3.create_bucket(Bucket="made-by-the-first-twin")
         with pytest.raises(ConfigurationError, match="already runs in this process"):
             Twin(persist=False).start()
-        assert first.clients.s3.list_buckets() is not None
+        # the refused start touched nothing of the running twin: it still serves, its state kept
+        assert "made-by-the-first-twin" in [b["Name"] for b in first.clients.s3.list_buckets()["Buckets"]]
     with Twin(persist=False):  # and another once the first has stopped
         pass
 

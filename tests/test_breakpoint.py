@@ -101,3 +101,56 @@ def test_breakpoint_in_inference_py_stops_the_model_load_until_continued(trained
     assert "url   http://127.0.0.1:" in text  # continued: the model loaded and the endpoint served
     assert code == 0 and "deleted" in text.splitlines()[-1], text[-2000:]
 
+
+
+PAUSED_REQUEST = '''
+import sys, time
+import sagetwin
+from sagetwin.core.progress import SilentReporter
+
+job = sagetwin.HuggingFaceJob("train.py", source_dir=sys.argv[2], backend="process", reporter=SilentReporter())
+with job.deploy(model_data=sys.argv[1], invocation_timeout=2) as predictor:
+    started = time.monotonic()
+    try:
+        predictor.predict({"inputs": "stop here"})
+        print("ANSWERED", flush=True)
+    except sagetwin.InvocationError as exc:
+        print(f"TIMED OUT after {time.monotonic() - started:.1f} s: {exc}", flush=True)
+    deadline = time.monotonic() + 60
+    while True:  # answered once pdb is continued (the worker finishes the paused prediction first)
+        try:
+            print("QUICK", predictor.predict({"inputs": "quick"})[0]["label"], flush=True)
+            break
+        except sagetwin.InvocationError:
+            if time.monotonic() > deadline:
+                raise
+'''
+
+
+@pytest.mark.slow
+def test_a_request_paused_at_a_breakpoint_still_times_out_for_its_caller(trained_tiny, tmp_path,
+                                                                         no_leftover_processes):
+    """The README's promise, with invocation_timeout=2 for its 60 s: a prediction stopped at a
+    ``breakpoint()`` in ``predict_fn`` (pdb on the terminal) fails for its caller after the
+    timeout while pdb waits; once continued, the endpoint answers again."""
+    from tests.test_serving import archive_with_code
+
+    model = archive_with_code(trained_tiny, tmp_path, "def predict_fn(data, model):\n"
+                                                      "    if data['inputs'] == 'stop here':\n"
+                                                      "        breakpoint()\n"
+                                                      "    return model(data['inputs'])\n")
+    typed = answer_pdb(["p data['inputs']", "c"])
+
+    def react(output: bytes, write) -> None:
+        if b"TIMED OUT" in output:  # pdb is answered only after the caller gave up
+            typed(output, write)
+
+    code, output = run_on_a_terminal([sys.executable, "-c", PAUSED_REQUEST, model, str(TRAIN_SCRIPTS)],
+                                     react=react, timeout=300)
+    text = ANSI.sub("", output)
+    assert code == 0, text[-3000:]
+    assert "inference.py(4)predict_fn()" in text and re.search(r"p data\['inputs'\]\r?\n'stop here'", text), \
+        text[-3000:]
+    waited = float(re.search(r"TIMED OUT after ([\d.]+) s", text).group(1))
+    assert 1.5 < waited < 10, text[-2000:]  # while pdb still held the request
+    assert "ANSWERED" not in text and re.search(r"QUICK (NEGATIVE|POSITIVE)", text), text[-2000:]

@@ -15,7 +15,7 @@ import pytest
 
 import sagetwin
 from sagetwin.core.progress import SilentReporter
-from tests.conftest import TRAIN_SCRIPTS, default_ctrl_c, signal_and_wait
+from tests.conftest import TRAIN_SCRIPTS, cannot_run_here, default_ctrl_c, read_until, signal_and_wait
 
 RUN = [sys.executable, "-m", "sagetwin.cli", "run", "--backend", "process", "--model", "tiny", "--max-steps", "40",
        "--train-size", "64", "--test-size", "16", "--train-batch-size", "4"]
@@ -28,15 +28,8 @@ EXPECTED = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminat
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_signal_at_each_stage_of_a_process_run_leaves_nothing(stage, sig, no_leftover_processes):
     run = subprocess.Popen(RUN, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
-    try:
-        deadline = time.monotonic() + 300
-        for line in run.stderr:
-            if STAGES[stage] in line:
-                break
-            if time.monotonic() > deadline:  # never signal a run that is not at the stage under test
-                pytest.fail(f"the {stage} stage did not start within 300 s")
-        else:
-            pytest.fail(f"the run ended before the {stage} stage")
+    try:  # never signal a run that is not at the stage under test; a silent one fails, not hangs
+        read_until(run.stderr, STAGES[stage], timeout=300)
     except BaseException:
         run.kill()
         run.wait()
@@ -51,15 +44,16 @@ def test_a_signal_at_each_stage_of_a_process_run_leaves_nothing(stage, sig, no_l
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path):
-    """A 256 KB file system: too small for the run folder (root may mount one; others skip)."""
+    """A 256 KB file system: too small for the run folder (root may mount one; others skip, and
+    fail under SAGETWIN_REQUIRE_DOCKER=1: CI runs as root)."""
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small tmpfs needs root")
+        cannot_run_here("mounting a small tmpfs needs root and mount")
     mount_point = tmp_path / "tiny-disk"
     mount_point.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        cannot_run_here(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount_point
     subprocess.run(["umount", str(mount_point)], check=True)
 

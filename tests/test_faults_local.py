@@ -34,7 +34,7 @@ def wait_for_container(run: subprocess.Popen, before: set[str], image_part: str,
     while time.monotonic() < deadline and run.poll() is None:
         for cid in all_containers() - before:
             image = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", cid], capture_output=True,
-                                   text=True).stdout
+                                   text=True, timeout=60).stdout
             if image_part in image:
                 return cid
         time.sleep(0.3)

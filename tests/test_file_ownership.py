@@ -107,22 +107,52 @@ def test_give_back_is_skipped_for_root(tmp_path: Path, monkeypatch):
     assert fake.calls == []
 
 
-def test_a_run_that_fails_because_the_engine_went_away_says_so():
-    """By hand (docs/reliability.md): dockerd killed while a container trains. Before, the run blamed
-    the script ("fix the error in the log below"); the engine is named now, with the way back."""
-    from sagetwin.backends.local.docker import engine_lost
-    from sagetwin.core.errors import BackendUnavailableError
+ENGINE_GONE = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
 
-    def engine_down(cmd, timeout=10):
-        return subprocess.CompletedProcess(cmd, 1, "", "Cannot connect to the Docker daemon at unix:///var/run/"
-                                                       "docker.sock. Is the docker daemon running?")
 
-    error = engine_lost("training job job-1", run=engine_down)
-    assert isinstance(error, BackendUnavailableError)
-    assert "the Docker engine stopped answering during training job job-1" in error.problem
-    assert "Cannot connect to the Docker daemon" in error.problem and "scripts/docker-engine.sh" in error.fix
-    assert engine_lost("training job job-1", run=lambda cmd, timeout=10: subprocess.CompletedProcess(
-        cmd, 0, "26.1.5", "")) is None  # the engine answers: the run's own failure stands
+def docker_that_stops(folder: Path) -> Path:
+    """A ``docker`` CLI stand-in (put first on PATH) that answers as an idle engine until the file
+    it returns exists, and as a stopped engine after: every Docker call the backend makes sees it."""
+    stopped = folder / "engine-stopped"
+    (folder / "docker").write_text(f"#!/bin/sh\nif [ -e {stopped} ]; then echo '{ENGINE_GONE}' >&2; exit 1; fi\n"
+                                   "[ \"$1\" = info ] && echo 26.1.5\nexit 0\n")
+    (folder / "docker").chmod(0o755)
+    return stopped
+
+
+def test_a_run_that_fails_because_the_engine_went_away_says_so(tmp_path: Path, monkeypatch):
+    """docs/reliability.md row 21, through the backend's own path (``LocalBackend._run_training``):
+    the engine stops while the SDK runs the job, the SDK fails as it does then ("Failed to run:
+    docker-compose ..."), and the run names the engine and the way back instead of blaming the
+    script. While the engine answers, the same SDK failure stays the run's own."""
+    from types import SimpleNamespace
+
+    from sagetwin.backends.local.backend import LocalBackend
+    from sagetwin.core.errors import BackendUnavailableError, TrainingError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stopped = docker_that_stops(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    sdk_failure = RuntimeError("Failed to run: ['docker-compose', '-f', 'docker-compose.yaml', 'up', "
+                               "'--build', '--abort-on-container-exit'], Process exited with code: 1")
+
+    def fit_while_the_engine_stops(*args, **kwargs):
+        stopped.touch()  # dockerd killed mid-run
+        raise sdk_failure
+
+    backend = LocalBackend(work_dir=str(tmp_path / "work"))
+    estimator = SimpleNamespace(fit=fit_while_the_engine_stops)
+    with pytest.raises(BackendUnavailableError) as info:
+        backend._run_training(estimator, {}, "job-1", "0123456789abcdef", "some-image", tmp_path / "out")
+    assert "the Docker engine stopped answering during training job job-1" in info.value.problem
+    assert "Cannot connect to the Docker daemon" in info.value.problem and "scripts/docker-engine.sh" in info.value.fix
+    assert info.value.__cause__ is sdk_failure
+
+    stopped.unlink()  # the engine answers: the script's failure is reported as the script's
+    estimator = SimpleNamespace(fit=lambda *args, **kwargs: (_ for _ in ()).throw(sdk_failure))
+    with pytest.raises(TrainingError, match="training job job-2 failed in Docker"):
+        backend._run_training(estimator, {}, "job-2", "fedcba9876543210", "some-image", tmp_path / "out")
 
 
 def test_after_a_run_every_cleanup_step_is_tried_and_the_runs_own_error_stays_the_one_raised(tmp_path, monkeypatch):

@@ -4,6 +4,9 @@ name changes nothing on disk."""
 from __future__ import annotations
 
 import json
+import os
+import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -68,10 +71,26 @@ def test_hyperparameter_limits():
 
 
 @pytest.mark.parametrize("name", ["../../model", "ep/../../x", "ep.1"])
-def test_endpoint_names_follow_the_service_pattern(name, precious):
+def test_endpoint_names_follow_the_service_pattern(name, tmp_path, monkeypatch):
+    """Refused before the disk is touched. The folder a bad name would reach is a sentinel: before,
+    ``<work dir>/endpoints/<name>/model`` was emptied and the model unpacked over it, so
+    ``../../model`` reached a folder beside the work dir (the model is real, so only the name
+    check stands between them)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SAGETWIN_HOME", str(home))  # the process backend's work dir
+    model = tmp_path / "archive" / "model.tar.gz"
+    model.parent.mkdir()
+    with tarfile.open(model, "w:gz") as tar:
+        tar.add(TRAIN_SCRIPTS / "train.py", arcname="config.json")  # any file: the archive is not empty
+    sentinel = Path(os.path.normpath(home / "endpoints" / name)) / "model"
+    sentinel.mkdir(parents=True)
+    (sentinel / "keep.txt").write_text("mine")
+    home.mkdir(exist_ok=True)  # made by any first use of sagetwin, a good name's deploy included
+    before = sorted(tmp_path.rglob("*"))
     with pytest.raises(sagetwin.ConfigurationError, match="at 'endpointName' failed to satisfy constraint"):
-        job().deploy(endpoint_name=name, model_data=str(precious / "model.tar.gz"))
-    assert untouched(precious)
+        job().deploy(endpoint_name=name, model_data=str(model))
+    assert untouched(sentinel)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing made or removed, in the work dir or beside it
 
 
 class Recording:

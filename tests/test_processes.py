@@ -15,6 +15,7 @@ import psutil
 
 from sagetwin.core.progress import SilentReporter
 from sagetwin.emulation.processes import run_streaming, spawn, stop
+from tests.conftest import holds_for
 
 
 def gone(pid: int, within: float = 10.0) -> bool:
@@ -45,8 +46,7 @@ def test_a_server_started_from_a_thread_outlives_the_thread():
     worker.join()
     proc = started[0]
     try:
-        time.sleep(0.5)
-        assert proc.poll() is None, "the child died with the thread that started it"
+        assert holds_for(lambda: proc.poll() is None, seconds=2.0), "the child died with the thread that started it"
     finally:
         stop(proc)
     assert proc.poll() is not None

@@ -2,7 +2,8 @@
 sagetwin runs no chown there (an in-container chown to the person's uid would hand the files to a
 subordinate uid they cannot even read). Run for real with a rootless engine started here as an
 unprivileged user; skipped, with the reason, where that cannot be done (not root, no rootlesskit,
-no Docker engine, no sagetwin base image)."""
+no Docker engine, no sagetwin base image), and failed then under SAGETWIN_REQUIRE_DOCKER=1: CI's
+scripts/docker-engine.sh installs rootlesskit and uidmap."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, cannot_run_here
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -62,7 +63,7 @@ def rootless_engine():
                                    ("no python3 at /usr/bin", Path("/usr/bin/python3").exists())] if not ok]
     image = None if missing else base_image()
     if missing or image is None:
-        pytest.skip("rootless Docker cannot be started here: " + (", ".join(missing) or "no sagetwin/base image"))
+        cannot_run_here("rootless Docker cannot be started here: " + (", ".join(missing) or "no sagetwin/base image"))
     created_user = subprocess.run(["id", USER], capture_output=True).returncode != 0
     if created_user:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True)

@@ -62,28 +62,29 @@ def expected_image(scope: str, instance_type: str) -> str:
 
 
 class MotoGapFiller:
-    """Fills, explicitly, what moto does not do: write the model artifact, compute an answer.
+    """Fills, explicitly, what moto does not do: write the model artifact, answer a prediction.
 
-    After training it uploads a model.tar.gz trained for real by the process backend to the
-    S3 location SageMaker would have written; when the endpoint exists it queues, as moto's
-    canned InvokeEndpoint answer, the prediction that real model gives for the same input.
+    After training it uploads a model.tar.gz (trained for real by the process backend) to the S3
+    location SageMaker would have written; when the endpoint exists it queues ``canned`` as moto's
+    InvokeEndpoint answer. Nothing computes that answer: it proves only that the service's answer
+    reaches the caller as sent.
     """
 
-    def __init__(self, moto_endpoint: str, real_model_tar: str, real_answer: object) -> None:
+    def __init__(self, moto_endpoint: str, model_tar: str, canned: object) -> None:
         self.moto_endpoint = moto_endpoint
-        self.real_model_tar = real_model_tar
-        self.real_answer = real_answer
+        self.model_tar = model_tar
+        self.canned = canned
 
     @sagetwin.hookimpl
     def sagetwin_training_finished(self, spec, result, error):
         if result is not None and result.backend == "sagemaker":
             bucket, key = result.model_data[len("s3://"):].split("/", 1)
-            boto3.client("s3", region_name=REGION).upload_file(self.real_model_tar, bucket, key)
+            boto3.client("s3", region_name=REGION).upload_file(self.model_tar, bucket, key)
 
     @sagetwin.hookimpl
     def sagetwin_endpoint_created(self, endpoint, backend):
         if backend == "sagemaker":
-            queue_invoke_results(self.moto_endpoint, [self.real_answer])
+            queue_invoke_results(self.moto_endpoint, [self.canned])
 
 
 def user_workflow(backend: str, channels: dict[str, str], hyperparameters: dict) -> dict:
@@ -98,9 +99,15 @@ def user_workflow(backend: str, channels: dict[str, str], hyperparameters: dict)
 
 
 @pytest.mark.slow
-def test_same_workflow_on_process_and_sagemaker(aws, sample_channels, tiny_hyperparameters, no_leftover_processes):
-    offline = user_workflow("process", sample_channels, tiny_hyperparameters)
-    filler = MotoGapFiller(aws["endpoint"], offline["training"].model_data[len("file://"):], offline["prediction"])
+def test_the_workflow_on_sagemaker_sends_what_sagemaker_receives(aws, sample_channels, tiny_hyperparameters,
+                                                                 trained_tiny, no_leftover_processes):
+    """The person's code on `sagemaker` against moto: checked is what moto really holds, the
+    requests (job, data, tags, endpoint) and their removal. moto computes no prediction (its
+    InvokeEndpoint answers a queued canned result), so the answer is only checked to come back as
+    queued; the prediction is compared with `process` against the twin, whose endpoint serves the
+    trained model: test_sagemaker_via_twin.py::test_same_workflow_on_process_and_sagemaker."""
+    canned = [{"label": "canned-by-the-test", "score": 0.5}]
+    filler = MotoGapFiller(aws["endpoint"], trained_tiny.model_data[len("file://"):], canned)
     plugins.get_plugin_manager().register(filler, name="moto-gap-filler")
     try:
         cloud = user_workflow("sagemaker", sample_channels, tiny_hyperparameters)
@@ -108,8 +115,7 @@ def test_same_workflow_on_process_and_sagemaker(aws, sample_channels, tiny_hyper
         plugins.get_plugin_manager().unregister(filler)
 
     assert cloud["training"].backend == "sagemaker" and cloud["training"].model_data.startswith("s3://")
-    assert [set(p) for p in cloud["prediction"]] == [set(p) for p in offline["prediction"]] == [{"label", "score"}]
-    assert cloud["prediction"][0]["label"] in {"NEGATIVE", "POSITIVE"}
+    assert cloud["prediction"] == canned  # moto's queued answer, as it was sent: nothing more to compare
 
     client = sm_client()
     job = client.describe_training_job(TrainingJobName=cloud["training"].job_name)

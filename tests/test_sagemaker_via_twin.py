@@ -1,7 +1,8 @@
-"""The `sagemaker` backend's failure paths against the AWS twin, which runs jobs and endpoints
-for real (moto alone completes everything at once): a job that fails with its reason and log, an
-endpoint that fails to start and is removed, and Ctrl-C while a job runs, which asks whether to
-stop the job and does what the person answers. Its own module: one twin runs per process."""
+"""The `sagemaker` backend against the AWS twin, which runs jobs and endpoints for real (moto
+alone completes everything at once and answers predictions from a canned queue): the person's
+workflow answers as on `process`; a job that fails with its reason and log, an endpoint that
+fails to start and is removed, and Ctrl-C while a job runs, which asks whether to stop the job and
+does what the person answers. Its own module: one twin runs per process."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from pathlib import Path
 import pytest
 
 import sagetwin
+from tests.conftest import holds_for
 from tests.test_aws_twin import VERSIONS, leftovers
 
 
 @pytest.fixture(scope="module")
-def twin(sagetwin_home):
+def twin(twin_since, sagetwin_home):
     import sagetwin.aws
 
     with sagetwin.aws.start(backend="process", persist=False) as running:
@@ -129,7 +131,7 @@ def status_after(twin, name: str, wanted: str, within: float = 60) -> str:
 
 
 @pytest.mark.parametrize("stop", [True, False], ids=["stop it", "keep it running"])
-def test_ctrl_c_while_a_job_runs_asks_and_does_what_the_person_answers(twin, tmp_path, stop):
+def test_ctrl_c_while_a_job_runs_asks_and_does_what_the_person_answers(twin, twin_since, tmp_path, stop):
     reporter = Answering(stop)
     job = job_in(tmp_path, "import time\nprint('started', flush=True)\ntime.sleep(600)\n", reporter, twin)
     interrupt_once_running(twin)
@@ -143,7 +145,29 @@ def test_ctrl_c_while_a_job_runs_asks_and_does_what_the_person_answers(twin, tmp
         assert status_after(twin, name, "Stopped") == "Stopped"
     else:
         assert f"sagemaker: training job {name} left running" in reporter.steps
-        assert status_after(twin, name, "InProgress", within=3) == "InProgress"
+        job_process = twin.jobs.jobs[name].proc
+        assert holds_for(lambda: job_process.poll() is None and twin.clients.sagemaker.describe_training_job(
+            TrainingJobName=name)["TrainingJobStatus"] == "InProgress", seconds=2.0), "the job did not keep running"
         twin.clients.sagemaker.stop_training_job(TrainingJobName=name)
         assert status_after(twin, name, "Stopped") == "Stopped"
-    assert not leftovers(Path(twin.work_dir))
+    assert not leftovers(twin_since, twin)
+
+
+@pytest.mark.slow
+def test_same_workflow_on_process_and_sagemaker(twin, twin_since, sample_channels, tiny_hyperparameters, monkeypatch):
+    """The same user code on `process` and on `sagemaker` against the twin: the twin trains the job
+    and its endpoint serves the model that job trained (moto alone answers InvokeEndpoint with a
+    canned result), so both answers come from a real model of the same data and hyperparameters."""
+    from tests.test_sagemaker_backend import user_workflow
+
+    monkeypatch.setenv("SAGETWIN_ROLE", twin.role_arn)
+    offline = user_workflow("process", sample_channels, tiny_hyperparameters)
+    cloud = user_workflow("sagemaker", sample_channels, tiny_hyperparameters)
+    assert cloud["training"].backend == "sagemaker" and cloud["training"].model_data.startswith("s3://")
+    assert [set(p) for p in cloud["prediction"]] == [set(p) for p in offline["prediction"]] == [{"label", "score"}]
+    assert [p["label"] for p in cloud["prediction"]] == [p["label"] for p in offline["prediction"]]
+    # one seed, one stack, one CPU: the two trainings give the same model (seen: equal to the last digit)
+    assert [p["score"] for p in cloud["prediction"]] == pytest.approx([p["score"] for p in offline["prediction"]],
+                                                                      abs=1e-3)
+    assert twin.clients.sagemaker.list_endpoints()["Endpoints"] == []
+    assert not leftovers(twin_since, twin)

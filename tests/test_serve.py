@@ -14,17 +14,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.conftest import default_ctrl_c, signal_and_wait
-
-
-def read_until(stream, prefix: str, deadline: float) -> str:
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise AssertionError(f"no {prefix!r} line before the deadline or the end of output")
+from tests.conftest import default_ctrl_c, read_until, signal_and_wait
 
 
 @pytest.mark.slow
@@ -34,9 +24,8 @@ def test_serve_prints_a_working_url_and_curl_line_and_ctrl_c_leaves_nothing(trai
                               "--backend", "process"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=default_ctrl_c)
     try:
-        deadline = time.monotonic() + 180
-        url = read_until(serve.stdout, "url ", deadline).split()[1]
-        curl = shlex.split(read_until(serve.stdout, "curl ", deadline)[len("curl "):])
+        url = read_until(serve.stdout, "url   ", timeout=180)[-1].split()[1]
+        curl = shlex.split(read_until(serve.stdout, "curl  ", timeout=30)[-1][len("curl  "):])
         started = psutil.Process(serve.pid).children(recursive=True)
         assert started, "the endpoint's server should be a child of the serve command"
 

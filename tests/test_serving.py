@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,32 @@ def test_a_bad_worker_count_fails_the_deploy_naming_it(trained_tiny, no_leftover
     with pytest.raises(sagetwin.EndpointError) as failed:
         deploy(trained_tiny.model_data, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
     assert "SAGEMAKER_MODEL_SERVER_WORKERS='many' is not a whole number" in str(failed.value.render())
+
+
+SLOW_ON_REQUEST = '''
+import time
+
+def predict_fn(data, model):
+    if data["inputs"] == "slow":
+        time.sleep(3.5)
+    return model(data["inputs"])
+'''
+
+
+def test_a_prediction_past_invocation_timeout_fails_for_its_caller_and_the_endpoint_serves_on(
+        trained_tiny, tmp_path, no_leftover_processes):
+    """SageMaker's 60 s per invocation, on `process`, set to 2 s: the caller gets the runtime's
+    timeout after 2 s (not 60, not when the model finally answers), and the endpoint still answers
+    a quick request once the slow prediction is done (one worker: it finishes it first, as a
+    container does)."""
+    from sagetwin.core.limits import INVOCATION_TIMED_OUT
+
+    with deploy(archive_with_code(trained_tiny, tmp_path, SLOW_ON_REQUEST), invocation_timeout=2) as predictor:
+        started = time.monotonic()
+        with pytest.raises(sagetwin.InvocationError) as info:
+            predictor.predict({"inputs": "slow"})
+        waited = time.monotonic() - started
+        assert 1.5 < waited < 3.0, f"answered after {waited:.1f} s"  # the sleep is 3.5 s
+        assert INVOCATION_TIMED_OUT in str(info.value) and "(after 2 s)" in str(info.value)
+        time.sleep(max(0.0, started + 4.0 - time.monotonic()))  # the worker is busy with the slow one till then
+        assert predictor.predict({"inputs": "quick"})[0]["label"] in {"NEGATIVE", "POSITIVE"}

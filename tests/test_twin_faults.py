@@ -23,6 +23,7 @@ def test_the_service_lost_mid_training_names_the_job_its_cost_and_how_to_stop_it
     from sagetwin.aws.twin import Twin
     from sagetwin.core.progress import SilentReporter
 
+    since = time.time() - 0.1
     (tmp_path / "train.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "rows.txt").write_text("one\n")
@@ -50,4 +51,4 @@ def test_the_service_lost_mid_training_names_the_job_its_cost_and_how_to_stop_it
     text = str(info.value)
     assert "could not be reached" in text and "could not be stopped" in text and "bill at $3.825/h" in text, text
     assert "aws sagemaker stop-training-job --training-job-name huggingface-" in text
-    assert not leftovers(sagetwin_home)
+    assert not leftovers(since)

@@ -363,3 +363,42 @@ def test_a_slow_stranger_is_let_go_at_its_deadline(sagetwin_home, monkeypatch):
                 closed_after = time.monotonic() - started
                 break
         assert closed_after is not None and closed_after < server.STRANGER_DEADLINE_S + 3
+
+
+def test_a_request_goes_only_where_its_signature_was_made_for(sagetwin_home, tmp_path):
+    """A leaked presigned URL (any operation) cannot be turned into a SageMaker call by adding an
+    X-Amz-Target and a body, nor reach another service through moto's own routing."""
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin:
+        s3 = twin_client(twin, "s3", signature_version="s3v4")
+        s3.create_bucket(Bucket="leaky")
+        s3.put_object(Bucket="leaky", Key="x.txt", Body=b"hi")
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "leaky", "Key": "x.txt"})
+        path = url.split(str(twin.port), 1)[1]
+        create = json.dumps({"TrainingJobName": "from-a-leaked-url"}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", twin.port, timeout=10)
+        conn.request("GET", path, body=create, headers={"X-Amz-Target": "SageMaker.CreateTrainingJob",
+                                                          "Content-Type": "application/x-amz-json-1.1"})
+        answer = conn.getresponse()
+        assert answer.status == 403 and b"X-Amz-Target must be signed" in answer.read()
+        conn.close()
+        # the same URL with a query-protocol body still reaches only S3 (its object), not STS
+        conn = http.client.HTTPConnection("127.0.0.1", twin.port, timeout=10)
+        conn.request("GET", path, body=b"Action=AssumeRoleWithWebIdentity&Version=2011-06-15",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        answer = conn.getresponse()
+        assert (answer.status, answer.read()) == (200, b"hi")
+        conn.close()
+        assert twin_client(twin, "sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+        # a header signature with a second Credential (which moto would read instead) is malformed
+        good = signed(twin, "s3", "GET", "/leaky/x.txt")
+        authorization = good.headers["Authorization"].replace(
+            "Credential=", "Credential=K/20260101/us-east-1/iam/aws4_request, Credential=", 1)
+        status, _, body = send(twin, good, {"Authorization": authorization})
+        assert status == 400 and b"AuthorizationHeaderMalformed" in body
+        # moto's controls behind an encoded or doubled slash, signed with the twin's own key
+        for path in ("/%6Doto-api/reset", "//moto-api/reset"):
+            status, _, body = send(twin, signed(twin, "s3", "POST", path))
+            assert status == 403 and b"own controls are not part of AWS" in body, path
+        assert twin.clients.role_exists(twin.role_arn)

@@ -20,17 +20,35 @@ def archive(path: Path, content: str) -> Path:
     return path
 
 
-def test_an_archive_is_unpacked_once_and_each_endpoint_gets_its_own_copy(tmp_path):
+def counted_unpacks(monkeypatch) -> list[Path]:
+    """The archives ``unpack_model`` extracts, one entry per extraction (the extraction itself runs)."""
+    from sagetwin.emulation import artifacts
+
+    extracted: list[Path] = []
+    real = artifacts.extract_archive
+
+    def counting(source, target, *args, **kwargs):
+        extracted.append(Path(source))
+        return real(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "extract_archive", counting)
+    return extracted
+
+
+def test_an_archive_is_unpacked_once_and_each_endpoint_gets_its_own_copy(tmp_path, monkeypatch):
+    extracted = counted_unpacks(monkeypatch)
     cache = tmp_path / "cache"
     model = archive(tmp_path / "model.tar.gz", "first")
     one = unpack_model(model, tmp_path / "endpoint-1" / "model", cache_dir=cache)
     (one / "config.json").write_text("changed by a handler")
     two = unpack_model(model, tmp_path / "endpoint-2" / "model", cache_dir=cache)
+    assert extracted == [model]  # the second endpoint was copied from the cache, not unpacked again
     assert (two / "config.json").read_text() == "first"
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
 
 
-def test_a_rewritten_archive_is_unpacked_again(tmp_path):
+def test_a_rewritten_archive_is_unpacked_again(tmp_path, monkeypatch):
+    extracted = counted_unpacks(monkeypatch)
     cache = tmp_path / "cache"
     model = archive(tmp_path / "model.tar.gz", "first")
     unpack_model(model, tmp_path / "e" / "model", cache_dir=cache)
@@ -38,6 +56,7 @@ def test_a_rewritten_archive_is_unpacked_again(tmp_path):
     archive(model, "second")
     os.utime(model, ns=(time.time_ns(), time.time_ns()))
     assert (unpack_model(model, tmp_path / "e" / "model", cache_dir=cache) / "config.json").read_text() == "second"
+    assert extracted == [model, model]
 
 
 def test_only_the_most_recently_used_archives_stay_unpacked(tmp_path):

@@ -9,6 +9,7 @@ request words them (S3's XML, the query protocol's XML, the JSON protocols' ``__
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import re
@@ -17,9 +18,20 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
+from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from sagetwin.aws.signatures import HEX_SHA256, Claim, Request, Secret, SignatureError, check, claim
+from sagetwin.aws.signatures import (
+    EMPTY_SHA256,
+    HEX_SHA256,
+    Claim,
+    Request,
+    Secret,
+    SignatureError,
+    check,
+    claim,
+    remove_dot_segments,
+)
 from sagetwin.core.limits import MAX_PAYLOAD_BYTES
 
 S3_MAX_PUT_BYTES = 5 * 1024**3  # S3's single PUT
@@ -46,6 +58,7 @@ REFUSALS: dict[tuple[str, str], tuple[int, str, str]] = {
     ("s3", "body-hash"): (400, "XAmzContentSHA256Mismatch",
                           "The provided 'x-amz-content-sha256' header does not match what was computed."),
     ("s3", "too-large"): (400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"),
+    ("s3", "expired-token"): (400, "ExpiredToken", "The provided token has expired."),
     ("s3", "refused"): (403, "AccessDenied", "Access Denied"),
     ("json", "unsigned"): (403, "MissingAuthenticationTokenException", "Missing Authentication Token"),
     ("json", "unknown-key"): (403, "UnrecognizedClientException", INVALID_TOKEN),
@@ -55,6 +68,8 @@ REFUSALS: dict[tuple[str, str], tuple[int, str, str]] = {
     ("json", "expired"): (403, "InvalidSignatureException", "Signature expired."),
     ("json", "skew"): (403, "InvalidSignatureException", "Signature expired."),
     ("json", "too-large"): (413, "RequestEntityTooLargeException", "Request body too large."),
+    ("json", "expired-token"): (403, "ExpiredTokenException", "The security token included in the request is expired"),
+    ("json", "body-hash"): (403, "InvalidSignatureException", MISMATCH),
     ("json", "refused"): (403, "AccessDeniedException", "Access denied."),
     ("query", "unsigned"): (403, "MissingAuthenticationToken", "Request is missing Authentication Token"),
     ("query", "unknown-key"): (403, "InvalidClientTokenId", INVALID_TOKEN),
@@ -64,6 +79,8 @@ REFUSALS: dict[tuple[str, str], tuple[int, str, str]] = {
     ("query", "expired"): (403, "SignatureDoesNotMatch", "Signature expired."),
     ("query", "skew"): (403, "SignatureDoesNotMatch", "Signature expired."),
     ("query", "too-large"): (413, "RequestEntityTooLarge", "Request body too large."),
+    ("query", "expired-token"): (403, "ExpiredToken", "The security token included in the request is expired"),
+    ("query", "body-hash"): (403, "SignatureDoesNotMatch", MISMATCH),
     ("query", "refused"): (403, "AccessDenied", "Access denied."),
 }
 REASONS = {400: "Bad Request", 403: "Forbidden", 413: "Request Entity Too Large"}
@@ -159,10 +176,20 @@ class Guard:
             return None
 
     def on_headers(self, method: str, raw_uri: str, headers: Mapping[str, str], content_length: int | None,
-                   on_verified: Callable[[], None] = lambda: None) -> Refusal | None:
+                   on_verified: Callable[[], None] = lambda: None,
+                   on_pending: Callable[[], None] = lambda: None) -> Refusal | None:
         """The check made before any of the body is read: address, web pages, moto's own
         controls, the signature as far as the headers carry it, and the declared body size.
-        ``on_verified`` is called when the headers alone proved the caller holds a secret."""
+        ``on_verified`` is called when the headers alone proved the caller holds a secret,
+        ``on_pending`` when they name a known key and the body's hash will decide."""
+        path = raw_uri.partition("?")[0]
+        try:
+            return self._on_headers(method, raw_uri, headers, content_length, on_verified, on_pending)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot decide refuses, never lets through
+            return refusal(protocol_of(None, headers, path), "refused", f"the request could not be checked ({exc})")
+
+    def _on_headers(self, method: str, raw_uri: str, headers: Mapping[str, str], content_length: int | None,
+                    on_verified: Callable[[], None], on_pending: Callable[[], None]) -> Refusal | None:
         path, _, query = raw_uri.partition("?")
         request = Request(method, path, query, headers)
         try:
@@ -175,16 +202,20 @@ class Guard:
         host = headers.get("host", "")
         if host not in (f"127.0.0.1:{self.port}", f"localhost:{self.port}"):
             return refusal(protocol, "refused", f"requests for host {host!r} are refused")
-        if path.startswith("/moto-api"):
+        if _normal_path(path).startswith("/moto-api"):
             return refusal(protocol, "refused", "moto's own controls are not part of AWS")
+        if found is not None and found.service != "s3" and path != _normal_path(path):
+            return refusal(protocol, "refused", "the path is not in its normal form")
+        if "x-amz-target" in headers and (found is None or found.form != "v4-header"
+                                          or "x-amz-target" not in found.signed_headers):
+            return refusal(protocol, "refused", "X-Amz-Target must be signed, in the Authorization header")
+        verified = False
         try:
             if found is None or not found.payload_in_body or "x-amz-content-sha256" in headers:
                 check(request, self.secret_of)
-                verified = True
+                verified = found.form != "v4-query" or found.service == "s3"  # presigned API calls: the body decides
             elif self.secret_of(found.key_id) is None:  # the rest is checked with the body's hash
                 raise SignatureError("unknown-key")
-            else:
-                verified = False
         except SignatureError as exc:
             return refusal(protocol, exc.kind, exc.detail)
         size = content_length or 0
@@ -192,11 +223,13 @@ class Guard:
             return invoke_too_large(size)
         limit = S3_MAX_PUT_BYTES + S3_FRAMING_ALLOWANCE if protocol == "s3" else API_MAX_BODY_BYTES
         decoded = headers.get("x-amz-decoded-content-length", "")
-        if size > limit or (decoded.isdigit() and int(decoded) > S3_MAX_PUT_BYTES):
+        if size > limit or (decoded.isascii() and decoded.isdigit() and int(decoded) > S3_MAX_PUT_BYTES):
             return refusal(protocol, "too-large", f"at most {limit} bytes")
-        if verified:
-            on_verified()
+        (on_verified if verified else on_pending)()
         return None
+
+    def unsigned(self, raw_uri: str, headers: Mapping[str, str]) -> Refusal:
+        return refusal(protocol_of(None, headers, raw_uri.partition("?")[0]), "unsigned")
 
     def body_limit(self, raw_uri: str, headers: Mapping[str, str]) -> int:
         """How many body bytes the request may send (for a chunked body, counted as it comes)."""
@@ -210,27 +243,48 @@ class Guard:
         return S3_MAX_PUT_BYTES + S3_FRAMING_ALLOWANCE if protocol_of(found, headers, path) == "s3" \
             else API_MAX_BODY_BYTES
 
-    def on_request(self, method: str, raw_uri: str, headers: Mapping[str, str], body: IO[bytes]) -> Refusal | None:
+    def on_request(self, method: str, raw_uri: str, headers: Mapping[str, str], body: IO[bytes]
+                   ) -> tuple[Refusal | None, Claim | None]:
         """The whole request: everything ``on_headers`` checks, then the signature over the body's
-        hash where it covers one. ``body`` is left at its start."""
+        hash where it covers one; with the verified claim, which alone decides where the request
+        goes. ``body`` is left at its start."""
+        path = raw_uri.partition("?")[0]
+        try:
+            return self._on_request(method, raw_uri, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot decide refuses, never lets through
+            return refusal(protocol_of(None, headers, path), "refused",
+                           f"the request could not be checked ({exc})"), None
+
+    def _on_request(self, method: str, raw_uri: str, headers: Mapping[str, str], body: IO[bytes]
+                    ) -> tuple[Refusal | None, Claim | None]:
         refused = self.on_headers(method, raw_uri, headers, None)
         if refused is not None:
-            return refused
+            return refused, None
         path, _, query = raw_uri.partition("?")
         request = Request(method, path, query, headers)
         found = claim(request)
-        declared = headers.get("x-amz-content-sha256", "")
-        if found is None or not (found.payload_in_body or HEX_SHA256.match(declared)):
-            return None
-        digest = _sha256(body)
+        if found is None:  # on_headers refuses unsigned requests
+            return refusal(protocol_of(None, headers, path), "unsigned"), None
         protocol = protocol_of(found, headers, path)
+        declared = headers.get("x-amz-content-sha256", "")
+        presigned_api = found.form == "v4-query" and found.service != "s3"
+        if not (found.payload_in_body or HEX_SHA256.match(declared) or presigned_api):
+            return None, found
+        digest = _sha256(body)
+        if presigned_api:  # its signature covers an empty body: any other body is not what was signed
+            return (None, found) if digest == EMPTY_SHA256 else (refusal(protocol, "body-hash"), None)
         if declared:
-            return None if digest == declared else refusal(protocol, "body-hash")
+            return (None, found) if digest == declared else (refusal(protocol, "body-hash"), None)
         try:
             check(request, self.secret_of, body_sha256=digest)
         except SignatureError as exc:
-            return refusal(protocol, exc.kind, exc.detail)
-        return None
+            return refusal(protocol, exc.kind, exc.detail), None
+        return None, found
+
+
+def _normal_path(raw_path: str) -> str:
+    """The path as a router sees it: decoded, dot segments resolved, repeated slashes collapsed."""
+    return remove_dot_segments(unquote(raw_path))
 
 
 def _sha256(stream: IO[bytes]) -> str:
@@ -252,7 +306,8 @@ def moto_credentials(key_id: str) -> Secret | None:
         for backend in list(sts_backends[account].values()):
             for role in list(backend.assumed_roles):
                 if role.access_key_id == key_id:
-                    return Secret(role.secret_access_key, role.session_token)
+                    return Secret(role.secret_access_key, role.session_token,
+                                  calendar.timegm(role.expiration.utctimetuple()))
     for account in list(iam_backends.keys()):
         for backend in list(iam_backends[account].values()):
             for user in list(backend.users.values()):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,12 @@ MAX_BODY_BYTES = 5 * 1024**3 + 64 * 1024**2  # S3's single PUT limit (5 GiB), wi
 # oldest is closed for a newer one), so whatever they hold, the owner's calls get in.
 STRANGER_DEADLINE_S = 10.0
 STRANGER_CONNECTIONS = 64
+# A request whose headers name a known key but whose signature covers the body (every service but
+# S3) is pending until the body is in: its connection is not a stranger's (a flood of strangers must
+# not close the owner's 6 MB InvokeEndpoint mid-upload), but such connections have their own share
+# and a deadline, since key IDs are not secrets.
+PENDING_DEADLINE_S = 60.0
+PENDING_CONNECTIONS = 64
 MAINTENANCE_INTERVAL_S = 1
 
 
@@ -80,7 +87,7 @@ def _parser_class(guard: Guard) -> type:
             if self.headers_finished and not had_headers and self.error is None and not self.empty:
                 headers = {name.lower().replace("_", "-"): value for name, value in self.headers.items()}
                 length = None if self.chunked else self.content_length
-                refused = guard.on_headers(self.command, self.request_uri, headers, length, self.vouch)
+                refused = guard.on_headers(self.command, self.request_uri, headers, length, self.vouch, self.pending)
                 if refused is None:
                     self.body_limit = guard.body_limit(self.request_uri, headers)
                     return consumed
@@ -96,6 +103,10 @@ def _parser_class(guard: Guard) -> type:
         def vouch(self) -> None:
             if self.channel is not None:  # signed with a secret: the body may take as long as it takes
                 self.channel.trusted = True
+
+        def pending(self) -> None:
+            if self.channel is not None and not self.channel.trusted:
+                self.channel.pending_since = self.channel.pending_since or time.time()
 
         def refuse(self, refused: Refusal) -> None:
             self.refused, self.error, self.completed = refused, _refusal_error(refused), True
@@ -116,6 +127,7 @@ def _task_class() -> type:
         def get_environment(self) -> dict[str, Any]:
             environ = super().get_environment()
             environ["sagetwin.connection"] = self.channel
+            environ["sagetwin.close_after"] = lambda: setattr(self, "close_on_finish", True)
             return environ
 
     return Task
@@ -137,6 +149,7 @@ def _channel_class(guard: Guard) -> type:
 
         def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:  # noqa: A002
             self.trusted = False
+            self.pending_since = 0.0  # when a request naming a known key began (see PENDING_CONNECTIONS)
             self.discarding = False
             self.parser_class = functools.partial(parser, channel=self)
             super().__init__(server, sock, addr, adj, map)
@@ -157,18 +170,22 @@ def _channel_class(guard: Guard) -> type:
     return Channel
 
 
-def _strangers(connections: Any) -> list[Any]:
-    """Connections that have not yet sent a verified request and have none being served, oldest first."""
-    found = [c for c in list(connections) if hasattr(c, "trusted") and not c.trusted and not c.requests]
-    return sorted(found, key=lambda c: c.creation_time)
+def _strangers(connections: Any, pending: bool = False) -> list[Any]:
+    """Connections that have not yet sent a verified request and have none being served, oldest
+    first: those with no request naming a known key, or (``pending``) those with one."""
+    found = [c for c in list(connections) if hasattr(c, "trusted") and not c.trusted and not c.requests
+             and bool(c.pending_since) == pending]
+    return sorted(found, key=lambda c: c.pending_since or c.creation_time)
 
 
 def _make_room_for(channel: Any, connections: Any) -> None:
-    """Strangers share ``STRANGER_CONNECTIONS``: past that, the oldest are let go."""
-    strangers = _strangers(connections.values())
-    for old in strangers[:max(0, len(strangers) - STRANGER_CONNECTIONS)]:
-        if old is not channel:
-            old.handle_close()
+    """Strangers share ``STRANGER_CONNECTIONS``, pending requests ``PENDING_CONNECTIONS``: past
+    that, the oldest are let go."""
+    for pending, share in ((False, STRANGER_CONNECTIONS), (True, PENDING_CONNECTIONS)):
+        waiting = _strangers(connections.values(), pending)
+        for old in waiting[:max(0, len(waiting) - share)]:
+            if old is not channel:
+                old.handle_close()
 
 
 def _server_class(base: type) -> type:
@@ -179,6 +196,11 @@ def _server_class(base: type) -> type:
             for channel in _strangers(self._map.values()):
                 if now - channel.creation_time > STRANGER_DEADLINE_S:
                     channel.will_close = True
+            for channel in _strangers(self._map.values(), pending=True):
+                if now - channel.pending_since > PENDING_DEADLINE_S:
+                    channel.will_close = True
+            if len(_strangers(self._map.values(), pending=True)) > PENDING_CONNECTIONS:
+                _make_room_for(None, self._map)
 
     return Server
 
@@ -238,6 +260,6 @@ def vouch_for_connection(environ: dict[str, Any]) -> None:
     """The request on this connection was verified: its caller holds a secret, not a stranger."""
     connection = environ.get("sagetwin.connection")
     if connection is not None:
-        connection.trusted = True
+        connection.trusted, connection.pending_since = True, 0.0
 
 

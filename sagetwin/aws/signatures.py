@@ -42,6 +42,7 @@ class Secret:
 
     secret_key: str
     session_token: str | None = None
+    expires_at: float | None = None  # temporary credentials stop working then (ExpiredToken)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Claim:
     form: str  # "v4-header" | "v4-query" | "v2-header" | "v2-query"
     key_id: str
     service: str = ""  # from a V4 scope; "s3" for V2
+    region: str = ""  # from a V4 scope
+    signed_headers: tuple[str, ...] = ()  # a V4 header signature's SignedHeaders
 
     @property
     def payload_in_body(self) -> bool:
@@ -100,7 +103,7 @@ def claim(request: Request) -> Claim | None:
                     or not fields.get("Signature"):
                 raise SignatureError("incomplete", "Authorization header requires 'Credential', 'SignedHeaders' "
                                      "and 'Signature' parameters.")
-            return Claim("v4-header", scope[0], scope[3])
+            return Claim("v4-header", scope[0], scope[3], scope[2], tuple(fields["SignedHeaders"].split(";")))
         if match := V2_HEADER.match(authorization):
             return Claim("v2-header", match.group("key"), "s3")
         raise SignatureError("incomplete", "Authorization header is neither AWS4-HMAC-SHA256 nor AWS.")
@@ -110,7 +113,8 @@ def claim(request: Request) -> Claim | None:
                 "X-Amz-Signature") or not params.get("X-Amz-SignedHeaders") or not params.get("X-Amz-Date"):
             raise SignatureError("incomplete-query", "Query-string authentication requires the X-Amz-Algorithm, "
                                  "X-Amz-Credential, X-Amz-Signature, X-Amz-Date and X-Amz-SignedHeaders parameters.")
-        return Claim("v4-query", scope[0], scope[3])
+        return Claim("v4-query", scope[0], scope[3], scope[2],
+                     tuple(params["X-Amz-SignedHeaders"].split(";")))
     if "AWSAccessKeyId" in params or "Signature" in params:
         if not (params.get("AWSAccessKeyId") and params.get("Signature") and params.get("Expires")):
             raise SignatureError("incomplete-query", "Query-string authentication requires the Signature, Expires and "
@@ -129,6 +133,8 @@ def verify(request: Request, found: Claim, secret: Secret, *, body_sha256: str |
         or params.get("x-amz-security-token")
     if (secret.session_token or None) != (token or None):
         raise SignatureError("token", "the session token does not belong to the access key")
+    if secret.expires_at is not None and now > secret.expires_at:
+        raise SignatureError("expired-token", "the temporary credentials have expired")
     if found.form == "v4-header":
         _verify_v4(request, secret, _v4_fields(V4_HEADER.match(request.headers["authorization"]).group("fields")),
                    body_sha256, now, presigned=False)
@@ -141,9 +147,13 @@ def verify(request: Request, found: Claim, secret: Secret, *, body_sha256: str |
 
 
 def _v4_fields(text: str) -> dict[str, str]:
-    fields = {}
+    """Credential, SignedHeaders and Signature, each exactly once: a second ``Credential`` (which
+    another parser might read instead of this one) makes the header malformed."""
+    fields: dict[str, str] = {}
     for part in text.split(","):
         name, _, value = part.strip().partition("=")
+        if name.strip() in fields:
+            raise SignatureError("incomplete", f"Authorization header repeats {name.strip()!r}.")
         fields[name.strip()] = value.strip()
     return fields
 
@@ -168,7 +178,7 @@ def _verify_v4(request: Request, secret: Secret, fields: Mapping[str, str], body
         raise SignatureError("mismatch", "the credential scope's date is not the request's date")
     if presigned:
         expires = dict(params).get("X-Amz-Expires", "")
-        if not expires.isdigit() or not 1 <= int(expires) <= MAX_PRESIGNED_EXPIRY_S:
+        if not (expires.isascii() and expires.isdigit()) or not 1 <= int(expires) <= MAX_PRESIGNED_EXPIRY_S:
             raise SignatureError("incomplete", "X-Amz-Expires must be a number of seconds up to 604800")
         if now > signed_at + int(expires):
             raise SignatureError("expired", "Request has expired")
@@ -202,7 +212,7 @@ def _verify_v4(request: Request, secret: Secret, fields: Mapping[str, str], body
     string_to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     expected = hmac.new(_signing_key(secret.secret_key, date, region, service), string_to_sign.encode(),
                         hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, fields["Signature"]):
+    if not hmac.compare_digest(expected.encode(), fields["Signature"].encode("utf-8", "replace")):
         raise SignatureError("mismatch")
 
 
@@ -228,10 +238,10 @@ def _canonical_path(raw_path: str, service: str) -> str:
     again (botocore's ``S3SigV4Auth`` / ``SigV4Auth``)."""
     if service == "s3":
         return quote(unquote(raw_path), safe="/~") or "/"
-    return quote(_remove_dot_segments(raw_path), safe="/~")
+    return quote(remove_dot_segments(raw_path), safe="/~")
 
 
-def _remove_dot_segments(path: str) -> str:
+def remove_dot_segments(path: str) -> str:
     if not path:
         return "/"
     kept: list[str] = []
@@ -253,7 +263,7 @@ def _canonical_query(pairs: list[tuple[str, str]], drop: str | None) -> str:
 def _verify_v2(request: Request, secret: Secret, params: Mapping[str, str], now: float, *, presigned: bool) -> None:
     if presigned:
         expires = params.get("Expires", "")
-        if not expires.isdigit():
+        if not (expires.isascii() and expires.isdigit()):
             raise SignatureError("incomplete", "Expires must be a number of seconds since the epoch")
         if now > int(expires):
             raise SignatureError("expired", "Request has expired")
@@ -261,6 +271,11 @@ def _verify_v2(request: Request, secret: Secret, params: Mapping[str, str], now:
     else:
         match = V2_HEADER.match(request.headers["authorization"])
         when, signature = request.headers.get("date", ""), match.group("signature")
+        stamp = _http_date_as_amz(request.headers.get("x-amz-date") or when)
+        if not stamp:
+            raise SignatureError("incomplete", "the request has no Date (or x-amz-date)")
+        if abs(now - _amz_time(stamp)) > MAX_SKEW_S:
+            raise SignatureError("skew", "the request's date is more than 15 minutes from the time now")
         if request.headers.get("x-amz-date"):
             when = ""  # x-amz-date, signed among the x-amz- headers, stands for Date
     amz = {name: value for name, value in request.headers.items() if name.startswith("x-amz-")}
@@ -275,7 +290,7 @@ def _verify_v2(request: Request, secret: Secret, params: Mapping[str, str], now:
     string_to_sign = "\n".join([request.method.upper(), *(v.strip() for v in standard), when,
                                 *(f"{name}:{amz[name].strip()}" for name in sorted(amz)), resource])
     expected = base64.b64encode(hmac.new(secret.secret_key.encode(), string_to_sign.encode(), hashlib.sha1).digest())
-    if not hmac.compare_digest(expected.decode(), signature):
+    if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         raise SignatureError("mismatch")
 
 

@@ -29,6 +29,7 @@ HOOK_DIR = Path(__file__).with_name("hook")
 TRUST_POLICY = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 LOOPBACK = "127.0.0.1,localhost"
+CREDENTIALS_S = 12 * 3600  # the handed-out role's credentials expire, as AWS's do: the longest a role allows
 # variables that would send a client elsewhere than AWS_ENDPOINT_URL, or to a profile's settings
 CLEARED_PREFIXES = ("AWS_ENDPOINT_URL_",)
 CLEARED_NAMES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
@@ -145,8 +146,10 @@ class Twin:
 
     def _assume_role(self) -> dict[str, str]:
         """The identity clients get: an assumed SageMaker role, as in a SageMaker notebook."""
-        self.clients.iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY))
-        creds = self.clients.sts.assume_role(RoleArn=self.role_arn, RoleSessionName="SageMaker")["Credentials"]
+        self.clients.iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                                     MaxSessionDuration=CREDENTIALS_S)
+        creds = self.clients.sts.assume_role(RoleArn=self.role_arn, RoleSessionName="SageMaker",
+                                             DurationSeconds=CREDENTIALS_S)["Credentials"]
         return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
                 "AWS_SESSION_TOKEN": creds["SessionToken"]}
 
@@ -223,5 +226,31 @@ def _moto() -> Any:
     except ImportError:
         raise ConfigurationError("the AWS twin needs moto's server, which is not installed.",
                                  "pip install 'sagetwin[aws]' (moto[server], waitress and s3fs).") from None
-    return SimpleNamespace(DomainDispatcherApplication=DomainDispatcherApplication,
+    return SimpleNamespace(DomainDispatcherApplication=_verified_dispatcher(DomainDispatcherApplication),
                            create_backend_app=create_backend_app)
+
+
+def _verified_dispatcher(base: type) -> type:
+    """moto's dispatcher, routing a request by the scope of its verified signature only
+    (``sagetwin.scope``, set by the guard), never by a header, body or path the signature does
+    not cover, and never to moto's own controls (``/moto-api``): a request signed for S3 reaches
+    S3, whatever ``X-Amz-Target`` or ``Action=`` it carries besides."""
+
+    class VerifiedDispatcher(base):  # type: ignore[misc, valid-type]
+        def get_application(self, environ: dict[str, Any]) -> Any:
+            region, service = environ["sagetwin.scope"]  # KeyError: not past the guard, never served
+            routing = {"HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential=-/-/{region}/{service}/aws4_request",
+                       # the rest moto reads within a service is covered by the signature (the guard's rules)
+                       **{key: environ[key] for key in ("PATH_INFO", "HTTP_HOST", "HTTP_X_AMZ_TARGET")
+                          if key in environ}}
+            with self.lock:
+                host = self.infer_service_region_host(routing, routing.get("PATH_INFO", ""))
+                backend = self.get_backend_for_host(host) if host else None
+                if backend is None or backend == "moto_api":
+                    raise LookupError(f"no AWS service answers for the signing scope {service!r}")
+                app = self.app_instances.get(backend)
+                if app is None:
+                    app = self.app_instances[backend] = self.create_app(backend)
+            return app
+
+    return VerifiedDispatcher

@@ -21,6 +21,7 @@ from sagetwin.aws.server import vouch_for_connection
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import check_resource_name
 
+DEFAULT_REGION = "us-east-1"  # the scope of an S3 Version 2 signature, which names none
 INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 JSON_11 = "application/x-amz-json-1.1"
 
@@ -130,15 +131,28 @@ class TwinApp:
 
     def refusal(self, environ: dict[str, Any]) -> Reply | None:
         """The guard's verdict on the whole request (its headers were checked as they arrived;
-        here the signature is checked over the body too); a verified request vouches for its
-        connection."""
+        here the signature is checked over the body too). A verified request vouches for its
+        connection, and its signature's scope is what routes it (``sagetwin.scope``): a request
+        signed for one service never reaches another."""
         raw_uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-        refused = self.guard.on_request(environ.get("REQUEST_METHOD", "GET"), raw_uri, headers_of_environ(environ),
-                                        environ["wsgi.input"])
-        if refused is not None:
+        refused, found = self.guard.on_request(environ.get("REQUEST_METHOD", "GET"), raw_uri,
+                                               headers_of_environ(environ), environ["wsgi.input"])
+        if refused is not None or found is None:
+            refused = refused or self.guard.unsigned(raw_uri, headers_of_environ(environ))
+            environ.get("sagetwin.close_after", lambda: None)()  # a refused caller keeps no connection
             return Reply(refused.status, refused.body, refused.headers)
+        environ["sagetwin.scope"] = (found.region or DEFAULT_REGION, found.service)
+        environ["sagetwin.claim"] = found
         vouch_for_connection(environ)
         return None
+
+    @staticmethod
+    def signed_sagemaker_call(environ: dict[str, Any]) -> bool:
+        """Only a POST signed (in its Authorization header) for SageMaker, with its X-Amz-Target
+        among what was signed, reaches sagetwin's handlers, as only such a call reaches the service."""
+        found = environ.get("sagetwin.claim")
+        return (found is not None and found.form == "v4-header" and found.service == "sagemaker"
+                and environ.get("REQUEST_METHOD") == "POST")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -148,9 +162,10 @@ class TwinApp:
         try:
             if refusal is not None:
                 reply = refusal
-            elif service == "SageMaker" and operation in self.operations:
+            elif service == "SageMaker" and operation in self.operations and self.signed_sagemaker_call(environ) \
+                    and "x-amz-target" in environ["sagetwin.claim"].signed_headers:
                 reply = self.operations[operation](self._call(operation, environ))
-            elif invoke and environ.get("REQUEST_METHOD") == "POST":
+            elif invoke and self.signed_sagemaker_call(environ):
                 reply = self.invoke(invoke.group("name"), self._call("InvokeEndpoint", environ))
             else:
                 return self.moto_app(environ, start_response)
