@@ -402,3 +402,31 @@ def test_a_request_goes_only_where_its_signature_was_made_for(sagetwin_home, tmp
             status, _, body = send(twin, signed(twin, "s3", "POST", path))
             assert status == 403 and b"own controls are not part of AWS" in body, path
         assert twin.clients.role_exists(twin.role_arn)
+
+
+def test_expired_credentials_and_stale_v2_dates_are_refused():
+    """Temporary credentials stop at their expiry (the twin's role: 12 h) and a Version 2 header
+    signature is bound to its date, as AWS has them: a captured request cannot be replayed later."""
+    import base64
+    import hashlib
+    import hmac
+    from email.utils import formatdate
+
+    from sagetwin.aws.signatures import Request, Secret, SignatureError, check
+
+    secret = Secret("s3cr3t", None, expires_at=1_000_000.0)
+
+    def v2(date: float) -> Request:
+        stamp = formatdate(date, usegmt=True)
+        signature = base64.b64encode(hmac.new(b"s3cr3t", f"GET\n\n\n{stamp}\n/b/k".encode(),
+                                              hashlib.sha1).digest()).decode()
+        return Request("GET", "/b/k", "", {"host": "127.0.0.1:1", "date": stamp,
+                                            "authorization": f"AWS AKIDEXAMPLE:{signature}"})
+
+    check(v2(999_000.0), lambda key: secret, now=999_000.0)  # signed now, before the expiry: served
+    with pytest.raises(SignatureError) as expired:
+        check(v2(1_000_500.0), lambda key: secret, now=1_000_500.0)
+    assert expired.value.kind == "expired-token"
+    with pytest.raises(SignatureError) as stale:
+        check(v2(999_000.0), lambda key: Secret("s3cr3t"), now=999_000.0 + 16 * 60)
+    assert stale.value.kind == "skew"
