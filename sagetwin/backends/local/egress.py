@@ -76,8 +76,10 @@ def internal(address: str) -> bool:
             ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
         if embedded is not None:
             ip = embedded
-    return any(ip in net for net in INTERNAL) or not ip.is_global or ip.is_multicast or ip.is_reserved \
-        or ip.is_link_local or ip.is_loopback or ip.is_unspecified
+    # not ``not ip.is_global``: it counts the documentation ranges as private, and on networks that
+    # route the index through such an address (203.0.113.80 here) every build would be refused
+    return any(ip in net for net in INTERNAL) or ip.is_multicast or ip.is_reserved or ip.is_link_local \
+        or ip.is_loopback or ip.is_unspecified
 
 
 def system_resolver(host: str, port: int) -> list[str]:
