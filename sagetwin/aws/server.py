@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sagetwin.aws.guard import Guard, Refusal, refusal
+from sagetwin.aws.guard import Guard
+from sagetwin.aws.refusals import Refusal, refusal
 from sagetwin.core.errors import ConfigurationError
 
 THREADS = 32  # concurrent requests: long InvokeEndpoint calls must not hold up the SDK's polls

@@ -9,7 +9,6 @@ forms follow botocore's signers, which the SDK, boto3, s3fs and the AWS CLI all 
 
 from __future__ import annotations
 
-import base64
 import calendar
 import hashlib
 import hmac
@@ -26,13 +25,6 @@ MAX_SKEW_S = 15 * 60  # AWS refuses a request signed more than 15 minutes from i
 MAX_PRESIGNED_EXPIRY_S = 7 * 24 * 3600
 V4_HEADER = re.compile(r"^AWS4-HMAC-SHA256\s+(?P<fields>.*)$", re.S)
 V2_HEADER = re.compile(r"^AWS (?P<key>[^:\s]+):(?P<signature>\S+)$")
-# the S3 sub-resources a V2 signature covers (botocore's HmacV1Auth.QSAOfInterest)
-V2_SUBRESOURCES = frozenset((
-    "accelerate acl cors defaultObjectAcl location logging partNumber policy requestPayment torrent versioning "
-    "versionId versions website uploads uploadId response-content-type response-content-language response-expires "
-    "response-cache-control response-content-disposition response-content-encoding delete lifecycle tagging "
-    "restore storageClass notification replication analytics metrics inventory select select-type object-lock"
-).split())
 
 
 @dataclass(frozen=True)
@@ -143,7 +135,9 @@ def verify(request: Request, found: Claim, secret: Secret, *, body_sha256: str |
                   "Signature": params["X-Amz-Signature"]}
         _verify_v4(request, secret, fields, body_sha256, now, presigned=True)
     else:
-        _verify_v2(request, secret, params, now, presigned=found.form == "v2-query")
+        from sagetwin.aws.signatures_v2 import verify_v2
+
+        verify_v2(request, secret, params, now, presigned=found.form == "v2-query")
 
 
 def _v4_fields(text: str) -> dict[str, str]:
@@ -258,40 +252,6 @@ def remove_dot_segments(path: str) -> str:
 def _canonical_query(pairs: list[tuple[str, str]], drop: str | None) -> str:
     encoded = sorted((quote(name, safe="-_.~"), quote(value, safe="-_.~")) for name, value in pairs if name != drop)
     return "&".join(f"{name}={value}" for name, value in encoded)
-
-
-def _verify_v2(request: Request, secret: Secret, params: Mapping[str, str], now: float, *, presigned: bool) -> None:
-    if presigned:
-        expires = params.get("Expires", "")
-        if not (expires.isascii() and expires.isdigit()):
-            raise SignatureError("incomplete", "Expires must be a number of seconds since the epoch")
-        if now > int(expires):
-            raise SignatureError("expired", "Request has expired")
-        when, signature = expires, params["Signature"]
-    else:
-        match = V2_HEADER.match(request.headers["authorization"])
-        when, signature = request.headers.get("date", ""), match.group("signature")
-        stamp = _http_date_as_amz(request.headers.get("x-amz-date") or when)
-        if not stamp:
-            raise SignatureError("incomplete", "the request has no Date (or x-amz-date)")
-        if abs(now - _amz_time(stamp)) > MAX_SKEW_S:
-            raise SignatureError("skew", "the request's date is more than 15 minutes from the time now")
-        if request.headers.get("x-amz-date"):
-            when = ""  # x-amz-date, signed among the x-amz- headers, stands for Date
-    amz = {name: value for name, value in request.headers.items() if name.startswith("x-amz-")}
-    if presigned:
-        amz.update({name.lower(): value for name, value in params.items() if name.lower().startswith("x-amz-")})
-    standard = [request.headers.get("content-md5", params.get("content-md5", "")),
-                request.headers.get("content-type", params.get("content-type", ""))]
-    resource = request.raw_path.split("?")[0]
-    subresources = sorted((name, value) for name, value in query_pairs(request.query) if name in V2_SUBRESOURCES)
-    if subresources:
-        resource += "?" + "&".join(f"{name}={value}" if value else name for name, value in subresources)
-    string_to_sign = "\n".join([request.method.upper(), *(v.strip() for v in standard), when,
-                                *(f"{name}:{amz[name].strip()}" for name in sorted(amz)), resource])
-    expected = base64.b64encode(hmac.new(secret.secret_key.encode(), string_to_sign.encode(), hashlib.sha1).digest())
-    if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
-        raise SignatureError("mismatch")
 
 
 def check(request: Request, lookup: Callable[[str], Secret | None], *, body_sha256: str | None = None,
