@@ -35,6 +35,7 @@ class InProcessTwin(Twin):
         for name in removed:
             del os.environ[name]
         os.environ.update(environment)
+        _forget_default_boto3_session()
         client_hook.install(self.url)
         return self
 
@@ -50,6 +51,18 @@ class InProcessTwin(Twin):
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            _forget_default_boto3_session()
+
+
+def _forget_default_boto3_session() -> None:
+    """boto3's default session keeps the credentials it read first: after the environment changes
+    (this twin's credentials in, or out again), clients made with ``boto3.client(...)`` and the
+    SDK's ``Session()`` must read it again, not sign with another twin's expired keys."""
+    import sys
+
+    boto3 = sys.modules.get("boto3")
+    if boto3 is not None:
+        boto3.DEFAULT_SESSION = None
 
 
 def start(backend: str = "process", *, port: int = 0, region: str = "us-east-1", persist: bool = True,
