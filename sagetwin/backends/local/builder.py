@@ -20,7 +20,8 @@ from sagetwin.core.progress import Reporter
 Stream = Callable[[list[str], Reporter, str], None]
 # The classic builder: BuildKit (the default since Docker 23) refuses a user-defined network for RUN
 # steps, which the index-only build network is; its "Step N/M" lines are also what progress reads.
-DOCKER_BUILD = ["env", "DOCKER_BUILDKIT=0", "docker", "build"]
+# --force-rm: a failed step's container is removed too (the classic builder keeps it by default)
+DOCKER_BUILD = ["env", "DOCKER_BUILDKIT=0", "docker", "build", "--force-rm"]
 BUILDER_PACKAGES = "build-essential python3-dev"  # sdists with C code (sagemaker-training) compile here
 PIP_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT",
                 "PIP_DEFAULT_TIMEOUT")
