@@ -48,12 +48,13 @@ def _twin(args: argparse.Namespace):
 def run_aws(args: argparse.Namespace) -> int:
     twin = _twin(args)
     with twin:
-        print(f"# sagetwin: AWS twin on {twin.url} (backend: {args.backend}); Ctrl-C stops it.", file=sys.stderr)
-        print("# In another shell, run these, then your SageMaker SDK code unchanged:", file=sys.stderr)
-        for name, value in twin.environment().items():
-            print(f"export {name}={shlex.quote(value)}")
-        sys.stdout.flush()
-        try:
+        try:  # from the first line printed: a Ctrl-C as soon as the exports are read stops it cleanly
+            print(f"# sagetwin: AWS twin on {twin.url} (backend: {args.backend}); Ctrl-C stops it.",
+                  file=sys.stderr)
+            print("# In another shell, run these, then your SageMaker SDK code unchanged:", file=sys.stderr)
+            for name, value in twin.environment().items():
+                print(f"export {name}={shlex.quote(value)}")
+            sys.stdout.flush()
             threading.Event().wait()
         except KeyboardInterrupt:
             print("sagetwin: stopping the twin: endpoints deleted, jobs stopped, S3 kept.", file=sys.stderr)
