@@ -1,5 +1,7 @@
-"""``CreateEndpoint`` carried out for real: the model's archive from the twin's S3, served by
-a backend; ``InvokeEndpoint`` forwarded to it; ``DeleteEndpoint`` stops it."""
+"""``CreateEndpoint`` carried out for real: the model (archive from the twin's S3, or its
+``HF_MODEL_ID``) served by a backend; ``InvokeEndpoint`` forwarded to it, through the serverless
+limits where the variant is serverless; ``InvokeEndpointAsync`` queued (``async_invocations``);
+``DeleteEndpoint`` stops it and drops its queue."""
 
 from __future__ import annotations
 
@@ -10,21 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sagetwin.aws.images import UnsupportedImage, stack_of
+from sagetwin.aws.async_invocations import ASYNC_INVOCATION_TIMEOUT_S, AsyncQueue
+from sagetwin.aws.endpoint_configs import create_endpoint_config
+from sagetwin.aws.hosted_models import HostingFailed, hosting_spec
 from sagetwin.aws.logs import LogShipper
-from sagetwin.aws.s3 import MissingData, download_object
+from sagetwin.aws.serverless import ServerlessGate
 from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.backend import TakesCustomAttributes
 from sagetwin.core.errors import InvocationError, SagetwinError
 from sagetwin.core.job import create_backend
 from sagetwin.core.paths import inside
 from sagetwin.core.spec import DeploySpec
-from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
 from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
-
-
-class EndpointFailed(Exception):
-    """Ends an endpoint's creation as Failed with this message as its FailureReason."""
 
 
 @dataclass
@@ -33,6 +32,9 @@ class TwinEndpoint:
     status: str = "Creating"
     failure_reason: str | None = None
     served: Any = None  # the backend's Endpoint once InService
+    gate: ServerlessGate | None = None  # a serverless variant's limits
+    async_config: dict[str, Any] | None = None  # the endpoint config's AsyncInferenceConfig
+    queue: AsyncQueue | None = None  # its asynchronous requests, once InService
     lock: threading.Lock = field(default_factory=threading.Lock)
     updated: float = field(default_factory=time.time)
 
@@ -59,8 +61,11 @@ class Endpoints:
         self._starters: list[threading.Thread] = []
 
     def operations(self) -> dict[str, Any]:
-        return {"CreateEndpoint": self.create, "DescribeEndpoint": self.describe,
-                "DeleteEndpoint": self.delete, "ListEndpoints": self.list}
+        return {"CreateEndpointConfig": create_endpoint_config, "CreateEndpoint": self.create,
+                "DescribeEndpoint": self.describe, "DeleteEndpoint": self.delete, "ListEndpoints": self.list}
+
+    def runtime(self) -> dict[str, Any]:
+        return {"InvokeEndpoint": self.invoke, "InvokeEndpointAsync": self.invoke_async}
 
     def create(self, call: Call) -> Reply:
         params = call.params()
@@ -109,11 +114,30 @@ class Endpoints:
         for starter in self._starters:
             starter.join(timeout=max(0.0, deadline - time.monotonic()))
 
+    def _not_found(self, name: str) -> Reply:
+        return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} not found.")
+
     def invoke(self, name: str, call: Call) -> Reply:
         endpoint = self.endpoints.get(name)
-        not_found = service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} not found.")
         if endpoint is None:
-            return not_found
+            return self._not_found(name)
+        if endpoint.async_config is not None:
+            return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} is an "
+                                 "asynchronous inference endpoint: call InvokeEndpointAsync (predict_async).")
+        gate = endpoint.gate
+        if gate is not None:
+            refused = gate.too_large(call.body)
+            if refused is not None:
+                return refused
+            if not gate.enter():
+                return gate.throttled()
+        try:
+            return self._invoke_now(name, endpoint, call)
+        finally:
+            if gate is not None:
+                gate.leave()
+
+    def _invoke_now(self, name: str, endpoint: TwinEndpoint, call: Call) -> Reply:
         content_type = call.header("Content-Type", "application/json")
         accept = call.header("Accept", "application/json")
         attributes = call.header(CUSTOM_ATTRIBUTES_HEADER)
@@ -121,7 +145,7 @@ class Endpoints:
             with endpoint.lock:  # one keep-alive connection per endpoint; a delete waits for the call
                 served = endpoint.served if endpoint.status == "InService" else None
                 if served is None:
-                    return not_found
+                    return self._not_found(name)
                 if attributes and isinstance(served, TakesCustomAttributes):
                     body, answer_type = served.invoke_with_attributes(call.body, content_type, accept, attributes)
                 else:
@@ -131,6 +155,27 @@ class Endpoints:
         except SagetwinError as exc:
             return self._model_error(name, InvocationError(exc.problem, status=500, body=exc.problem))
         return Reply(200, body, {"Content-Type": answer_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    def invoke_async(self, name: str, call: Call) -> Reply:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None or endpoint.status != "InService" or endpoint.queue is None:
+            if endpoint is not None and endpoint.status == "InService":
+                return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} has no "
+                                     "AsyncInferenceConfig: call InvokeEndpoint, or create the endpoint config with "
+                                     "AsyncInferenceConfig (deploy(async_inference_config=...)).")
+            return self._not_found(name)
+        if not call.header("X-Amzn-SageMaker-InputLocation") and not call.body:
+            return service_error("ValidationError", "InputLocation is required: the S3 URI of the request's input.")
+        return endpoint.queue.submit(call)
+
+    def _invoke_served(self, endpoint: TwinEndpoint, body: bytes, content_type: str, accept: str
+                       ) -> tuple[bytes, str]:
+        """One asynchronous request run on the endpoint's model (errors raised, for its failure file)."""
+        with endpoint.lock:
+            served = endpoint.served
+            if served is None:
+                raise SagetwinError(f"endpoint {endpoint.name} was deleted before the request ran.")
+            return served.invoke(body, content_type, accept)
 
     def _model_error(self, name: str, exc: InvocationError) -> Reply:
         """The service's ModelError: the model server's status and message, as AWS words them."""
@@ -156,12 +201,15 @@ class Endpoints:
                 deleted = self.endpoints.get(endpoint.name) is not endpoint  # while it was starting
                 if not deleted:
                     endpoint.served, endpoint.status = served, "InService"
+                    if endpoint.async_config is not None:
+                        endpoint.queue = AsyncQueue(endpoint.name, endpoint.async_config, self.clients.s3,
+                                                    lambda *args: self._invoke_served(endpoint, *args))
             if deleted:
                 served.delete()
-        except EndpointFailed as exc:
+        except HostingFailed as exc:
             endpoint.status, endpoint.failure_reason = "Failed", str(exc)
         except SagetwinError as exc:
-            endpoint.status, endpoint.failure_reason = "Failed", exc.problem
+            endpoint.status, endpoint.failure_reason = "Failed", exc.render()
         except Exception as exc:  # the twin's own trouble still ends the creation, with the reason
             endpoint.status, endpoint.failure_reason = "Failed", f"{type(exc).__name__}: {exc}"
         finally:
@@ -171,43 +219,24 @@ class Endpoints:
     def _deploy_spec(self, endpoint: TwinEndpoint, config_name: str) -> DeploySpec:
         config = self.clients.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         variant = config["ProductionVariants"][0]
-        model = self.clients.sagemaker.describe_model(ModelName=variant["ModelName"])
-        container = model.get("PrimaryContainer") or model["Containers"][0]
-        try:
-            stack = stack_of(container.get("Image", ""), "inference")
-        except UnsupportedImage as exc:
-            raise EndpointFailed(str(exc)) from None
-        folder = inside(self.work_dir, endpoint.name)
-        archive = self._fetch_model(container.get("ModelDataUrl", ""), folder / "model.tar.gz")
-        return DeploySpec(
-            endpoint_name=endpoint.name, model_data=str(archive), instance_type=variant.get("InstanceType"),
-            initial_instance_count=variant.get("InitialInstanceCount", 1),
-            environment=dict(container.get("Environment") or {}), transformers_version=stack.transformers,
-            pytorch_version=stack.pytorch, py_version=stack.py, role=model.get("ExecutionRoleArn"))
-
-    def _fetch_model(self, uri: str, target: Path) -> Path:
-        if not uri:
-            raise EndpointFailed("the model has no ModelDataUrl: the twin serves models from a model.tar.gz in its "
-                                 "S3 (a Hub model named by HF_MODEL_ID needs the Hugging Face Hub).")
-        try:
-            archive = download_object(self.clients.s3, uri, target)
-        except MissingData:
-            raise EndpointFailed(f"Could not find model data at {uri}.") from None
-        try:  # refused here, at CreateEndpoint, before any backend unpacks it
-            check_archive(archive, name="the archive")
-        except NotAnArchive:
-            raise EndpointFailed(f"Failed to extract model data archive from URL \"{uri}\". Please ensure that the "
-                                 "object located at the URL is a valid tar.gz archive.") from None
-        except ArchiveError as exc:
-            raise EndpointFailed(f"Failed to extract model data archive from URL \"{uri}\": {exc}") from None
-        return archive
+        endpoint.gate = ServerlessGate.of(variant)
+        endpoint.async_config = config.get("AsyncInferenceConfig")
+        environment = {"CUDA_VISIBLE_DEVICES": ""} if endpoint.gate is not None else {}  # serverless: no GPU
+        timeout = ASYNC_INVOCATION_TIMEOUT_S if endpoint.async_config is not None else 60.0
+        return hosting_spec(self.clients, variant["ModelName"], endpoint.name, inside(self.work_dir, endpoint.name),
+                            instance_type=variant.get("InstanceType") or "ml.m5.large",
+                            instance_count=variant.get("InitialInstanceCount", 1), environment=environment,
+                            invocation_timeout=timeout)
 
     def _release(self, name: str) -> None:
         """Forget the endpoint and stop what serves it; an endpoint still starting is stopped by
-        its starter, which sees it gone. An invocation in flight finishes first."""
+        its starter, which sees it gone. An invocation in flight finishes first; queued
+        asynchronous requests are dropped."""
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return
+        if endpoint.queue is not None:
+            endpoint.queue.close()
         with endpoint.lock:
             self.endpoints.pop(name, None)
             served, endpoint.served, endpoint.status = endpoint.served, None, "Deleting"

@@ -96,10 +96,11 @@ def refusal(protocol: str, kind: str, detail: str = "") -> Refusal:
     return Refusal(status, xml.encode(), {"Content-Type": "application/xml", "x-amz-request-id": request_id})
 
 
-def invoke_too_large(size: int) -> Refusal:
-    """SageMaker Runtime's own answer to an InvokeEndpoint body over 6 MB: a bare 413, which
-    botocore reports as ``An error occurred (413) ... HTTP content length exceeded``."""
-    message = f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."
+def invoke_too_large(size: int, limit: int = MAX_PAYLOAD_BYTES) -> Refusal:
+    """SageMaker Runtime's own answer to an InvokeEndpoint body over its limit (6 MB, 4 MB on a
+    serverless endpoint): a bare 413, which botocore reports as ``An error occurred (413) ...
+    HTTP content length exceeded``."""
+    message = f"HTTP content length exceeded {limit} bytes."
     return Refusal(413, json.dumps({"message": message}).encode(), {"Content-Type": "application/json"})
 
 

@@ -133,8 +133,7 @@ class Twin:
         return self
 
     def _app(self, moto: Any, guard: Guard) -> TwinApp:
-        self._twin_app = TwinApp(moto.DomainDispatcherApplication(moto.create_backend_app), {}, lambda *a: None,
-                                 guard)
+        self._twin_app = TwinApp(moto.DomainDispatcherApplication(moto.create_backend_app), {}, {}, guard)
         return self._twin_app
 
     def _wire_handlers(self) -> None:
@@ -142,7 +141,7 @@ class Twin:
                                  environment=lambda: {**cleared(dict(os.environ)), **self.environment()})
         self.endpoints = Endpoints(self.clients, self.work_dir / "endpoints", self.backend, self.backend_options)
         self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations()})
-        self._twin_app.invoke = self.endpoints.invoke
+        self._twin_app.runtime.update(self.endpoints.runtime())
 
     def _assume_role(self) -> dict[str, str]:
         """The identity clients get: an assumed SageMaker role, as in a SageMaker notebook."""

@@ -2,8 +2,9 @@
 handed to sagetwin's own handlers first.
 
 Requests are routed as AWS routes them: the SageMaker control plane by ``X-Amz-Target``
-(JSON 1.1 protocol), InvokeEndpoint by its REST path. Everything else, and every SageMaker
-call nothing here carries out, gets moto's own answer.
+(JSON 1.1 protocol), the runtime's invocations by their REST paths. Each SageMaker action is
+carried out by a handler, answered by moto's record where AWS only records, or refused
+(``actions``); the other services (S3, CloudWatch, IAM, STS) get moto's own answer.
 """
 
 from __future__ import annotations
@@ -12,44 +13,23 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from sagetwin.aws.actions import RECORDED
+from sagetwin.aws.actions import refusal as refused_action
 from sagetwin.aws.guard import Guard, headers_of_environ
+from sagetwin.aws.replies import Reply, json_reply, service_error
 from sagetwin.aws.server import vouch_for_connection
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import check_resource_name
 
 DEFAULT_REGION = "us-east-1"  # the scope of an S3 Version 2 signature, which names none
-INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
-JSON_11 = "application/x-amz-json-1.1"
-
-
-@dataclass
-class Reply:
-    """One HTTP answer, as a handler builds it or as moto gave it."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"{}")
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-def json_reply(payload: Any, status: int = 200) -> Reply:
-    return Reply(status, json.dumps(payload, default=str).encode(), {"Content-Type": JSON_11})
-
-
-def service_error(code: str, message: str, status: int = 400) -> Reply:
-    """The JSON-protocol error shape botocore turns into ``ClientError(code, message)``."""
-    return Reply(status, json.dumps({"__type": code, "message": message}).encode(),
-                 {"Content-Type": JSON_11, "x-amzn-ErrorType": code})
+RUNTIME_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations|"
+                          r"invocations-response-stream)$")
+RUNTIME_ACTIONS = {"invocations": "InvokeEndpoint", "async-invocations": "InvokeEndpointAsync",
+                   "invocations-response-stream": "InvokeEndpointWithResponseStream"}
 
 
 @dataclass
@@ -120,13 +100,14 @@ def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable
 
 class TwinApp:
     """WSGI middleware: the ``guard`` first (see ``guard``), then ``operations`` (SageMaker
-    target name → handler) and ``invoke`` (endpoint name, call → reply); moto answers the rest."""
+    action → handler) and ``runtime`` (SageMaker Runtime action → handler); actions without a
+    handler get moto's record where AWS only records, else the refusal (``actions``)."""
 
     def __init__(self, moto_app: Callable[..., Iterable[bytes]], operations: dict[str, Handler],
-                 invoke: Callable[[str, Call], Reply], guard: Guard) -> None:
+                 runtime: dict[str, Callable[[str, Call], Reply]], guard: Guard) -> None:
         self.moto_app = moto_app
-        self.operations = operations
-        self.invoke = invoke
+        self.operations = operations  # SageMaker action → handler
+        self.runtime = runtime  # SageMaker Runtime action → handler(endpoint name, call)
         self.guard = guard
 
     def refusal(self, environ: dict[str, Any]) -> Reply | None:
@@ -157,17 +138,18 @@ class TwinApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service, _, operation = target.partition(".")
-        invoke = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
+        runtime = RUNTIME_PATH.match(environ.get("PATH_INFO", ""))
         refusal = self.refusal(environ)
         try:
             if refusal is not None:
                 reply = refusal
-            elif service == "SageMaker" and operation in self.operations and self.signed_sagemaker_call(environ) \
-                    and "x-amz-target" in environ["sagetwin.claim"].signed_headers:
-                reply = self.operations[operation](self._call(operation, environ))
-            elif invoke and self.signed_sagemaker_call(environ):
-                reply = self.invoke(invoke.group("name"), self._call("InvokeEndpoint", environ))
+            elif service == "SageMaker" and environ["sagetwin.scope"][1] == "sagemaker":
+                reply = self._sagemaker(operation, environ)
+            elif runtime and environ["sagetwin.scope"][1] == "sagemaker":
+                reply = self._runtime(RUNTIME_ACTIONS[runtime.group("kind")], runtime.group("name"), environ)
             else:
+                return self.moto_app(environ, start_response)
+            if reply is None:
                 return self.moto_app(environ, start_response)
         except ValueError as exc:  # a body that is not the JSON the protocol requires
             reply = service_error("SerializationException", f"the request body could not be read: {exc}")
@@ -176,6 +158,24 @@ class TwinApp:
         headers = {**reply.headers, "Content-Length": str(len(reply.body))}
         start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", list(headers.items()))
         return [reply.body]
+
+    def _sagemaker(self, operation: str, environ: dict[str, Any]) -> Reply | None:
+        """A control-plane action: its handler, moto's record (None: pass it on), or the refusal.
+        Only a header-signed POST with its X-Amz-Target signed reaches either, as on AWS."""
+        if not (self.signed_sagemaker_call(environ) and "x-amz-target" in environ["sagetwin.claim"].signed_headers):
+            return service_error("AccessDeniedException", "SageMaker actions must be POSTed with a SigV4 "
+                                 "Authorization header that signs X-Amz-Target.", 403)
+        if operation in self.operations:
+            return self.operations[operation](self._call(operation, environ))
+        return None if operation in RECORDED else refused_action(operation)
+
+    def _runtime(self, action: str, endpoint: str, environ: dict[str, Any]) -> Reply:
+        if not self.signed_sagemaker_call(environ):
+            return service_error("AccessDeniedException", "SageMaker Runtime calls must be POSTed with a SigV4 "
+                                 "Authorization header.", 403)
+        if action in self.runtime:
+            return self.runtime[action](endpoint, self._call(action, environ))
+        return refused_action(action, runtime=True)
 
     def _call(self, operation: str, environ: dict[str, Any]) -> Call:
         length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -20,7 +20,19 @@ from sagetwin.emulation.artifacts import local_model_archive, pack_model
 
 MODEL_ID = "HF_MODEL_ID"
 # read by the toolkit to download; meaningless once packed (and a token must not travel further)
-HUB_ONLY = (MODEL_ID, "HF_MODEL_REVISION", "HF_API_TOKEN")
+TOOLKIT_DEFAULT_PROGRAM = "inference.py"  # sagemaker_inference's module name when SAGEMAKER_PROGRAM is absent
+HUB_ONLY = (MODEL_ID, "HF_MODEL_REVISION", "HF_API_TOKEN", "HF_TOKEN")
+
+
+def hosted_environment(env: dict[str, str]) -> dict[str, str]:
+    """The container environment SageMaker hosting gives the model server: variables with an
+    empty value are not there. Evidence: the SDK sends ``SAGEMAKER_PROGRAM=""`` for every
+    ``HuggingFaceModel`` without ``entry_point``; the toolkit reads the variable as-is
+    (``os.environ.get("SAGEMAKER_PROGRAM", "inference.py")``, and ``""`` means "no module"),
+    nothing in the DLC's entrypoint or MMS changes it — yet on SageMaker a ``model.tar.gz`` with
+    ``code/inference.py`` runs its handlers (the Hugging Face custom-inference example's saved
+    output is its ``predict_fn``'s shape). So the empty value never reaches the container."""
+    return {name: value for name, value in env.items() if value != ""}
 # what the toolkit leaves out of a Hub download for a PyTorch container (other frameworks' weights)
 IGNORED_ON_DOWNLOAD = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "tf_model*", "flax_model*", "rust_model*"]
 KEEP_ARCHIVES = 5
@@ -52,13 +64,14 @@ def served_model(model_data: str | None, env: dict[str, str], say: Callable[[str
     if not model_id:
         if not model_data:
             raise _no_model()
-        return local_model_archive(model_data), dict(env)
+        return local_model_archive(model_data), hosted_environment(env)
     if model_data:
         say(f"HF_MODEL_ID={model_id} is set: the inference toolkit loads it and ignores model_data, as on SageMaker")
     folder = Path(model_id).expanduser()
     if not folder.is_dir():
-        folder = _download(model_id, env.get("HF_MODEL_REVISION"), env.get("HF_API_TOKEN"), say)
-    rest = {k: v for k, v in env.items() if k not in HUB_ONLY}
+        folder = _download(model_id, env.get("HF_MODEL_REVISION"), env.get("HF_API_TOKEN") or env.get("HF_TOKEN"),
+                           say)
+    rest = hosted_environment({k: v for k, v in env.items() if k not in HUB_ONLY})
     return archive_of_folder(folder), rest
 
 
@@ -86,18 +99,20 @@ def archive_of_folder(folder: Path) -> Path:
 
 
 def _download(model_id: str, revision: str | None, token: str | None, say: Callable[[str], None]) -> Path:
-    """The Hub snapshot the toolkit would fetch at container start, into the Hugging Face cache."""
-    say(f"downloading {model_id} from the Hugging Face Hub, as the container does at start")
-    try:
-        from huggingface_hub import snapshot_download
+    """The Hub snapshot the toolkit would fetch at container start, through the Hugging Face cache
+    (``HF_HOME`` / ``HF_HUB_CACHE``; with ``HF_HUB_OFFLINE=1`` from the cache only)."""
+    from huggingface_hub import constants, snapshot_download
 
+    say(f"fetching {model_id} through the Hugging Face cache, as the container does at start")
+    try:
         return Path(snapshot_download(model_id, revision=revision, token=token or None,
                                       ignore_patterns=IGNORED_ON_DOWNLOAD))
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
         raise ConfigurationError(
             f"HF_MODEL_ID={model_id!r} is neither a local folder nor a model the Hugging Face Hub could give "
-            f"here{offline}: {reason}",
-            "check the id, or pass a folder written by save_pretrained() as HF_MODEL_ID, or "
-            "model_data='model.tar.gz'.") from None
+            f"here{offline}, and it is not in the Hugging Face cache {constants.HF_HUB_CACHE}: {reason}",
+            f"fill the cache where the Hub is reachable (huggingface-cli download {model_id}) and point HF_HOME "
+            "at it, or pass a folder written by save_pretrained() as HF_MODEL_ID, or model_data='model.tar.gz'."
+        ) from None

@@ -53,7 +53,7 @@ from sagetwin.emulation.archives import check_archive
 from sagetwin.emulation.artifacts import local_input, local_path, metrics_from_archive
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
-from sagetwin.emulation.model_sources import served_model
+from sagetwin.emulation.model_sources import TOOLKIT_DEFAULT_PROGRAM, served_model
 from sagetwin.emulation.processes import free_port
 from sagetwin.emulation.runtime_front import RuntimeFront
 
@@ -252,6 +252,9 @@ class LocalBackend:
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
         env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **environment}
+        # SageMaker hosting never hands the container an empty SAGEMAKER_PROGRAM (see hosted_environment),
+        # but SDK local mode writes the SDK's "" into the compose file: the toolkit's own default instead
+        env.setdefault("SAGEMAKER_PROGRAM", TOOLKIT_DEFAULT_PROGRAM)
         staged = self.stage(archive, always=True)  # the SDK unpacks model_data next to itself: a private copy,
         check_archive(staged)  # checked by sagetwin first: the SDK's tarfile filter is only as safe as this Python
         model = HuggingFaceModel(

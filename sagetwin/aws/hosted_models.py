@@ -1,0 +1,66 @@
+"""What a SageMaker model record becomes on a backend: the container's image → stack, its
+``ModelDataUrl`` fetched from the twin's S3 and checked, or its ``HF_MODEL_ID`` for the
+inference toolkit to load — shared by endpoints and transform jobs, as both host a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sagetwin.aws.images import UnsupportedImage, stack_of
+from sagetwin.aws.s3 import MissingData, download_object
+from sagetwin.core.spec import DeploySpec
+from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
+from sagetwin.emulation.model_sources import MODEL_ID
+
+
+class HostingFailed(Exception):
+    """Ends the hosting resource's creation (endpoint, transform job) with this FailureReason."""
+
+
+def container_of(model: dict[str, Any]) -> dict[str, Any]:
+    return model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+
+
+def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, instance_type: str | None,
+                 instance_count: int = 1, environment: dict[str, str] | None = None,
+                 invocation_timeout: float = 60.0) -> DeploySpec:
+    """The DeploySpec that serves ``model_name`` as ``name``; the archive is fetched into ``folder``."""
+    try:
+        model = clients.sagemaker.describe_model(ModelName=model_name)
+    except clients.sagemaker.exceptions.ClientError:
+        raise HostingFailed(f"Could not find model \"arn:aws:sagemaker:{clients.region}:{clients.account}:model/"
+                            f"{model_name.lower()}\".") from None
+    container = container_of(model)
+    try:
+        stack = stack_of(container.get("Image", ""), "inference")
+    except UnsupportedImage as exc:
+        raise HostingFailed(str(exc)) from None
+    env = {**(container.get("Environment") or {}), **(environment or {})}
+    uri = container.get("ModelDataUrl", "")
+    if not uri and not env.get(MODEL_ID):
+        raise HostingFailed("the model has neither a ModelDataUrl nor an HF_MODEL_ID in its Environment: there is "
+                            "nothing for the inference toolkit to load.")
+    archive = fetch_model(clients, uri, folder / "model.tar.gz") if uri else None
+    return DeploySpec(
+        endpoint_name=name, model_data=None if archive is None else str(archive), instance_type=instance_type,
+        initial_instance_count=instance_count, environment=env, invocation_timeout=invocation_timeout,
+        transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
+        role=model.get("ExecutionRoleArn"))
+
+
+def fetch_model(clients: Any, uri: str, target: Path) -> Path:
+    """The model's archive from the twin's S3, refused here (before any backend unpacks it) when
+    it is not a tar.gz or holds a member that would write outside its folder."""
+    try:
+        archive = download_object(clients.s3, uri, target)
+    except MissingData:
+        raise HostingFailed(f"Could not find model data at {uri}.") from None
+    try:
+        check_archive(archive, name="the archive")
+    except NotAnArchive:
+        raise HostingFailed(f"Failed to extract model data archive from URL \"{uri}\". Please ensure that the "
+                            "object located at the URL is a valid tar.gz archive.") from None
+    except ArchiveError as exc:
+        raise HostingFailed(f"Failed to extract model data archive from URL \"{uri}\": {exc}") from None
+    return archive
