@@ -18,6 +18,7 @@ from sagetwin.aws.s3 import load_all, save_all
 from sagetwin.aws.server import LoopbackServer
 from sagetwin.aws.signatures import Secret
 from sagetwin.aws.training import TrainingJobs
+from sagetwin.aws.transform_jobs import TransformJobs
 from sagetwin.aws.wsgi import TwinApp
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import home_dir, private_dir, private_folders, unique_name
@@ -89,6 +90,7 @@ class Twin:
         self.jobs: TrainingJobs | None = None
         self._entry: Path | None = None
         self.endpoints: Endpoints | None = None
+        self.transforms: TransformJobs | None = None
 
     @property
     def url(self) -> str:
@@ -140,7 +142,9 @@ class Twin:
         self.jobs = TrainingJobs(self.clients, self.work_dir / "jobs", self.backend, self.backend_options,
                                  environment=lambda: {**cleared(dict(os.environ)), **self.environment()})
         self.endpoints = Endpoints(self.clients, self.work_dir / "endpoints", self.backend, self.backend_options)
-        self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations()})
+        self.transforms = TransformJobs(self.clients, self.work_dir / "transforms", self.backend, self.backend_options)
+        self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations(),
+                                          **self.transforms.operations()})
         self._twin_app.runtime.update(self.endpoints.runtime())
 
     def _assume_role(self) -> dict[str, str]:
@@ -171,7 +175,7 @@ class Twin:
             return
         try:
             steps = [self.endpoints.delete_all if self.endpoints else None, self.jobs.stop_all if self.jobs else None,
-                     self._save_s3 if save else None]
+                     self.transforms.stop_all if self.transforms else None, self._save_s3 if save else None]
             errors = [error for error in map(_attempt, filter(None, steps)) if error is not None]
             if errors:  # every step ran; the first failure is the one reported
                 raise errors[0]

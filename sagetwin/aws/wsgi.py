@@ -90,7 +90,8 @@ def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable
     if not reply.ok:
         return reply
     payload = reply.json()
-    status_key = {"TrainingJobSummaries": "TrainingJobStatus", "Endpoints": "EndpointStatus"}[items]
+    status_key = {"TrainingJobSummaries": "TrainingJobStatus", "Endpoints": "EndpointStatus",
+                  "TransformJobSummaries": "TransformJobStatus"}[items]
     for summary in payload.get(items, []):
         summary.update(overlay(summary.get(name_key, "")) or {})
     if wanted:

@@ -1,0 +1,255 @@
+"""``CreateTransformJob`` carried out: the job's model served on the backend (as an endpoint's
+is), its input read from the twin's S3 object by object, cut into requests and sent
+(``transform_records``), and each object's answers written to ``<S3OutputPath>/<key>.out``.
+A record the model rejects fails the job as the service fails it, with the model's message in
+the job's CloudWatch log (``/aws/sagemaker/TransformJobs``)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sagetwin.aws.endpoints import ShipperReporter
+from sagetwin.aws.hosted_models import HostingFailed, hosting_spec
+from sagetwin.aws.logs import LogShipper
+from sagetwin.aws.s3 import split_uri
+from sagetwin.aws.transform_records import (
+    RecordError,
+    apply_path,
+    assemble,
+    batches,
+    filters_problem,
+    join_input,
+    split_records,
+)
+from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
+from sagetwin.core.errors import InvocationError, SagetwinError
+from sagetwin.core.job import create_backend
+from sagetwin.core.paths import inside
+
+LOG_GROUP = "/aws/sagemaker/TransformJobs"
+MODEL_REJECTED = "ClientError: See job logs for more information"
+DEFAULT_TIMEOUT_S = 600.0  # ModelClientConfig.InvocationsTimeoutInSeconds when not set
+
+
+class Stopped(Exception):
+    """StopTransformJob arrived while the job ran."""
+
+
+@dataclass
+class TransformJob:
+    name: str
+    request: dict[str, Any]
+    status: str = "InProgress"
+    failure_reason: str | None = None
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    stop_requested: bool = False
+    recorded: dict[str, Any] | None = None
+
+    def overlay(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"TransformJobStatus": self.status, "TransformStartTime": self.started}
+        if self.ended is not None:
+            shown["TransformEndTime"] = self.ended
+        if self.failure_reason:
+            shown["FailureReason"] = self.failure_reason
+        return shown
+
+
+class TransformJobs:
+    def __init__(self, clients: Any, work_dir: Path, backend: str, backend_options: dict[str, Any]) -> None:
+        self.clients, self.work_dir = clients, work_dir
+        self.backend, self.backend_options = backend, backend_options
+        self.jobs: dict[str, TransformJob] = {}
+        self._creating = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def operations(self) -> dict[str, Any]:
+        return {"CreateTransformJob": self.create, "DescribeTransformJob": self.describe,
+                "StopTransformJob": self.stop, "ListTransformJobs": self.list}
+
+    def create(self, call: Call) -> Reply:
+        params = call.params()
+        reply, job = create_once(call, params.get("TransformJobName", ""), "transformJobName", self.jobs,
+                                 self._creating, self._taken, lambda name: TransformJob(name, params),
+                                 precheck=lambda: self._refused(params))
+        if job is not None:
+            thread = threading.Thread(target=self._run, args=(job,), name=f"transform {job.name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return reply
+
+    def _taken(self, name: str) -> Reply:
+        return service_error("ResourceInUse", f"Job name must be unique within an AWS account and region, and a job "
+                             f"with this name already exists (arn:aws:sagemaker:{self.clients.region}:"
+                             f"{self.clients.account}:transform-job/{name.lower()})")
+
+    def _refused(self, params: dict[str, Any]) -> Reply | None:
+        source = params.get("TransformInput", {})
+        data_type = source.get("DataSource", {}).get("S3DataSource", {}).get("S3DataType", "S3Prefix")
+        problem = filters_problem(params.get("DataProcessing") or {}, source.get("ContentType", ""),
+                                  source.get("SplitType", "None"))
+        if data_type not in ("S3Prefix", "ManifestFile"):
+            problem = f"S3DataType {data_type} is not emulated offline; use S3Prefix or ManifestFile."
+        elif source.get("SplitType") in ("RecordIO", "TFRecord"):
+            problem = (f"SplitType {source['SplitType']} is not emulated offline; use None or Line, or run this job "
+                       "on SageMaker itself.")
+        return None if problem is None else service_error("ValidationException", problem)
+
+    def describe(self, call: Call) -> Reply:
+        job = self.jobs.get(call.params().get("TransformJobName", ""))
+        if job is None:
+            return call.pass_to_moto()
+        if job.recorded is None:
+            reply = call.pass_to_moto()
+            if not reply.ok:
+                return reply
+            job.recorded = reply.json()
+        return json_reply({**job.recorded, **job.overlay()})
+
+    def list(self, call: Call) -> Reply:
+        def status(name: str) -> dict[str, Any] | None:
+            job = self.jobs.get(name)
+            return None if job is None else {"TransformJobStatus": job.status}
+
+        return listing_with_status(call, "TransformJobSummaries", "TransformJobName", status)
+
+    def stop(self, call: Call) -> Reply:
+        name = call.params().get("TransformJobName", "")
+        job = self.jobs.get(name)
+        if job is None:
+            return service_error("ValidationException", f"Could not find job to update with name {name}")
+        if job.status != "InProgress":
+            return service_error("ValidationException", f"The request was rejected because the transform job is in "
+                                 f"status {job.status}.")
+        job.stop_requested, job.status = True, "Stopping"
+        return json_reply({})
+
+    def stop_all(self, wait_s: float = 60.0) -> None:
+        for job in list(self.jobs.values()):
+            job.stop_requested = True
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _run(self, job: TransformJob) -> None:
+        shipper = LogShipper(self.clients.logs, LOG_GROUP, f"{job.name}/i-{int(job.started)}").start()
+        served = None
+        ending = ("Failed", "InternalServerError: the job ended unexpectedly")
+        try:
+            request = job.request
+            resources = request.get("TransformResources", {})
+            timeout = (request.get("ModelClientConfig") or {}).get("InvocationsTimeoutInSeconds", DEFAULT_TIMEOUT_S)
+            spec = hosting_spec(self.clients, request["ModelName"], job.name, inside(self.work_dir, job.name),
+                                instance_type=resources.get("InstanceType"), environment=request.get("Environment"),
+                                invocation_timeout=float(timeout))
+            served = create_backend(self.backend, **self.backend_options).deploy(spec, ShipperReporter(shipper))
+            TransformRun(job, served, self.clients.s3, shipper).run()
+            ending = ("Completed", None)
+        except Stopped:
+            ending = ("Stopped", None)
+        except HostingFailed as exc:
+            ending = ("Failed", str(exc))
+        except RecordError as exc:
+            shipper.write(f"[sagemaker logs]: {exc}")
+            ending = ("Failed", str(exc) if str(exc).startswith("ClientError") else MODEL_REJECTED)
+        except SagetwinError as exc:
+            ending = ("Failed", exc.render())
+        except Exception as exc:  # the twin's own trouble still ends the job, with the reason
+            ending = ("Failed", f"InternalServerError: {type(exc).__name__}: {exc}")
+        finally:
+            if served is not None:
+                served.delete()
+            shipper.close()
+            job.failure_reason = ending[1]
+            job.ended = time.time()
+            job.status = "Stopped" if job.stop_requested and ending[0] != "Completed" else ending[0]
+
+
+class TransformRun:
+    """One job's pass over its input."""
+
+    def __init__(self, job: TransformJob, served: Any, s3: Any, shipper: LogShipper) -> None:
+        self.job, self.served, self.s3, self.shipper = job, served, s3, shipper
+        request = job.request
+        source = request["TransformInput"]
+        self.content_type = source.get("ContentType", "")
+        self.split_type = source.get("SplitType", "None")
+        self.compression = source.get("CompressionType", "None")
+        self.output = request["TransformOutput"]
+        self.accept = self.output.get("Accept") or "application/json"
+        self.strategy = request.get("BatchStrategy", "MultiRecord")
+        self.max_payload = int(request.get("MaxPayloadInMB", 6))
+        self.concurrency = max(1, int(request.get("MaxConcurrentTransforms") or 1))
+        self.processing = request.get("DataProcessing") or {}
+
+    def run(self) -> None:
+        self.shipper.write(f"[sagemaker logs]: MaxConcurrentTransforms={self.concurrency}, MaxPayloadInMB="
+                           f"{self.max_payload}, BatchStrategy={self.strategy.upper()}")
+        for uri, relative in self._inputs():
+            self._transform_object(uri, relative)
+
+    def _inputs(self) -> list[tuple[str, str]]:
+        """(object URI, output name) for each input object."""
+        source = self.job.request["TransformInput"]["DataSource"]["S3DataSource"]
+        uri = source["S3Uri"]
+        bucket, prefix = split_uri(uri)
+        if source.get("S3DataType", "S3Prefix") == "ManifestFile":
+            manifest = json.loads(self._read(uri))
+            base = manifest[0]["prefix"]
+            return [(base.rstrip("/") + "/" + key, key) for key in manifest[1:]]
+        keys = [o["Key"] for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        if not keys:
+            raise RecordError(f"ClientError: No S3 objects found under S3 URL \"{uri}\" given in input data source. "
+                              "Please ensure that the bucket exists in the selected region, that objects exist under "
+                              "that S3 prefix.")
+        base = prefix[:prefix.rfind("/") + 1]  # output names keep the keys' path below the prefix's folder
+        return [(f"s3://{bucket}/{key}", key[len(base):]) for key in sorted(keys)]
+
+    def _read(self, uri: str) -> bytes:
+        bucket, key = split_uri(uri)
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def _transform_object(self, uri: str, relative: str) -> None:
+        data = self._read(uri)
+        if self.compression == "Gzip":
+            data = gzip.decompress(data)
+        records = split_records(data, self.split_type)
+        requests = list(batches(records, self.strategy, self.max_payload))
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"transform {self.job.name}") as pool:
+            parts = list(pool.map(lambda batch: self._answer(uri, batch), requests))
+        bucket, prefix = split_uri(self.output["S3OutputPath"])
+        key = "/".join(filter(None, [prefix.rstrip("/"), relative + ".out"]))
+        self.s3.put_object(Bucket=bucket, Key=key, Body=assemble(parts, self.output.get("AssembleWith", "None")),
+                           ContentType=self.accept)
+
+    def _answer(self, uri: str, batch: list[bytes]) -> bytes:
+        """The answer to one request, joined and filtered as DataProcessing asks."""
+        if self.job.stop_requested:
+            raise Stopped
+        sent = [apply_path(record, self.processing.get("InputFilter"), self.content_type) for record in batch]
+        try:
+            answer, _ = self.served.invoke(b"\n".join(sent), self.content_type, self.accept)
+        except InvocationError as exc:
+            self.shipper.write(f"[sagemaker logs]: {uri}: ClientError: {exc.status}")
+            self.shipper.write(f"[sagemaker logs]: {uri}: Message:\n{exc.body}")
+            raise RecordError(MODEL_REJECTED) from None
+        if self.processing.get("JoinSource", "None") == "Input":
+            answers = answer.split(b"\n") if len(batch) > 1 else [answer]
+            if len(answers) != len(batch):
+                raise RecordError(f"ClientError: the model answered {len(answers)} records for {len(batch)} sent; "
+                                  "JoinSource=Input needs one answer per record.")
+            answer = b"\n".join(join_input(record, part, self.content_type)
+                                for record, part in zip(batch, answers, strict=True))
+        output_filter = self.processing.get("OutputFilter")
+        if output_filter not in (None, "", "$"):
+            answer = b"\n".join(apply_path(line, output_filter, self.accept if self.processing.get("JoinSource") !=
+                                           "Input" else self.content_type) for line in answer.split(b"\n"))
+        return answer
