@@ -58,6 +58,7 @@ RECORDED = frozenset({
     "DescribeDomain", "ListDomains", "DeleteDomain",
     "DescribeNotebookInstance", "ListNotebookInstances", "StopNotebookInstance", "DeleteNotebookInstance",
     "DescribeFeatureGroup",
+    "DescribeAutoMLJobV2", "ListAutoMLJobs", "StopAutoMLJob",
 })
 
 _ON_SAGEMAKER = "run it on SageMaker itself (sagetwin's sagemaker backend, or your AWS account)"
@@ -75,6 +76,7 @@ REFUSED: dict[str, str] = {
                               "jupyter lab`, or " + _ON_SAGEMAKER,
     "StartNotebookInstance": "notebook instances are not emulated; " + _ON_SAGEMAKER,
     "CreateFeatureGroup": "Feature Store is not emulated; " + _ON_SAGEMAKER,
+    "CreateAutoMLJobV2": "Autopilot (AutoML) jobs are not run offline; " + _ON_SAGEMAKER,
     "UpdateEndpointWeightsAndCapacities": "the twin serves one instance of one variant per endpoint and does not "
                                           "change it in place; delete and create the endpoint, or " + _ON_SAGEMAKER,
     "Search": "Search over the twin's live jobs is not emulated (its records would show a static status); use the "
