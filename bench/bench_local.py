@@ -130,9 +130,9 @@ def _sdk_deploy_to_first_answer(model_data: str, wait: bool) -> float:
     from sagemaker.huggingface import HuggingFaceModel
     from sagemaker.local import LocalSession
 
-    from sagetwin.backends.aws import sdk as _aws
     from sagetwin.backends.local import backend as local
     from sagetwin.backends.local import containers
+    from sagetwin.sagemaker_sdk import sdk as _aws
 
     session = LocalSession(boto_session=boto3.Session(region_name="us-east-1", aws_access_key_id="x",
                                                       aws_secret_access_key="x"),

@@ -37,8 +37,8 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 import sagetwin  # noqa: E402
 import sagetwin.aws  # noqa: E402
-from sagetwin.core.job import create_backend  # noqa: E402
 from sagetwin.core.progress import SilentReporter  # noqa: E402
+from sagetwin.core.selection import create_backend  # noqa: E402
 from sagetwin.core.spec import DeploySpec  # noqa: E402
 from sagetwin.emulation.artifacts import local_path  # noqa: E402
 from sagetwin.guide.data import prepare_datasets, resolve_model  # noqa: E402

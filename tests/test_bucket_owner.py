@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 import sagetwin
-from sagetwin.backends.aws.boto import ensure_bucket, upload_once
+from sagetwin.sagemaker_sdk.boto import ensure_bucket, upload_once
 
 ACCOUNT = "111122223333"
 

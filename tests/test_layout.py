@@ -51,9 +51,11 @@ def allowed(source: str, target: str) -> bool:
     if source == "guide":
         return target == "emulation"
     if source.startswith("backends."):
-        # backends use the emulation and the shared AWS helpers; a backend's commands may prepare the
+        # backends use the emulation and the shared SDK plumbing; a backend's commands may prepare the
         # guide's sample data; never another backend's internals
-        return target in ("emulation", "guide", "backends.aws")
+        return target in ("emulation", "guide", "sagemaker_sdk")
+    if source == "sagemaker_sdk":
+        return False  # the SDK plumbing knows the core only
     if source == "cli":
         return target in ("guide",)
     if source == "aws":
@@ -78,7 +80,8 @@ def test_the_direction_check_can_fail():
     assert not allowed("backends.local", "backends.process")
     assert not allowed("cli", "backends.local")
     assert not allowed("aws", "backends.process")
-    assert allowed("backends.local", "backends.aws") and allowed("backends.sagemaker", "emulation")
+    assert not allowed("sagemaker_sdk", "backends.local")
+    assert allowed("backends.local", "sagemaker_sdk") and allowed("backends.sagemaker", "emulation")
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -99,3 +102,24 @@ def test_core_and_cli_discover_capabilities_by_type_not_by_attribute_probing():
                                                                                                   "hasattr"):
                 probes.append(f"{path.name}:{node.lineno}")
     assert not probes, probes
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """No import cycles, also through imports made inside functions (they hide a circle, not break it)."""
+    names = {module_name(path): path for path in modules()}
+    graph = {name: {t for t in imported(path) if t in names and t != name} for name, path in names.items()}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        for target in sorted(graph[node]):
+            if target in trail:
+                cycles.append(" -> ".join(trail[trail.index(target):] + [target]))
+            elif target not in done:
+                visit(target, trail + [target])
+        done.add(node)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles)))

@@ -10,9 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sagetwin.backends.aws import sdk as _aws
 from sagetwin.backends.local import readiness as local_serving
 from sagetwin.backends.local.readiness import EXITED, FAILED, LOADED, ContainerLogWatch
+from sagetwin.sagemaker_sdk import sdk as _aws
 
 # Prints the lines of the file named by the last argument, one every 10 ms, like `docker logs -f ID`.
 PRINT_FILE = [sys.executable, "-c",
@@ -158,7 +158,7 @@ def test_an_interrupt_the_sdk_swallows_is_raised_again():
 def test_the_sdk_leaves_the_root_logger_alone():
     import subprocess
 
-    code = ("import logging, sys\nfrom sagetwin.backends.aws import sdk\nsdk.import_sdk()\n"
+    code = ("import logging, sys\nfrom sagetwin.sagemaker_sdk import sdk\nsdk.import_sdk()\n"
             "import sagemaker.experiments\nroot = logging.getLogger()\n"
             "print(len(root.handlers), logging.getLevelName(root.level))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,8 +13,8 @@ import pytest
 import sagetwin
 from sagetwin.core import plugins
 from sagetwin.core.backend import Availability
-from sagetwin.core.job import choose_backend
 from sagetwin.core.progress import SilentReporter
+from sagetwin.core.selection import choose_backend
 from sagetwin.core.spec import TrainingResult
 from tests.conftest import REPO, TRAIN_SCRIPTS, run_cli
 

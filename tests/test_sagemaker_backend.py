@@ -244,7 +244,7 @@ def test_cli_run_against_moto(aws, tmp_path):
 
 
 def test_local_inputs_are_uploaded_once(aws, tmp_path):
-    from sagetwin.backends.aws import boto as _aws
+    from sagetwin.sagemaker_sdk import boto as _aws
 
     folder = tmp_path / "data"
     folder.mkdir()

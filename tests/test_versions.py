@@ -15,7 +15,7 @@ GUIDE = ("4.26", "1.13", "py39")
 
 
 def sdk_retrieve(transformers: str, pytorch: str, py: str, scope: str) -> str:
-    from sagetwin.backends.aws.sdk import import_sdk
+    from sagetwin.sagemaker_sdk.sdk import import_sdk
 
     sdk = import_sdk()
     return sdk.image_uris.retrieve("huggingface", "us-east-1", version=transformers,

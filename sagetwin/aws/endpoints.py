@@ -20,8 +20,8 @@ from sagetwin.aws.serverless import ServerlessGate
 from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.backend import TakesCustomAttributes
 from sagetwin.core.errors import InvocationError, SagetwinError
-from sagetwin.core.job import create_backend
 from sagetwin.core.paths import inside
+from sagetwin.core.selection import create_backend
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.core.errors import SagetwinError, TrainingError
-from sagetwin.core.job import create_backend
 from sagetwin.core.plugins import backend_entries
+from sagetwin.core.selection import create_backend
 from sagetwin.core.spec import TrainingSpec
 
 

@@ -9,7 +9,6 @@ forms follow botocore's signers, which the SDK, boto3, s3fs and the AWS CLI all 
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import hmac
 import re
@@ -19,41 +18,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
+from sagetwin.aws.signatures_v2 import verify_v2
+from sagetwin.aws.signed_requests import (
+    MAX_SKEW_S,
+    V2_HEADER,
+    Request,
+    Secret,
+    SignatureError,
+    amz_time,
+    http_date_as_amz,
+    query_pairs,
+)
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MAX_SKEW_S = 15 * 60  # AWS refuses a request signed more than 15 minutes from its own clock
 MAX_PRESIGNED_EXPIRY_S = 7 * 24 * 3600
 V4_HEADER = re.compile(r"^AWS4-HMAC-SHA256\s+(?P<fields>.*)$", re.S)
-V2_HEADER = re.compile(r"^AWS (?P<key>[^:\s]+):(?P<signature>\S+)$")
-
-
-@dataclass(frozen=True)
-class Secret:
-    """What the twin knows of a key: its secret and, for temporary credentials, the session token
-    that must come with it."""
-
-    secret_key: str
-    session_token: str | None = None
-    expires_at: float | None = None  # temporary credentials stop working then (ExpiredToken)
-
-
-@dataclass(frozen=True)
-class Request:
-    """The parts of an HTTP request a signature covers. ``headers`` have lower-case names;
-    ``raw_path`` and ``query`` are as sent, undecoded."""
-
-    method: str
-    raw_path: str
-    query: str
-    headers: Mapping[str, str]
-
-
-class SignatureError(Exception):
-    """Why a request is refused; ``kind`` picks the service's error code for it."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(detail or kind)
-        self.kind, self.detail = kind, detail
 
 
 @dataclass(frozen=True)
@@ -70,16 +50,6 @@ class Claim:
     def payload_in_body(self) -> bool:
         """Whether checking this signature needs the body's hash (V4 without a declared hash)."""
         return self.form == "v4-header" and self.service != "s3"
-
-
-def query_pairs(query: str) -> list[tuple[str, str]]:
-    """The query's name/value pairs, decoded (``+`` stays a plus, as in SigV4)."""
-    pairs = []
-    for part in query.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            pairs.append((unquote(name), unquote(value)))
-    return pairs
 
 
 def claim(request: Request) -> Claim | None:
@@ -135,8 +105,6 @@ def verify(request: Request, found: Claim, secret: Secret, *, body_sha256: str |
                   "Signature": params["X-Amz-Signature"]}
         _verify_v4(request, secret, fields, body_sha256, now, presigned=True)
     else:
-        from sagetwin.aws.signatures_v2 import verify_v2
-
         verify_v2(request, secret, params, now, presigned=found.form == "v2-query")
 
 
@@ -152,22 +120,15 @@ def _v4_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def _amz_time(stamp: str) -> float:
-    try:
-        return calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
-    except ValueError:
-        raise SignatureError("incomplete", f"X-Amz-Date {stamp!r} is not in ISO 8601 basic format") from None
-
-
 def _verify_v4(request: Request, secret: Secret, fields: Mapping[str, str], body_sha256: str | None, now: float,
                *, presigned: bool) -> None:
     key_id, date, region, service, _ = fields["Credential"].split("/")
     params = query_pairs(request.query)
     stamp = dict(params).get("X-Amz-Date") if presigned else (
-        request.headers.get("x-amz-date") or _http_date_as_amz(request.headers.get("date", "")))
+        request.headers.get("x-amz-date") or http_date_as_amz(request.headers.get("date", "")))
     if not stamp:
         raise SignatureError("incomplete", "the request has no X-Amz-Date (or Date)")
-    signed_at = _amz_time(stamp)
+    signed_at = amz_time(stamp)
     if stamp[:8] != date:
         raise SignatureError("mismatch", "the credential scope's date is not the request's date")
     if presigned:
@@ -208,15 +169,6 @@ def _verify_v4(request: Request, secret: Secret, fields: Mapping[str, str], body
                         hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), fields["Signature"].encode("utf-8", "replace")):
         raise SignatureError("mismatch")
-
-
-def _http_date_as_amz(value: str) -> str:
-    from email.utils import parsedate_to_datetime
-
-    try:
-        return parsedate_to_datetime(value).strftime("%Y%m%dT%H%M%SZ") if value else ""
-    except (TypeError, ValueError):
-        return ""
 
 
 @lru_cache(maxsize=64)

@@ -8,14 +8,14 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from sagetwin.aws.signatures import (
+from sagetwin.aws.signed_requests import (
     MAX_SKEW_S,
     V2_HEADER,
     Request,
     Secret,
     SignatureError,
-    _amz_time,
-    _http_date_as_amz,
+    amz_time,
+    http_date_as_amz,
     query_pairs,
 )
 
@@ -39,10 +39,10 @@ def verify_v2(request: Request, secret: Secret, params: Mapping[str, str], now: 
     else:
         match = V2_HEADER.match(request.headers["authorization"])
         when, signature = request.headers.get("date", ""), match.group("signature")
-        stamp = _http_date_as_amz(request.headers.get("x-amz-date") or when)
+        stamp = http_date_as_amz(request.headers.get("x-amz-date") or when)
         if not stamp:
             raise SignatureError("incomplete", "the request has no Date (or x-amz-date)")
-        if abs(now - _amz_time(stamp)) > MAX_SKEW_S:
+        if abs(now - amz_time(stamp)) > MAX_SKEW_S:
             raise SignatureError("skew", "the request's date is more than 15 minutes from the time now")
         if request.headers.get("x-amz-date"):
             when = ""  # x-amz-date, signed among the x-amz- headers, stands for Date

@@ -30,8 +30,8 @@ from sagetwin.aws.transform_records import (
 )
 from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import InvocationError, SagetwinError
-from sagetwin.core.job import create_backend
 from sagetwin.core.paths import inside
+from sagetwin.core.selection import create_backend
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MODEL_REJECTED = "ClientError: See job logs for more information"

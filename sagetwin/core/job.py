@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pluggy
-
-from sagetwin.core.backend import AutoSelectable, Backend
-from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
+from sagetwin.core.backend import Backend
+from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import (
     INVOCATION_TIMEOUT_S,
     check_channel_names,
@@ -22,55 +20,13 @@ from sagetwin.core.limits import (
 )
 from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.paths import unique_name
-from sagetwin.core.plugins import backend_entries, get_backend_entry, get_plugin_manager
+from sagetwin.core.plugins import get_backend_entry, get_plugin_manager
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, StreamReporter
+from sagetwin.core.selection import choose_backend, create_backend
 from sagetwin.core.spec import TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
 from sagetwin.core.training_log import HistoryTap, LogHistory
 from sagetwin.core.versions import resolve_stack
-
-AUTO = "auto"
-BACKEND_ENV = "SAGETWIN_BACKEND"
-
-
-def choose_backend(requested: str | None = None, pm: pluggy.PluginManager | None = None) -> tuple[str, str]:
-    """Argument > ``$SAGETWIN_BACKEND`` > ``auto``; returns (name, why it was chosen).
-
-    ``auto`` picks the usable backend with the highest ``auto_priority``; backends that
-    cost money leave it unset so they are never picked implicitly.
-    """
-    if requested and requested != AUTO:
-        return requested, "requested explicitly"
-    env_value = os.environ.get(BACKEND_ENV)
-    if env_value and env_value != AUTO and not requested:
-        return env_value, f"from ${BACKEND_ENV}"
-    candidates = sorted(
-        (e for e in backend_entries(pm).values()
-         if isinstance(e.cls, AutoSelectable) and e.cls.auto_priority is not None),
-        key=lambda e: -e.cls.auto_priority,
-    )
-    skipped: list[str] = []
-    for entry in candidates:
-        availability = entry.availability()
-        if availability.usable:
-            because = f" ({'; '.join(skipped)})" if skipped else ""
-            return entry.name, f"auto: {entry.name} is usable here{because}"
-        skipped.append(f"{entry.name}: {availability.reason}")
-    raise BackendUnavailableError(
-        "auto could not find a usable backend: " + ("; ".join(skipped) or "none installed") + ".",
-        "run `sagetwin backends` to see what is installed and why each is unusable.",
-    )
-
-
-def create_backend(name: str, pm: pluggy.PluginManager | None = None, **options: Any) -> Backend:
-    entry = get_backend_entry(name, pm)
-    availability = entry.availability()
-    if not availability.usable:
-        raise BackendUnavailableError(
-            f"backend {name!r} cannot run here: {availability.reason}.",
-            availability.fix or "run `sagetwin doctor` or pick another backend (e.g. --backend process).",
-        )
-    return entry.cls(**options)
 
 
 class HuggingFaceJob:

@@ -14,6 +14,7 @@ from sagetwin.core.paths import unique_name
 from sagetwin.core.plugins import get_backend_entry, get_plugin_manager
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, StreamReporter
+from sagetwin.core.selection import choose_backend, create_backend
 from sagetwin.core.spec import DeploySpec
 from sagetwin.core.versions import resolve_stack
 
@@ -44,7 +45,6 @@ class HuggingFaceModel:
         reporter: Reporter | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
-        from sagetwin.core.job import choose_backend, create_backend  # job builds models: import here
 
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.model_data = os.fspath(model_data) if model_data is not None else None

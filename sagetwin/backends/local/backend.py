@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sagetwin.backends.aws import sdk as _aws
-from sagetwin.backends.aws.boto import folder_digest
 from sagetwin.backends.local import images, readiness
 from sagetwin.backends.local.containers import (
     container_report,
@@ -56,6 +54,8 @@ from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.model_sources import TOOLKIT_DEFAULT_PROGRAM, served_model
 from sagetwin.emulation.processes import free_port
 from sagetwin.emulation.runtime_front import RuntimeFront
+from sagetwin.sagemaker_sdk import sdk as _aws
+from sagetwin.sagemaker_sdk.boto import folder_digest
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/sagetwin-local"  # contains "/": the SDK skips IAM
 LOCAL_REGION = "us-east-1"
@@ -252,8 +252,7 @@ class LocalBackend:
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
         env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **environment}
-        # SageMaker hosting never hands the container an empty SAGEMAKER_PROGRAM (see hosted_environment),
-        # but SDK local mode writes the SDK's "" into the compose file: the toolkit's own default instead
+        # hosting never passes the SDK's empty SAGEMAKER_PROGRAM (hosted_environment); local mode would
         env.setdefault("SAGEMAKER_PROGRAM", TOOLKIT_DEFAULT_PROGRAM)
         staged = self.stage(archive, always=True)  # the SDK unpacks model_data next to itself: a private copy,
         check_archive(staged)  # checked by sagetwin first: the SDK's tarfile filter is only as safe as this Python

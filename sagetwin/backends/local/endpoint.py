@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sagetwin.backends.aws.boto import delete_endpoint_resources
 from sagetwin.backends.local.containers import remove_containers, remove_network
 from sagetwin.backends.local.sdk_folders import remove_folders_of_run
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.processes import choose_port
 from sagetwin.emulation.runtime_front import RuntimeFront
+from sagetwin.sagemaker_sdk.boto import delete_endpoint_resources
 
 DEFAULT_SERVING_PORT = 8080  # the SDK's local mode default
 

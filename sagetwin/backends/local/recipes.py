@@ -164,7 +164,7 @@ def recipe(scope: str, stack: Stack | None = None, *, torch: str | None = None) 
 
 def dlc_uri(scope: str, stack: Stack, region: str = "us-east-1") -> str:
     """The real DLC image URI for ``stack`` (used if that image is already present locally)."""
-    from sagetwin.backends.aws.sdk import import_sdk
+    from sagetwin.sagemaker_sdk.sdk import import_sdk
 
     sdk = import_sdk()
     return sdk.image_uris.retrieve("huggingface", region, version=stack.transformers,

@@ -15,8 +15,6 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from sagetwin.backends.aws import boto as aws
-from sagetwin.backends.aws import sdk as _aws
 from sagetwin.backends.sagemaker import diagnosis, endpoints, planning
 from sagetwin.backends.sagemaker.endpoints import SageMakerEndpoint
 from sagetwin.backends.sagemaker.planning import ENDPOINT_INSTANCE, TRAINING_INSTANCE
@@ -28,6 +26,8 @@ from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
 from sagetwin.core.versions import Stack, resolve_stack
 from sagetwin.emulation.artifacts import local_input, local_model_archive, metrics_from_archive
 from sagetwin.emulation.model_sources import cloud_model
+from sagetwin.sagemaker_sdk import boto as aws
+from sagetwin.sagemaker_sdk import sdk as _aws
 
 ENDPOINT_TIMEOUT_S = 1800.0  # endpoint creation regularly takes 10+ minutes
 # train.py prints "eval_accuracy = 0.91" lines; SageMaker turns them into job metrics.

@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _backends(args: argparse.Namespace) -> list[tuple[str, ListsEndpoints]]:
-    from sagetwin.core.job import create_backend
     from sagetwin.core.plugins import backend_entries
+    from sagetwin.core.selection import create_backend
 
     names = [args.backend] if args.backend else [
         e.name for e in backend_entries().values() if isinstance(e.cls, ListsEndpoints) and e.availability().usable]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagetwin.backends.aws.boto import botocore_config
 from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError
+from sagetwin.sagemaker_sdk.boto import botocore_config
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 

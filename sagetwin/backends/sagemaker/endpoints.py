@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sagetwin.backends.aws.boto import MANAGED_TAG, botocore_config
 from sagetwin.backends.sagemaker.pricing import hourly_price
 from sagetwin.core.errors import EndpointError, InvocationError
 from sagetwin.core.progress import Reporter
+from sagetwin.sagemaker_sdk.boto import MANAGED_TAG, botocore_config
 
 
 class SageMakerEndpoint:

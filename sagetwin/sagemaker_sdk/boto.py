@@ -13,8 +13,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sagetwin.backends.aws.sdk import SDK_CONFIG, import_sdk
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError
+from sagetwin.sagemaker_sdk.sdk import SDK_CONFIG, import_sdk
 
 MANAGED_TAG = "sagetwin:managed"
 RUN_TAG = "sagetwin:run"
