@@ -79,7 +79,7 @@ def test_custom_inference_code_answers_the_same_on_process_directly_and_through_
 
 def test_exec_ending_with_requests_still_queued_leaves_nothing_running(files):
     result = run_kinds("process", files, "--leave-queued")
-    assert result["endpoint"]  # the endpoint and 20 queued requests were dropped with the twin
+    assert result["endpoint"] and result["transform"]  # dropped with the twin: the endpoint, its queue, the job
 
 
 # --- one twin in this process for the failure paths and limits ---------------------------------

@@ -221,7 +221,7 @@ class Endpoints:
         variant = config["ProductionVariants"][0]
         endpoint.gate = ServerlessGate.of(variant)
         endpoint.async_config = config.get("AsyncInferenceConfig")
-        environment = {"CUDA_VISIBLE_DEVICES": ""} if endpoint.gate is not None else {}  # serverless: no GPU
+        environment = {"CUDA_VISIBLE_DEVICES": "-1"} if endpoint.gate is not None else {}  # serverless: no GPU
         timeout = ASYNC_INVOCATION_TIMEOUT_S if endpoint.async_config is not None else 60.0
         return hosting_spec(self.clients, variant["ModelName"], endpoint.name, inside(self.work_dir, endpoint.name),
                             instance_type=variant.get("InstanceType") or "ml.m5.large",

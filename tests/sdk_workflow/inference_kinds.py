@@ -4,7 +4,8 @@ endpoint, and a model named only by ``HF_MODEL_ID``. Nothing here knows about sa
 as is against AWS, and under ``sagetwin exec`` against the twin.
 
 Usage: python inference_kinds.py CUSTOM_ARCHIVE PLAIN_ARCHIVE RECORDS_JSONL HUB_ID [--leave-queued]
-(with --leave-queued it ends with an asynchronous endpoint and requests still queued on it).
+(with --leave-queued it ends with an asynchronous endpoint, requests still queued on it, and a
+transform job still running).
 """
 
 import json
@@ -30,7 +31,13 @@ def main(custom_archive: str, plain_archive: str, records: str, hub_id: str, *fl
             1, "ml.g4dn.xlarge", async_inference_config=AsyncInferenceConfig(output_path=f"s3://{bucket}/kinds/left"))
         for n in range(20):
             predictor.predict_async({"inputs": f"queued {n}", "sleep": 2})
-        print("RESULT " + json.dumps({"endpoint": predictor.endpoint_name}), flush=True)
+        transformer = HuggingFaceModel(model_data=plain_uri, role=role, env={"HF_TASK": "text-classification"},
+                                       **VERSIONS).transformer(1, "ml.p3.2xlarge", strategy="SingleRecord",
+                                                               output_path=f"s3://{bucket}/left")
+        transformer.transform(data=sess.upload_data(records, key_prefix="kinds/left-input"),
+                              content_type="application/json", split_type="Line", wait=False)
+        print("RESULT " + json.dumps({"endpoint": predictor.endpoint_name,
+                                      "transform": transformer.latest_transform_job.name}), flush=True)
         return
 
     # a model.tar.gz with code/inference.py, deployed with no entry_point
