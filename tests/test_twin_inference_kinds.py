@@ -273,3 +273,37 @@ def test_actions_the_twin_does_not_carry_out_are_refused_from_the_sdk_call_and_i
         assert "SageMaker itself" in error["Message"]
     assert twin.clients.sagemaker.list_processing_jobs()["ProcessingJobSummaries"] == []  # nothing recorded
     assert twin.clients.s3.list_buckets()["Buckets"], "the twin keeps serving"
+
+
+def test_requests_the_service_refuses_are_refused(twin, sdk, uris):
+    from botocore.exceptions import ClientError
+    from sagemaker.async_inference import AsyncInferenceConfig
+
+    sm = twin_client(twin, "sagemaker")
+    with pytest.raises(ClientError, match="must not exceed 100 MB"):
+        sm.create_transform_job(
+            TransformJobName="too-large", ModelName="no-such-model", MaxPayloadInMB=30, MaxConcurrentTransforms=4,
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uris["records"]}}},
+            TransformOutput={"S3OutputPath": f"s3://{sdk['bucket']}/x"},
+            TransformResources={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1})
+    predictor = hf_model(sdk, uris["custom"]).deploy(1, "ml.g4dn.xlarge", async_inference_config=AsyncInferenceConfig(
+        output_path=f"s3://{sdk['bucket']}/limits/refused"))
+    try:
+        runtime = twin_client(twin, "sagemaker-runtime")
+        name = predictor.endpoint_name
+        for arguments, words in (({"InputLocation": uris["records"], "Body": b"{}"}, "cannot both be given"),
+                                 ({"Body": b"x" * 128_001}, "less than or equal to 128000"),
+                                 ({"InputLocation": uris["records"], "RequestTTLSeconds": 30000}, "between 60 and 21600"),
+                                 ({"InputLocation": uris["records"], "InvocationTimeoutSeconds": 4000},
+                                  "between 1 and 3600")):
+            with pytest.raises(ClientError, match=words) as info:
+                runtime.invoke_endpoint_async(EndpointName=name, **arguments)
+            assert info.value.response["Error"]["Code"] == "ValidationError"
+        inline = runtime.invoke_endpoint_async(EndpointName=name, Body=b'{"inputs": "inline"}',
+                                               ContentType="application/json")
+        key = inline["OutputLocation"].split(sdk["bucket"] + "/", 1)[1]
+        twin.clients.s3.get_waiter("object_exists").wait(Bucket=sdk["bucket"], Key=key,
+                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        assert json.loads(sdk["session"].read_s3_file(sdk["bucket"], key)) == {"custom": "enilni"}
+    finally:
+        predictor.delete_endpoint()

@@ -6,6 +6,7 @@ requests run at a time per endpoint; a deleted endpoint drops what it still had 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -19,8 +20,36 @@ from sagetwin.core.errors import InvocationError, SagetwinError
 
 DEFAULT_CONCURRENCY = 4  # the service picks one when the config gives none
 DEFAULT_TTL_S = 6 * 3600
-ASYNC_INVOCATION_TIMEOUT_S = 3600.0  # the most InvocationTimeoutSeconds allows; the default is 900
+MAX_TTL_S = 21600
+ASYNC_INVOCATION_TIMEOUT_S = 3600.0  # the most InvocationTimeoutSeconds allows: the endpoint's own limit
+DEFAULT_INVOCATION_TIMEOUT_S = 900
+MAX_INLINE_BODY = 128_000  # an InvokeEndpointAsync Body (AsyncBodyBlob); larger inputs go through S3
 _STOP = object()
+
+
+def _number(call: Any, header: str) -> int | None:
+    value = call.header(header)
+    return int(value) if value.strip().isdigit() else None if not value else -1
+
+
+def async_request_problem(call: Any) -> str | None:
+    """What the runtime refuses in an InvokeEndpointAsync request (ValidationError)."""
+    location = call.header("X-Amzn-SageMaker-InputLocation")
+    if location and call.body:
+        return "InputLocation and Body cannot both be given: pass the input in S3 or inline, not both."
+    if not location and not call.body:
+        return "InputLocation is required: the S3 URI of the request's input."
+    if len(call.body) > MAX_INLINE_BODY:
+        return (f"1 validation error detected: Value at 'body' failed to satisfy constraint: Member must have length "
+                f"less than or equal to {MAX_INLINE_BODY}. Put a larger input in S3 and pass InputLocation.")
+    for header, low, high in (("X-Amzn-SageMaker-RequestTTLSeconds", 60, MAX_TTL_S),
+                              ("X-Amzn-SageMaker-InvocationTimeoutSeconds", 1, int(ASYNC_INVOCATION_TIMEOUT_S))):
+        value = _number(call, header)
+        if value is not None and not low <= value <= high:
+            field = header.removeprefix("X-Amzn-SageMaker-")
+            return (f"1 validation error detected: Value '{call.header(header)}' at '{field[0].lower() + field[1:]}' "
+                    f"failed to satisfy constraint: Member must have value between {low} and {high}")
+    return None
 
 
 @dataclass
@@ -34,6 +63,7 @@ class AsyncRequest:
     failure: str
     queued: float = field(default_factory=time.monotonic)
     ttl_s: float = DEFAULT_TTL_S
+    timeout_s: float = DEFAULT_INVOCATION_TIMEOUT_S
 
 
 def output_locations(config: dict[str, Any], inference_id: str, extension: str = "", filename: str = ""
@@ -68,12 +98,12 @@ class AsyncQueue:
         output, failure, failure_configured = output_locations(
             self.config, inference_id, call.header("X-Amzn-SageMaker-S3OutputPathExtension"),
             call.header("X-Amzn-SageMaker-Filename"))
-        ttl = call.header("X-Amzn-SageMaker-RequestTTLSeconds")
         request = AsyncRequest(
             inference_id, call.header("X-Amzn-SageMaker-InputLocation") or None, call.body or None,
             call.header("X-Amzn-SageMaker-Content-Type", "application/json"),
             call.header("X-Amzn-SageMaker-Accept", "application/json"), output, failure,
-            ttl_s=float(ttl) if ttl.isdigit() else DEFAULT_TTL_S)
+            ttl_s=_number(call, "X-Amzn-SageMaker-RequestTTLSeconds") or DEFAULT_TTL_S,
+            timeout_s=_number(call, "X-Amzn-SageMaker-InvocationTimeoutSeconds") or DEFAULT_INVOCATION_TIMEOUT_S)
         self._queue.put(request)
         headers = {"X-Amzn-SageMaker-OutputLocation": output}
         if failure_configured:
@@ -83,7 +113,8 @@ class AsyncQueue:
         return reply
 
     def close(self) -> None:
-        """Drop what is still queued and stop the workers (a request running finishes first)."""
+        """Drop what is still queued and tell the workers to end; returns at once (DeleteEndpoint
+        does not wait: a request still running ends when its model is stopped)."""
         self._closed = True
         while True:
             try:
@@ -92,8 +123,11 @@ class AsyncQueue:
                 break
         for _ in self._workers:
             self._queue.put(_STOP)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         for worker in self._workers:
-            worker.join(timeout=ASYNC_INVOCATION_TIMEOUT_S)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
     @property
     def pending(self) -> int:
@@ -106,8 +140,9 @@ class AsyncQueue:
                 return
             try:
                 self._run(request)
-            except Exception:  # noqa: BLE001 - an S3 write that failed loses this answer, not the worker
-                continue
+            except Exception as exc:  # the twin's own trouble: the request still ends, in its failure file
+                with contextlib.suppress(Exception):
+                    self._put(request.failure, f"InternalFailure: {type(exc).__name__}: {exc}".encode(), "text/plain")
 
     def _run(self, request: AsyncRequest) -> None:
         if time.monotonic() - request.queued > request.ttl_s:
@@ -120,7 +155,11 @@ class AsyncQueue:
             self._put(request.failure, str(exc).encode(), "text/plain")
             return
         try:
-            answer, answer_type = self._invoke(body, request.content_type, request.accept)
+            answer, answer_type = self._invoke_within(request, body)
+        except TimeoutError:
+            self._put(request.failure, f"Inference timed out: the model did not answer within "
+                      f"InvocationTimeoutSeconds={request.timeout_s:g}.".encode(), "text/plain")
+            return
         except InvocationError as exc:
             self._put(request.failure, (exc.body or exc.problem).encode(), "application/json")
             return
@@ -128,6 +167,26 @@ class AsyncQueue:
             self._put(request.failure, exc.problem.encode(), "text/plain")
             return
         self._put(request.output, answer, answer_type)
+
+    def _invoke_within(self, request: AsyncRequest, body: bytes) -> tuple[bytes, str]:
+        """The model's answer, or TimeoutError after the request's InvocationTimeoutSeconds (the
+        model may go on; its late answer is not written)."""
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["answer"] = self._invoke(body, request.content_type, request.accept)
+            except BaseException as exc:  # handed to the worker as it is
+                box["error"] = exc
+
+        runner = threading.Thread(target=call, name=f"async {self.name} {request.inference_id}", daemon=True)
+        runner.start()
+        runner.join(request.timeout_s)
+        if runner.is_alive():
+            raise TimeoutError
+        if "error" in box:
+            raise box["error"]
+        return box["answer"]
 
     def _read(self, uri: str) -> bytes:
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sagetwin.aws.async_invocations import ASYNC_INVOCATION_TIMEOUT_S, AsyncQueue
+from sagetwin.aws.async_invocations import ASYNC_INVOCATION_TIMEOUT_S, AsyncQueue, async_request_problem
 from sagetwin.aws.endpoint_configs import create_endpoint_config
 from sagetwin.aws.hosted_models import HostingFailed, hosting_spec
 from sagetwin.aws.logs import LogShipper
@@ -108,11 +108,14 @@ class Endpoints:
 
     def delete_all(self, wait_s: float = 120.0) -> None:
         """Delete every endpoint; one still starting is stopped by its starter, which is waited for."""
+        queues = [e.queue for e in self.endpoints.values() if e.queue is not None]
         for name in list(self.endpoints):
             self._release(name)
         deadline = time.monotonic() + wait_s
         for starter in self._starters:
             starter.join(timeout=max(0.0, deadline - time.monotonic()))
+        for queue in queues:  # their models are stopped: a request still running ends at once
+            queue.join(timeout=max(1.0, deadline - time.monotonic()))
 
     def _not_found(self, name: str) -> Reply:
         return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} not found.")
@@ -141,19 +144,21 @@ class Endpoints:
         content_type = call.header("Content-Type", "application/json")
         accept = call.header("Accept", "application/json")
         attributes = call.header(CUSTOM_ATTRIBUTES_HEADER)
+        with endpoint.lock:  # invocations run side by side (one connection per calling thread)
+            served = endpoint.served if endpoint.status == "InService" else None
+        if served is None:
+            return self._not_found(name)
         try:
-            with endpoint.lock:  # one keep-alive connection per endpoint; a delete waits for the call
-                served = endpoint.served if endpoint.status == "InService" else None
-                if served is None:
-                    return self._not_found(name)
-                if attributes and isinstance(served, TakesCustomAttributes):
-                    body, answer_type = served.invoke_with_attributes(call.body, content_type, accept, attributes)
-                else:
-                    body, answer_type = served.invoke(call.body, content_type, accept)
+            if attributes and isinstance(served, TakesCustomAttributes):
+                body, answer_type = served.invoke_with_attributes(call.body, content_type, accept, attributes)
+            else:
+                body, answer_type = served.invoke(call.body, content_type, accept)
         except InvocationError as exc:
             return self._model_error(name, exc)
         except SagetwinError as exc:
             return self._model_error(name, InvocationError(exc.problem, status=500, body=exc.problem))
+        if endpoint.gate is not None and (refused := endpoint.gate.answer_too_large(body)) is not None:
+            return self._model_error(name, refused)
         return Reply(200, body, {"Content-Type": answer_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
 
     def invoke_async(self, name: str, call: Call) -> Reply:
@@ -164,8 +169,9 @@ class Endpoints:
                                      "AsyncInferenceConfig: call InvokeEndpoint, or create the endpoint config with "
                                      "AsyncInferenceConfig (deploy(async_inference_config=...)).")
             return self._not_found(name)
-        if not call.header("X-Amzn-SageMaker-InputLocation") and not call.body:
-            return service_error("ValidationError", "InputLocation is required: the S3 URI of the request's input.")
+        problem = async_request_problem(call)
+        if problem:
+            return service_error("ValidationError", problem)
         return endpoint.queue.submit(call)
 
     def _invoke_served(self, endpoint: TwinEndpoint, body: bytes, content_type: str, accept: str
@@ -173,9 +179,9 @@ class Endpoints:
         """One asynchronous request run on the endpoint's model (errors raised, for its failure file)."""
         with endpoint.lock:
             served = endpoint.served
-            if served is None:
-                raise SagetwinError(f"endpoint {endpoint.name} was deleted before the request ran.")
-            return served.invoke(body, content_type, accept)
+        if served is None:
+            raise SagetwinError(f"endpoint {endpoint.name} was deleted before the request ran.")
+        return served.invoke(body, content_type, accept)
 
     def _model_error(self, name: str, exc: InvocationError) -> Reply:
         """The service's ModelError: the model server's status and message, as AWS words them."""
@@ -235,10 +241,10 @@ class Endpoints:
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             return
-        if endpoint.queue is not None:
-            endpoint.queue.close()
         with endpoint.lock:
             self.endpoints.pop(name, None)
             served, endpoint.served, endpoint.status = endpoint.served, None, "Deleting"
+        if endpoint.queue is not None:
+            endpoint.queue.close()  # queued requests dropped; the workers end on their own
         if served is not None:
             served.delete()

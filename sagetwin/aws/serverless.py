@@ -11,6 +11,7 @@ from typing import Any
 
 from sagetwin.aws.refusals import invoke_too_large
 from sagetwin.aws.replies import Reply, service_error
+from sagetwin.core.errors import InvocationError
 
 MAX_SERVERLESS_PAYLOAD_BYTES = 4 * 1024 * 1024
 MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -61,6 +62,16 @@ class ServerlessGate:
             return None
         refused = invoke_too_large(len(body), MAX_SERVERLESS_PAYLOAD_BYTES)
         return Reply(refused.status, refused.body, refused.headers)
+
+    @staticmethod
+    def answer_too_large(answer: bytes) -> InvocationError | None:
+        """The 4 MB limit holds for the response too: an answer over it fails the invocation
+        (the runtime's wording for this case is not documented; the limit is)."""
+        if len(answer) <= MAX_SERVERLESS_PAYLOAD_BYTES:
+            return None
+        message = f"The response payload size ({len(answer)} bytes) exceeds the serverless limit of " \
+                  f"{MAX_SERVERLESS_PAYLOAD_BYTES} bytes."
+        return InvocationError(message, status=413, body=message)
 
     def enter(self) -> bool:
         """A slot for one invocation, or False: the endpoint is at its MaxConcurrency."""

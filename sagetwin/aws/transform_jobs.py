@@ -36,6 +36,8 @@ from sagetwin.core.selection import create_backend
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MODEL_REJECTED = "ClientError: See job logs for more information"
 DEFAULT_TIMEOUT_S = 600.0  # ModelClientConfig.InvocationsTimeoutInSeconds when not set
+DEFAULT_RETRIES = 3  # ModelClientConfig.InvocationsMaxRetries when not set
+MAX_PAYLOAD_MB = 100
 
 
 class Stopped(Exception):
@@ -52,6 +54,8 @@ class TransformJob:
     ended: float | None = None
     stop_requested: bool = False
     recorded: dict[str, Any] | None = None
+    served: Any = None  # the job's model server while it runs
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def overlay(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"TransformJobStatus": self.status, "TransformStartTime": self.started}
@@ -95,7 +99,11 @@ class TransformJobs:
         data_type = source.get("DataSource", {}).get("S3DataSource", {}).get("S3DataType", "S3Prefix")
         problem = filters_problem(params.get("DataProcessing") or {}, source.get("ContentType", ""),
                                   source.get("SplitType", "None"))
-        if data_type not in ("S3Prefix", "ManifestFile"):
+        payload, concurrency = params.get("MaxPayloadInMB", 6), params.get("MaxConcurrentTransforms") or 1
+        if payload > MAX_PAYLOAD_MB or payload * concurrency > MAX_PAYLOAD_MB:
+            problem = (f"MaxPayloadInMB ({payload}) and MaxConcurrentTransforms x MaxPayloadInMB ({concurrency} x "
+                       f"{payload}) must not exceed {MAX_PAYLOAD_MB} MB.")
+        elif data_type not in ("S3Prefix", "ManifestFile"):
             problem = f"S3DataType {data_type} is not emulated offline; use S3Prefix or ManifestFile."
         elif source.get("SplitType") in ("RecordIO", "TFRecord"):
             problem = (f"SplitType {source['SplitType']} is not emulated offline; use None or Line, or run this job "
@@ -125,10 +133,11 @@ class TransformJobs:
         job = self.jobs.get(name)
         if job is None:
             return service_error("ValidationException", f"Could not find job to update with name {name}")
-        if job.status != "InProgress":
-            return service_error("ValidationException", f"The request was rejected because the transform job is in "
-                                 f"status {job.status}.")
-        job.stop_requested, job.status = True, "Stopping"
+        with job.lock:
+            if job.status != "InProgress":
+                return service_error("ValidationException", f"The request was rejected because the transform job is "
+                                     f"in status {job.status}.")
+            job.stop_requested, job.status = True, "Stopping"
         return json_reply({})
 
     def stop_all(self, wait_s: float = 60.0) -> None:
@@ -137,12 +146,21 @@ class TransformJobs:
         deadline = time.monotonic() + wait_s
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for job in list(self.jobs.values()):  # one still stuck in a call: its model server goes now
+            self._release(job)
+
+    @staticmethod
+    def _release(job: TransformJob) -> None:
+        with job.lock:
+            served, job.served = job.served, None
+        if served is not None:
+            served.delete()
 
     def _run(self, job: TransformJob) -> None:
-        shipper = LogShipper(self.clients.logs, LOG_GROUP, f"{job.name}/i-{int(job.started)}").start()
-        served = None
         ending = ("Failed", "InternalServerError: the job ended unexpectedly")
+        shipper: LogShipper | None = None
         try:
+            shipper = LogShipper(self.clients.logs, LOG_GROUP, f"{job.name}/i-{int(job.started)}").start()
             request = job.request
             resources = request.get("TransformResources", {})
             timeout = (request.get("ModelClientConfig") or {}).get("InvocationsTimeoutInSeconds", DEFAULT_TIMEOUT_S)
@@ -150,26 +168,28 @@ class TransformJobs:
                                 instance_type=resources.get("InstanceType"), environment=request.get("Environment"),
                                 invocation_timeout=float(timeout))
             served = create_backend(self.backend, **self.backend_options).deploy(spec, ShipperReporter(shipper))
-            TransformRun(job, served, self.clients.s3, shipper).run()
-            ending = ("Completed", None)
+            with job.lock:
+                job.served = served
+            ending = TransformRun(job, served, self.clients.s3, shipper).run()
         except Stopped:
             ending = ("Stopped", None)
         except HostingFailed as exc:
             ending = ("Failed", str(exc))
         except RecordError as exc:
-            shipper.write(f"[sagemaker logs]: {exc}")
             ending = ("Failed", str(exc) if str(exc).startswith("ClientError") else MODEL_REJECTED)
         except SagetwinError as exc:
             ending = ("Failed", exc.render())
         except Exception as exc:  # the twin's own trouble still ends the job, with the reason
             ending = ("Failed", f"InternalServerError: {type(exc).__name__}: {exc}")
         finally:
-            if served is not None:
-                served.delete()
-            shipper.close()
-            job.failure_reason = ending[1]
-            job.ended = time.time()
-            job.status = "Stopped" if job.stop_requested and ending[0] != "Completed" else ending[0]
+            try:
+                self._release(job)
+            finally:
+                if shipper is not None:
+                    shipper.close()
+                with job.lock:
+                    job.failure_reason, job.ended = ending[1], time.time()
+                    job.status = "Stopped" if job.stop_requested and ending[0] != "Completed" else ending[0]
 
 
 class TransformRun:
@@ -189,11 +209,27 @@ class TransformRun:
         self.concurrency = max(1, int(request.get("MaxConcurrentTransforms") or 1))
         self.processing = request.get("DataProcessing") or {}
 
-    def run(self) -> None:
+    def run(self) -> tuple[str, str | None]:
+        """Every input object, on to the next when one fails (its record's error logged), as the
+        service goes on; a stop removes what was written, as a stopped job stores no output."""
         self.shipper.write(f"[sagemaker logs]: MaxConcurrentTransforms={self.concurrency}, MaxPayloadInMB="
                            f"{self.max_payload}, BatchStrategy={self.strategy.upper()}")
-        for uri, relative in self._inputs():
-            self._transform_object(uri, relative)
+        written: list[tuple[str, str]] = []
+        failure: str | None = None
+        try:
+            for uri, relative in self._inputs():
+                try:
+                    written.append(self._transform_object(uri, relative))
+                except RecordError as exc:
+                    self.shipper.write(f"[sagemaker logs]: {uri}: {exc}")
+                    failure = failure or (str(exc) if str(exc).startswith("ClientError") else MODEL_REJECTED)
+                if self.job.stop_requested:
+                    raise Stopped
+        except Stopped:
+            for bucket, key in written:
+                self.s3.delete_object(Bucket=bucket, Key=key)
+            raise
+        return ("Failed", failure) if failure else ("Completed", None)
 
     def _inputs(self) -> list[tuple[str, str]]:
         """(object URI, output name) for each input object."""
@@ -217,30 +253,53 @@ class TransformRun:
         bucket, key = split_uri(uri)
         return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def _transform_object(self, uri: str, relative: str) -> None:
+    def _transform_object(self, uri: str, relative: str) -> tuple[str, str]:
         data = self._read(uri)
         if self.compression == "Gzip":
             data = gzip.decompress(data)
         records = split_records(data, self.split_type)
         requests = list(batches(records, self.strategy, self.max_payload))
+        failed = threading.Event()  # the first failed request ends the object's other requests at once
+
+        def answer(batch: list[bytes]) -> bytes:
+            if failed.is_set():
+                raise RecordError(MODEL_REJECTED)
+            try:
+                return self._answer(uri, batch)
+            except BaseException:
+                failed.set()
+                raise
+
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"transform {self.job.name}") as pool:
-            parts = list(pool.map(lambda batch: self._answer(uri, batch), requests))
+            parts = list(pool.map(answer, requests))
         bucket, prefix = split_uri(self.output["S3OutputPath"])
         key = "/".join(filter(None, [prefix.rstrip("/"), relative + ".out"]))
         self.s3.put_object(Bucket=bucket, Key=key, Body=assemble(parts, self.output.get("AssembleWith", "None")),
                            ContentType=self.accept)
+        return bucket, key
+
+    def _invoke(self, uri: str, body: bytes) -> bytes:
+        """One request, retried on a server error or timeout up to InvocationsMaxRetries, as the
+        service retries; a client error (4xx) fails the record at once."""
+        retries = int((self.job.request.get("ModelClientConfig") or {}).get("InvocationsMaxRetries", DEFAULT_RETRIES))
+        for attempt in range(retries + 1):
+            try:
+                return self.served.invoke(body, self.content_type, self.accept)[0]
+            except InvocationError as exc:
+                if exc.status < 500 and exc.status != 0 or attempt == retries or self.job.stop_requested:
+                    self.shipper.write(f"[sagemaker logs]: {uri}: ClientError: {exc.status}")
+                    self.shipper.write(f"[sagemaker logs]: {uri}: Message:\n{exc.body}")
+                    raise RecordError(MODEL_REJECTED) from None
+                self.shipper.write(f"[sagemaker logs]: {uri}: retrying after {exc.status} "
+                                   f"({attempt + 1} of {retries})")
+        raise AssertionError("unreachable")
 
     def _answer(self, uri: str, batch: list[bytes]) -> bytes:
         """The answer to one request, joined and filtered as DataProcessing asks."""
         if self.job.stop_requested:
             raise Stopped
         sent = [apply_path(record, self.processing.get("InputFilter"), self.content_type) for record in batch]
-        try:
-            answer, _ = self.served.invoke(b"\n".join(sent), self.content_type, self.accept)
-        except InvocationError as exc:
-            self.shipper.write(f"[sagemaker logs]: {uri}: ClientError: {exc.status}")
-            self.shipper.write(f"[sagemaker logs]: {uri}: Message:\n{exc.body}")
-            raise RecordError(MODEL_REJECTED) from None
+        answer = self._invoke(uri, b"\n".join(sent))
         if self.processing.get("JoinSource", "None") == "Input":
             answers = answer.split(b"\n") if len(batch) > 1 else [answer]
             if len(answers) != len(batch):

@@ -16,8 +16,11 @@ from typing import Any
 MB = 1024 * 1024
 JSON_TYPES = ("application/json", "application/jsonlines", "application/x-jsonlines")
 CSV_TYPES = ("text/csv",)
-# $ | $.a.b | $['a','b'] | $[0] | $[1:] | $[0,2] | $[-1]
-_PATH = re.compile(r"^\$(?P<rest>(\.[A-Za-z_][\w-]*)*(\[[^\]]+\])?)$")
+_INDEX = r"-?\d+|-?\d*:-?\d*"  # 0 | -1 | 1: | :3 | 1:3
+_KEY = r"'[^',]+'|\"[^\",]+\""
+# $ | $.a.b | $['a','b'] | $[0] | $[1:] | $[0,2] | $[0,5:] (the forms the service documents)
+_BRACKET = rf"\[\s*(({_INDEX})(\s*,\s*({_INDEX}))*|({_KEY})(\s*,\s*({_KEY}))*)\s*\]"
+_PATH = re.compile(rf"^\$(?P<rest>(\.[A-Za-z_][\w-]*)*({_BRACKET})?)$")
 
 
 class RecordError(ValueError):
@@ -80,11 +83,17 @@ def _select(value: Any, rest: str) -> Any:
     if inside.startswith(("'", '"')):
         keys = [k.strip().strip("'\"") for k in inside.split(",")]
         return value[keys[0]] if len(keys) == 1 else {k: value[k] for k in keys if k in value}
-    if ":" in inside:
-        start, _, stop = inside.partition(":")
-        return value[int(start) if start.strip() else None:int(stop) if stop.strip() else None]
-    indexes = [int(i) for i in inside.split(",")]
-    return value[indexes[0]] if len(indexes) == 1 else [value[i] for i in indexes]
+    parts = [part.strip() for part in inside.split(",")]
+    if len(parts) == 1 and ":" not in parts[0]:
+        return value[int(parts[0])]
+    chosen: list[Any] = []
+    for part in parts:
+        if ":" in part:
+            start, _, stop = part.partition(":")
+            chosen.extend(value[int(start) if start else None:int(stop) if stop else None])
+        else:
+            chosen.append(value[int(part)])
+    return chosen
 
 
 def apply_path(record: bytes, expression: str | None, content_type: str) -> bytes:
@@ -93,14 +102,16 @@ def apply_path(record: bytes, expression: str | None, content_type: str) -> byte
         return record
     rest = expression[1:]
     try:
-        if content_type.startswith(CSV_TYPES):
-            row = next(csv.reader([record.decode()]))
-            chosen = _select(row, rest)
-            out = io.StringIO()
-            csv.writer(out, lineterminator="").writerow(chosen if isinstance(chosen, list) else [chosen])
-            return out.getvalue().encode()
+        if content_type.startswith(CSV_TYPES):  # each row is an array of its columns
+            rows = []
+            for row in csv.reader(record.decode().splitlines()):
+                chosen = _select(row, rest)
+                out = io.StringIO()
+                csv.writer(out, lineterminator="").writerow(chosen if isinstance(chosen, list) else [chosen])
+                rows.append(out.getvalue())
+            return "\n".join(rows).encode()
         return json.dumps(_select(json.loads(record), rest)).encode()
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, csv.Error) as exc:
         raise RecordError(f"ClientError: the filter {expression} could not be applied to the record "
                           f"{record[:200]!r}: {type(exc).__name__}: {exc}") from None
 
@@ -116,9 +127,7 @@ def join_input(record: bytes, answer: bytes, content_type: str) -> bytes:
         raise RecordError(f"ClientError: JoinSource=Input needs JSON input and output records: {exc}") from None
     if isinstance(source, dict):
         return json.dumps({**source, "SageMakerOutput": output}).encode()
-    if isinstance(source, list):
-        return json.dumps([*source, output]).encode()
-    raise RecordError("ClientError: JoinSource=Input joins to a JSON object or array; the input record is neither.")
+    return json.dumps({"SageMakerInput": source, "SageMakerOutput": output}).encode()  # an array or a value
 
 
 def assemble(parts: list[bytes], assemble_with: str) -> bytes:
