@@ -35,6 +35,7 @@ def test_an_action_nobody_classified_is_refused():
 
 def test_the_carried_out_actions_are_exactly_the_twins_handlers():
     from sagetwin.aws.endpoints import Endpoints
+    from sagetwin.aws.experiments import Experiments
     from sagetwin.aws.training import TrainingJobs
     from sagetwin.aws.transform_jobs import TransformJobs
 
@@ -42,5 +43,5 @@ def test_the_carried_out_actions_are_exactly_the_twins_handlers():
     for kind in (TrainingJobs(None, None, "process", {}), Endpoints(None, None, "process", {}),
                  TransformJobs(None, None, "process", {})):
         handled |= set(kind.operations())
-    handled |= set(Endpoints(None, None, "process", {}).runtime())
+    handled |= set(Endpoints(None, None, "process", {}).runtime()) | set(Experiments(None).operations())
     assert handled == CARRIED_OUT

@@ -293,7 +293,8 @@ def test_requests_the_service_refuses_are_refused(twin, sdk, uris):
         name = predictor.endpoint_name
         for arguments, words in (({"InputLocation": uris["records"], "Body": b"{}"}, "cannot both be given"),
                                  ({"Body": b"x" * 128_001}, "less than or equal to 128000"),
-                                 ({"InputLocation": uris["records"], "RequestTTLSeconds": 30000}, "between 60 and 21600"),
+                                 ({"InputLocation": uris["records"], "RequestTTLSeconds": 30000},
+                                  "between 60 and 21600"),
                                  ({"InputLocation": uris["records"], "InvocationTimeoutSeconds": 4000},
                                   "between 1 and 3600")):
             with pytest.raises(ClientError, match=words) as info:
@@ -307,3 +308,23 @@ def test_requests_the_service_refuses_are_refused(twin, sdk, uris):
         assert json.loads(sdk["session"].read_s3_file(sdk["bucket"], key)) == {"custom": "enilni"}
     finally:
         predictor.delete_endpoint()
+
+
+def test_experiments_are_deleted_in_the_services_order(twin):
+    from botocore.exceptions import ClientError
+
+    sm = twin_client(twin, "sagemaker")
+    sm.create_experiment(ExperimentName="offline-experiment")
+    sm.create_trial(TrialName="offline-trial", ExperimentName="offline-experiment")
+    sm.create_trial_component(TrialComponentName="offline-component")
+    sm.associate_trial_component(TrialComponentName="offline-component", TrialName="offline-trial")
+    for delete, words in ((lambda: sm.delete_experiment(ExperimentName="offline-experiment"), "trials"),
+                          (lambda: sm.delete_trial(TrialName="offline-trial"), "trial components"),
+                          (lambda: sm.delete_trial_component(TrialComponentName="offline-component"), "disassociate")):
+        with pytest.raises(ClientError, match=words):
+            delete()
+    sm.disassociate_trial_component(TrialComponentName="offline-component", TrialName="offline-trial")
+    sm.delete_trial_component(TrialComponentName="offline-component")
+    sm.delete_trial(TrialName="offline-trial")
+    sm.delete_experiment(ExperimentName="offline-experiment")
+    assert sm.list_experiments()["ExperimentSummaries"] == []

@@ -21,6 +21,7 @@ CARRIED_OUT = frozenset({
     "CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "ListTrainingJobs",
     "CreateEndpointConfig", "CreateEndpoint", "DescribeEndpoint", "DeleteEndpoint", "ListEndpoints",
     "CreateTransformJob", "DescribeTransformJob", "StopTransformJob", "ListTransformJobs",
+    "DeleteExperiment", "DeleteTrial", "DeleteTrialComponent",  # records, deleted in the service's order
     # SageMaker Runtime
     "InvokeEndpoint", "InvokeEndpointAsync",
 })
@@ -29,9 +30,9 @@ RECORDED = frozenset({
     "AddTags", "DeleteTags", "ListTags",
     "CreateModel", "DescribeModel", "DeleteModel", "ListModels",
     "DescribeEndpointConfig", "DeleteEndpointConfig", "ListEndpointConfigs",
-    "CreateExperiment", "DescribeExperiment", "DeleteExperiment", "ListExperiments",
-    "CreateTrial", "DescribeTrial", "DeleteTrial", "ListTrials",
-    "CreateTrialComponent", "DescribeTrialComponent", "DeleteTrialComponent", "ListTrialComponents",
+    "CreateExperiment", "DescribeExperiment", "ListExperiments",
+    "CreateTrial", "DescribeTrial", "ListTrials",
+    "CreateTrialComponent", "DescribeTrialComponent", "ListTrialComponents",
     "UpdateTrialComponent", "AssociateTrialComponent", "DisassociateTrialComponent",
     "CreateModelPackage", "DescribeModelPackage", "UpdateModelPackage", "ListModelPackages",
     "CreateModelPackageGroup", "DescribeModelPackageGroup", "ListModelPackageGroups",

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sagetwin.aws.endpoints import Endpoints
+from sagetwin.aws.experiments import Experiments
 from sagetwin.aws.guard import Guard, moto_credentials
 from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
@@ -144,7 +145,7 @@ class Twin:
         self.endpoints = Endpoints(self.clients, self.work_dir / "endpoints", self.backend, self.backend_options)
         self.transforms = TransformJobs(self.clients, self.work_dir / "transforms", self.backend, self.backend_options)
         self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations(),
-                                          **self.transforms.operations()})
+                                          **self.transforms.operations(), **Experiments(self.clients).operations()})
         self._twin_app.runtime.update(self.endpoints.runtime())
 
     def _assume_role(self) -> dict[str, str]:
