@@ -15,12 +15,14 @@ import pytest
 
 import sagetwin
 from sagetwin.core.progress import SilentReporter
+from tests import test_aws_twin
 from tests.aws import twin_client
 from tests.conftest import run_cli
 from tests.inference_kinds import HUB_ID, INFERENCE_PY, model_archive, prefilled_hub_cache, records_file
 from tests.test_aws_twin import VERSIONS, leftovers
 
 REPO = Path(__file__).resolve().parents[1]
+twin, sdk = test_aws_twin.twin, test_aws_twin.sdk  # module-scoped fixtures: this module's own twin and SDK session
 KINDS_SDK = REPO / "tests" / "sdk_workflow" / "inference_kinds.py"
 RECORDS = 12
 
@@ -83,22 +85,6 @@ def test_exec_ending_with_requests_still_queued_leaves_nothing_running(files):
 
 
 # --- one twin in this process for the failure paths and limits ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def twin(twin_since, sagetwin_home):
-    import sagetwin.aws
-
-    with sagetwin.aws.start(backend="process", persist=False) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sdk(twin):
-    import sagemaker
-
-    session = sagemaker.Session()
-    return {"session": session, "bucket": session.default_bucket(), "role": sagemaker.get_execution_role()}
 
 
 def hf_model(sdk, uri: str, **env):

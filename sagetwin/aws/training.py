@@ -23,7 +23,7 @@ from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
 from sagetwin.aws.logs import TRAINING_LOG_GROUP, LogShipper
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
-from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
+from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import inside
 from sagetwin.emulation.archives import ArchiveError, extract_archive
@@ -113,17 +113,7 @@ class TrainingJobs:
                              "exists and allows principal 'sagemaker.amazonaws.com' to assume the role.")
 
     def describe(self, call: Call) -> Reply:
-        """moto's record (asked for once: it never changes) with the job's live state over it; the
-        SDK describes a running job several times a second, on the CPU the job trains on."""
-        job = self.jobs.get(call.params().get("TrainingJobName", ""))
-        if job is None:
-            return call.pass_to_moto()
-        if job.recorded is None:
-            reply = call.pass_to_moto()
-            if not reply.ok:
-                return reply
-            job.recorded = reply.json()
-        return json_reply({**job.recorded, **job.overlay()})
+        return describe_live(call, self.jobs.get(call.params().get("TrainingJobName", "")))
 
     def list(self, call: Call) -> Reply:
         def status(name: str) -> dict[str, Any] | None:

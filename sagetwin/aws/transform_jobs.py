@@ -17,7 +17,7 @@ from sagetwin.aws.hosted_models import HostingFailed, hosting_spec
 from sagetwin.aws.logs import LogShipper
 from sagetwin.aws.transform_records import RecordError, filters_problem
 from sagetwin.aws.transform_run import MODEL_REJECTED, Stopped, TransformRun
-from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
+from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import SagetwinError
 from sagetwin.core.paths import inside
 from sagetwin.core.selection import create_backend
@@ -94,15 +94,7 @@ class TransformJobs:
         return None if problem is None else service_error("ValidationException", problem)
 
     def describe(self, call: Call) -> Reply:
-        job = self.jobs.get(call.params().get("TransformJobName", ""))
-        if job is None:
-            return call.pass_to_moto()
-        if job.recorded is None:
-            reply = call.pass_to_moto()
-            if not reply.ok:
-                return reply
-            job.recorded = reply.json()
-        return json_reply({**job.recorded, **job.overlay()})
+        return describe_live(call, self.jobs.get(call.params().get("TransformJobName", "")))
 
     def list(self, call: Call) -> Reply:
         def status(name: str) -> dict[str, Any] | None:

@@ -80,6 +80,20 @@ def create_once(call: Call, name: str, field: str, registry: dict[str, Any], loc
     return reply, made
 
 
+def describe_live(call: Call, job: Any) -> Reply:
+    """A Describe* of a job the twin runs: moto's record (asked for once: it never changes) with
+    the job's live state (``job.overlay()``) over it; the SDK describes a running job several
+    times a second, on the CPU the job runs on. ``job`` None: moto's answer as it is."""
+    if job is None:
+        return call.pass_to_moto()
+    if job.recorded is None:
+        reply = call.pass_to_moto()
+        if not reply.ok:
+            return reply
+        job.recorded = reply.json()
+    return json_reply({**job.recorded, **job.overlay()})
+
+
 def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable[[str], dict[str, Any] | None]
                         ) -> Reply:
     """A List* answer with the statuses the twin knows (moto's are static), its ``StatusEquals``
