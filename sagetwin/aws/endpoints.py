@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.aws.async_invocations import ASYNC_INVOCATION_TIMEOUT_S, AsyncQueue, async_request_problem
+from sagetwin.aws.describe_shapes import as_aws_returns
 from sagetwin.aws.endpoint_configs import create_endpoint_config
 from sagetwin.aws.hosted_models import HostingFailed, hosting_spec
 from sagetwin.aws.logs import LogShipper
@@ -91,7 +92,7 @@ class Endpoints:
         overlay: dict[str, Any] = {"EndpointStatus": endpoint.status, "LastModifiedTime": endpoint.updated}
         if endpoint.failure_reason:
             overlay["FailureReason"] = endpoint.failure_reason
-        return json_reply({**reply.json(), **overlay})
+        return json_reply(as_aws_returns("DescribeEndpoint", {**reply.json(), **overlay}))
 
     def list(self, call: Call) -> Reply:
         def status(name: str) -> dict[str, Any] | None:

@@ -64,6 +64,8 @@ class TrainingJob:
             "SecondaryStatusTransitions": [dict(t) for t in list(self.transitions)],
             "TrainingStartTime": self.started, "LastModifiedTime": self.ended or time.time(),
             "FinalMetricDataList": [{"MetricName": k, **v} for k, v in dict(self.metrics).items()],
+            # as sent (moto puts a canned MetricDefinitions in its place)
+            "AlgorithmSpecification": dict(self.request.get("AlgorithmSpecification") or {}),
         }
         if self.ended is not None:
             seconds = max(1, round(self.ended - self.started))
@@ -73,8 +75,12 @@ class TrainingJob:
         return fields
 
 
-def record_metrics(job: TrainingJob, patterns: list[tuple[str, re.Pattern[str]]], line: str) -> None:
-    """``MetricDefinitions`` as the service applies them: the first group of each match, last one wins."""
+def record_metrics(job: TrainingJob, patterns: list[tuple[str, re.Pattern[str]]], line: str
+                   ) -> list[tuple[str, float, float]]:
+    """``MetricDefinitions`` as the service applies them: the first group of each match; the last
+    one is the job's final value. Returns each match as (name, value, the line's time), one
+    CloudWatch point each."""
+    matched = []
     for name, pattern in patterns:
         match = pattern.search(line)
         if match:
@@ -82,7 +88,10 @@ def record_metrics(job: TrainingJob, patterns: list[tuple[str, re.Pattern[str]]]
                 value = float(match.group(1) if match.groups() else match.group(0))
             except ValueError:
                 continue
-            job.metrics[name] = {"Value": value, "Timestamp": time.time()}
+            now = time.time()
+            job.metrics[name] = {"Value": value, "Timestamp": now}
+            matched.append((name, value, now))
+    return matched
 
 
 def failure_reason(outcome: dict[str, Any], order: dict[str, Any]) -> str:

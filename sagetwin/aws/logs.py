@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"  # CloudWatch metrics of MetricDefinitions
 BATCH_INTERVAL_S = 0.2
 MAX_BATCH = 5000  # PutLogEvents takes at most 10,000 events
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
-from sagetwin.aws.logs import TRAINING_LOG_GROUP, LogShipper
+from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, LogShipper
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
 from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import ConfigurationError
@@ -242,6 +242,16 @@ class TrainingJobs:
             inputs[name] = str(inside(target, name))
         return inputs
 
+    def _put_metrics(self, job_name: str, points: list[tuple[str, float, float]]) -> None:
+        """Each match into CloudWatch metrics, where ``TrainingJobAnalytics`` reads them: the
+        service's namespace and dimension, the log line's time, one point per match."""
+        try:
+            self.clients.cloudwatch.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=[
+                {"MetricName": name, "Value": value, "Timestamp": at,
+                 "Dimensions": [{"Name": "TrainingJobName", "Value": job_name}]} for name, value, at in points])
+        except Exception as exc:  # a metric lost is said in the job's log, not a job failed
+            print(f"sagetwin: could not put metrics of {job_name} into CloudWatch: {exc}", file=sys.stderr)
+
     def _execute(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: LogShipper) -> dict[str, Any]:
         order_path = folder / "order.json"
         order_path.write_text(json.dumps(order))
@@ -254,7 +264,9 @@ class TrainingJobs:
         for raw in job.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             shipper.write(line)
-            record_metrics(job, patterns, line)
+            points = record_metrics(job, patterns, line)
+            if points:
+                self._put_metrics(job.name, points)
         job.proc.wait()
         stop(job.proc, grace=1.0)
         result = Path(order["result"])

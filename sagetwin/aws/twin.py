@@ -58,7 +58,7 @@ class TwinClients:
         self.access_key = access_key
         session = boto3.session.Session(region_name=region, aws_access_key_id=access_key,
                                         aws_secret_access_key=secret.secret_key)
-        for service in ("s3", "logs", "sagemaker", "iam", "sts"):
+        for service in ("s3", "logs", "sagemaker", "iam", "sts", "cloudwatch"):
             setattr(self, service, session.client(service, endpoint_url=url))
 
     def role_exists(self, arn: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sagetwin.aws.actions import RECORDED
 from sagetwin.aws.actions import refusal as refused_action
+from sagetwin.aws.describe_shapes import ALWAYS, as_aws_returns, shaped_reply
 from sagetwin.aws.guard import Guard, headers_of_environ
 from sagetwin.aws.replies import Reply, json_reply, service_error
 from sagetwin.aws.server import vouch_for_connection
@@ -91,7 +92,7 @@ def describe_live(call: Call, job: Any) -> Reply:
         if not reply.ok:
             return reply
         job.recorded = reply.json()
-    return json_reply({**job.recorded, **job.overlay()})
+    return json_reply(as_aws_returns(call.operation, {**job.recorded, **job.overlay()}))
 
 
 def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable[[str], dict[str, Any] | None]
@@ -182,6 +183,8 @@ class TwinApp:
                                  "Authorization header that signs X-Amz-Target.", 403)
         if operation in self.operations:
             return self.operations[operation](self._call(operation, environ))
+        if operation in ALWAYS:  # a describe AWS only records: moto's record in the service's shape
+            return shaped_reply(operation, self._call(operation, environ).pass_to_moto())
         return None if operation in RECORDED else refused_action(operation)
 
     def _runtime(self, action: str, endpoint: str, environ: dict[str, Any]) -> Reply:

@@ -1,0 +1,142 @@
+"""Training cells beyond the getting-started guide, through the twin on `process`, written as
+SageMaker SDK v2 users write them: ``metric_definitions`` → ``TrainingJobAnalytics``,
+``HuggingFace.attach(name)`` → ``deploy`` → ``predict``. Its own module: one twin per process."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests import test_aws_twin
+from tests.test_aws_twin import VERSIONS
+
+twin, sdk = test_aws_twin.twin, test_aws_twin.sdk  # module-scoped fixtures: this module's own twin and SDK session
+
+# a training script that logs the Trainer's way and leaves the tiny classifier as its model
+SCRIPT = """\
+import os, shutil, sys
+for step, loss in enumerate([0.9, 0.7, 0.5], start=1):
+    print(f"{{'loss': {loss}, 'learning_rate': 5e-05, 'epoch': {step / 3:.2f}}}", flush=True)
+print("{'eval_loss': 0.45, 'eval_accuracy': 0.75, 'eval_f1': 0.7, 'epoch': 1.0}", flush=True)
+model = os.environ["SM_CHANNEL_MODEL"]
+for name in os.listdir(model):
+    shutil.copy(os.path.join(model, name), os.environ["SM_MODEL_DIR"])
+"""
+METRICS = [{"Name": "loss", "Regex": r"'loss': ([0-9.]+)"},
+           {"Name": "eval_loss", "Regex": r"'eval_loss': ([0-9.]+)"},
+           {"Name": "eval_accuracy", "Regex": r"'eval_accuracy': ([0-9.]+)"},
+           {"Name": "eval_f1", "Regex": r"'eval_f1': ([0-9.]+)"}]
+
+
+class DescribeShapes:
+    """Every Describe* answer the SDK receives, checked against the service's API model: the
+    required members there, and no member the model does not have."""
+
+    def __init__(self, client) -> None:
+        import botocore.session
+
+        self.model = botocore.session.get_session().get_service_model("sagemaker")
+        self.seen: set[str] = set()
+        self.problems: list[str] = []
+        client.meta.events.register("after-call.sagemaker", self.check)
+
+    def check(self, http_response, parsed, model, **kwargs) -> None:
+        if not model.name.startswith("Describe") or "Error" in parsed:
+            return
+        self.seen.add(model.name)
+        keys = set(parsed) - {"ResponseMetadata"}
+        members, required = set(model.output_shape.members), set(model.output_shape.required_members)
+        if missing := required - keys:
+            self.problems.append(f"{model.name} lacks {sorted(missing)}")
+        if extra := keys - members:
+            self.problems.append(f"{model.name} has {sorted(extra)}, which AWS never returns")
+
+
+@pytest.fixture(scope="module")
+def shapes(sdk) -> DescribeShapes:
+    return DescribeShapes(sdk["session"].sagemaker_client)
+
+
+@pytest.fixture(scope="module")
+def fitted(sdk, shapes, tiny_model, tmp_path_factory):
+    from sagemaker.huggingface import HuggingFace
+
+    source = tmp_path_factory.mktemp("source")
+    (source / "train.py").write_text(SCRIPT)
+    model_dir = tmp_path_factory.mktemp("model")
+    for path in tiny_model.local_path.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy(path, model_dir / path.name)
+    model_uri = sdk["session"].upload_data(str(model_dir), key_prefix="training-kinds/model")
+    estimator = HuggingFace(entry_point="train.py", source_dir=str(source), instance_type="ml.p3.2xlarge",
+                            instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"],
+                            metric_definitions=METRICS, **VERSIONS)
+    estimator.fit({"model": model_uri})
+    return estimator
+
+
+def test_training_job_analytics_holds_the_train_loss_and_every_eval_metric(sdk, fitted):
+    from sagemaker.analytics import TrainingJobAnalytics
+
+    frame = TrainingJobAnalytics(fitted.latest_training_job.name, sagemaker_session=sdk["session"]).dataframe()
+    assert set(frame.metric_name) == {"loss", "eval_loss", "eval_accuracy", "eval_f1"}
+    assert frame[frame.metric_name == "eval_accuracy"].value.tolist() == [0.75]
+    assert frame[frame.metric_name == "loss"].value.mean() == pytest.approx(0.7)  # three points, one bucket
+    final = {m["MetricName"]: m["Value"] for m in sdk["session"].sagemaker_client.describe_training_job(
+        TrainingJobName=fitted.latest_training_job.name)["FinalMetricDataList"]}
+    assert final == {"loss": 0.5, "eval_loss": 0.45, "eval_accuracy": 0.75, "eval_f1": 0.7}
+
+
+def test_attach_to_a_finished_job_then_deploy_and_predict(sdk, fitted):
+    from sagemaker.huggingface import HuggingFace
+
+    attached = HuggingFace.attach(fitted.latest_training_job.name, sagemaker_session=sdk["session"])
+    assert attached.model_data == fitted.model_data
+    predictor = attached.deploy(1, "ml.g4dn.xlarge")
+    try:
+        answer = predictor.predict({"inputs": "attached and deployed"})
+        assert set(answer[0]) == {"label", "score"}
+    finally:
+        predictor.delete_endpoint()
+
+
+def test_every_describe_the_sdk_calls_has_the_services_shape(sdk, shapes, fitted, tmp_path):
+    from sagemaker.analytics import TrainingJobAnalytics
+    from sagemaker.huggingface import HuggingFace
+
+    name = fitted.latest_training_job.name
+    TrainingJobAnalytics(name, sagemaker_session=sdk["session"]).dataframe()
+    attached = HuggingFace.attach(name, sagemaker_session=sdk["session"])
+    predictor = attached.deploy(1, "ml.g4dn.xlarge")
+    try:
+        sm = sdk["session"].sagemaker_client
+        sm.describe_model(ModelName=sm.describe_endpoint_config(EndpointConfigName=predictor.endpoint_name)[
+            "ProductionVariants"][0]["ModelName"])
+    finally:
+        predictor.delete_endpoint()
+    (tmp_path / "rows.jsonl").write_text('{"inputs": "one"}\n')
+    data = sdk["session"].upload_data(str(tmp_path / "rows.jsonl"), key_prefix="training-kinds/rows")
+    transformer = attached.transformer(1, "ml.m5.xlarge", strategy="SingleRecord",
+                                       output_path=f"s3://{sdk['bucket']}/training-kinds/out")
+    transformer.transform(data=data, content_type="application/json", split_type="Line", logs=False)
+    assert {"DescribeTrainingJob", "DescribeEndpoint", "DescribeEndpointConfig", "DescribeModel",
+            "DescribeTransformJob"} <= shapes.seen, shapes.seen
+    assert not shapes.problems, "\n".join(shapes.problems)
+    described = sm.describe_training_job(TrainingJobName=name)
+    assert described["OutputDataConfig"]["KmsKeyId"] == "" and described["EnableNetworkIsolation"] is False
+    assert described["AlgorithmSpecification"]["MetricDefinitions"] == METRICS  # as sent, not moto's canned one
+
+
+def test_the_shape_check_can_fail():
+    import types
+
+    import botocore.session
+
+    client = types.SimpleNamespace(meta=types.SimpleNamespace(events=types.SimpleNamespace(register=lambda *a: None)))
+    shapes = DescribeShapes(client)
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("DescribeEndpoint")
+    shapes.check(None, {"EndpointName": "e", "Tags": []}, model)
+    assert shapes.problems == [
+        "DescribeEndpoint lacks ['CreationTime', 'EndpointArn', 'EndpointStatus', 'LastModifiedTime']",
+        "DescribeEndpoint has ['Tags'], which AWS never returns"]
