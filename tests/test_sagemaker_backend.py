@@ -289,3 +289,30 @@ def test_dry_run_prints_the_exact_requests_and_sends_none(monkeypatch, tmp_path,
     config = data["requests"][2]["request"]
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
     assert data["plan"][0].startswith("training: 1 x ml.p3.2xlarge at $3.825/h")
+
+
+@pytest.mark.parametrize("versions", [("4.26", "1.13", "py39"), ("4.26.0", "1.13.1", "py39")], ids=["alias", "full"])
+def test_the_backend_and_the_sdks_own_estimator_send_the_same_training_request(aws, versions, tmp_path):
+    """A differential test against moto: the same arguments through the SDK's HuggingFace estimator
+    and through sagetwin's sagemaker backend give the same CreateTrainingJob (image URI included)."""
+    from sagemaker.huggingface import HuggingFace
+
+    from sagetwin.sagemaker_sdk.boto import ensure_bucket, sagemaker_session
+
+    transformers, pytorch, py = versions
+    tag = transformers.replace(".", "-")
+    (tmp_path / "train.py").write_text("print('hello')\n")
+    boto = boto3.Session(region_name=REGION)
+    ensure_bucket(boto, BUCKET, ACCOUNT)
+    HuggingFace(entry_point="train.py", source_dir=str(tmp_path), instance_type="ml.p3.2xlarge", instance_count=1,
+                role=ROLE, transformers_version=transformers, pytorch_version=pytorch, py_version=py,
+                sagemaker_session=sagemaker_session(boto, BUCKET)).fit(job_name=f"sdk-own-{tag}", wait=False)
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=tmp_path, backend="sagemaker", role=ROLE,
+                                  transformers_version=transformers, pytorch_version=pytorch, py_version=py,
+                                  reporter=SilentReporter())
+    job.fit(job_name=f"sagetwin-{tag}")
+    client = sm_client()
+    sent = [client.describe_training_job(TrainingJobName=name)["AlgorithmSpecification"]["TrainingImage"]
+            for name in (f"sdk-own-{tag}", f"sagetwin-{tag}")]
+    assert sent[0] == sent[1], sent
+    assert sent[0].endswith(f":{pytorch}-transformers{transformers}-gpu-{py}-cu117-ubuntu20.04")

@@ -69,9 +69,11 @@ class HuggingFaceJob:
         self.role = role
         # the SDK's resolution (aliases, errors) for every backend alike, before anything runs
         self.stack = resolve_stack(transformers_version, pytorch_version, py_version, scope="training")
-        self.transformers_version = self.stack.transformers
-        self.pytorch_version = self.stack.pytorch
-        self.py_version = self.stack.py
+        # the versions as given (an alias such as "4.26" stays one): a backend that sends them to
+        # SageMaker sends what the SDK's own estimator sends for the same arguments
+        self.transformers_version = transformers_version or self.stack.transformers
+        self.pytorch_version = pytorch_version or self.stack.pytorch
+        self.py_version = py_version or self.stack.py
         self.environment = dict(environment or {})
         self.output_path = output_path
         self.base_job_name = base_job_name or "huggingface"

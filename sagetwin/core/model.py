@@ -55,6 +55,8 @@ class HuggingFaceModel:
                 "'a-hub-id-or-local-folder', 'HF_TASK': 'text-classification'}.")
         self.role = role
         self.stack = resolve_stack(transformers_version, pytorch_version, py_version, scope="inference")
+        self.versions = (transformers_version or self.stack.transformers, pytorch_version or self.stack.pytorch,
+                         py_version or self.stack.py)  # as given: what the SDK's own model would send
         self.image_uri = image_uri
         self.name = check_resource_name(name, "modelName") if name is not None else None
         self.endpoint_prefix = self.name or "huggingface"  # endpoint names: <prefix>-ep-<time>-<random>
@@ -95,8 +97,8 @@ class HuggingFaceModel:
             model_data=self.model_data, instance_type=instance_type,
             initial_instance_count=initial_instance_count, environment=dict(self.env),
             port=port, startup_timeout=startup_timeout, invocation_timeout=invocation_timeout,
-            transformers_version=self.stack.transformers, pytorch_version=self.stack.pytorch,
-            py_version=self.stack.py, role=self.role, image_uri=self.image_uri,
+            transformers_version=self.versions[0], pytorch_version=self.versions[1],
+            py_version=self.versions[2], role=self.role, image_uri=self.image_uri,
         )
         source = self.env.get(MODEL_ID) or self.model_data
         self.reporter.step(f"deploying endpoint {spec.endpoint_name} on backend {self.backend_name} "

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sagetwin.core.errors import SagetwinError
 from sagetwin.core.paths import home_dir, home_folder, inside
 from sagetwin.core.spec import TrainingResult, TrainingSpec
 
@@ -93,10 +94,21 @@ def delete_record(job_name: str) -> bool:
     return True
 
 
+def _resolved(spec: TrainingSpec) -> dict[str, str]:
+    """The stack the job runs, whatever form (alias or full) its versions were given in."""
+    from sagetwin.core.versions import resolve_stack
+
+    try:
+        stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
+    except SagetwinError:  # an image_uri job may name versions the table lacks
+        return {"transformers": spec.transformers_version, "pytorch": spec.pytorch_version, "py": spec.py_version}
+    return {"transformers": stack.transformers, "pytorch": stack.pytorch, "py": stack.py}
+
+
 def started_record(spec: TrainingSpec, backend: str) -> dict[str, Any]:
     return {
         "job_name": spec.job_name, "backend": backend,
-        "stack": {"transformers": spec.transformers_version, "pytorch": spec.pytorch_version, "py": spec.py_version},
+        "stack": _resolved(spec),
         "instance_type": spec.instance_type, "instance_count": spec.instance_count,
         "entry_point": spec.entry_point, "source_dir": str(spec.source_dir), "output_path": spec.output_path,
         "hyperparameters": spec.hyperparameters,

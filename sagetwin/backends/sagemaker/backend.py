@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from sagetwin.backends.sagemaker import diagnosis, endpoints, planning
 from sagetwin.backends.sagemaker.endpoints import SageMakerEndpoint
-from sagetwin.backends.sagemaker.planning import ENDPOINT_INSTANCE, TRAINING_INSTANCE
+from sagetwin.backends.sagemaker.planning import ENDPOINT_INSTANCE, TRAINING_INSTANCE, sdk_versions
 from sagetwin.backends.sagemaker.pricing import CostLine, hourly_price
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import EndpointError, SagetwinError
@@ -165,8 +165,8 @@ class SageMakerBackend:
         return HuggingFace(
             entry_point=spec.entry_point, source_dir=str(spec.source_dir),
             instance_type=spec.instance_type or TRAINING_INSTANCE, instance_count=spec.instance_count,
-            role=role, transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
-            hyperparameters=dict(spec.hyperparameters), environment=dict(spec.environment) or None,
+            role=role, hyperparameters=dict(spec.hyperparameters), **sdk_versions(spec, stack),
+            environment=dict(spec.environment) or None,
             sagemaker_session=self.session, output_path=f"{prefix}/output", code_location=f"{prefix}/code",
             max_run=spec.max_run, metric_definitions=METRIC_DEFINITIONS,
             tags=[{"Key": aws.MANAGED_TAG, "Value": "true"}, {"Key": aws.RUN_TAG, "Value": spec.job_name}],
@@ -205,7 +205,7 @@ class SageMakerBackend:
 
         try:
             with _aws.interrupts_kept():
-                estimator.fit(inputs, job_name=job_name, wait=True, logs="All")
+                estimator.fit(inputs or None, job_name=job_name, wait=True, logs="All")  # {} would send []
         except KeyboardInterrupt:
             self._stop_unless_kept(job_name, reporter)
             raise
@@ -259,8 +259,7 @@ class SageMakerBackend:
             reporter.step(f"sagemaker: {line.render()}")
         self._check_quota(instance, spec.initial_instance_count, "endpoint usage")
         model = HuggingFaceModel(
-            model_data=model_data, role=role, transformers_version=stack.transformers,
-            pytorch_version=stack.pytorch, py_version=stack.py, env=environment or None,
+            model_data=model_data, role=role, **sdk_versions(spec, stack), env=environment or None,
             sagemaker_session=self.session, name=spec.endpoint_name,
             **({"image_uri": spec.image_uri} if spec.image_uri else {}),
         )

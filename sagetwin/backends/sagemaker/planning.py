@@ -7,7 +7,8 @@ from typing import Any
 
 from sagetwin.backends.sagemaker.pricing import CostLine, hourly_price
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.spec import TrainingSpec
+from sagetwin.core.spec import DeploySpec, TrainingSpec
+from sagetwin.core.versions import Stack
 
 TRAINING_INSTANCE = "ml.p3.2xlarge"
 ENDPOINT_INSTANCE = "ml.g4dn.xlarge"
@@ -48,3 +49,9 @@ def check_quota(boto: Any, instance_type: str, count: int, usage: str) -> None:
         raise
     except Exception:
         return  # quota API unavailable or not permitted: SageMaker itself will say ResourceLimitExceeded
+
+
+def sdk_versions(spec: TrainingSpec | DeploySpec, stack: Stack) -> dict[str, str]:
+    """The versions as given (an alias stays one): the SDK then asks for the image its own estimator would."""
+    return {"transformers_version": spec.transformers_version or stack.transformers,
+            "pytorch_version": spec.pytorch_version or stack.pytorch, "py_version": spec.py_version or stack.py}
