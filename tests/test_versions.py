@@ -65,7 +65,9 @@ def test_the_guides_arguments_are_accepted_and_printed_once_resolved():
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process", reporter=Collect(),
                                   transformers_version="4.26", pytorch_version="1.13", py_version="py39")
     spec = job.training_spec({})
-    assert (spec.transformers_version, spec.pytorch_version, spec.py_version) == ("4.26.0", "1.13.1", "py39")
+    # resolved for printing and for the offline stack; sent as given, as the SDK's own estimator sends them
+    assert (job.stack.transformers, job.stack.pytorch, job.stack.py) == ("4.26.0", "1.13.1", "py39")
+    assert (spec.transformers_version, spec.pytorch_version, spec.py_version) == ("4.26", "1.13", "py39")
     with pytest.raises(sagetwin.ConfigurationError, match="Unsupported huggingface version: 9.9"):
         sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="process", transformers_version="9.9")
 
