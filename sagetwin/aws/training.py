@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
 from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, LogShipper
@@ -166,8 +167,13 @@ class TrainingJobs:
         order = self._prepare(job, folder)
         if job.stop_requested:
             return stopped
+        sync = self._restore_checkpoints(job, order, folder, shipper)
         job.move_to("Training", "Training image download completed. Training in progress.")
-        outcome = self._execute(job, order, folder, shipper)
+        try:
+            outcome = self._execute(job, order, folder, shipper)
+        finally:
+            if sync is not None:
+                sync.close()
         if job.stop_requested:
             return stopped
         if not outcome["ok"]:
@@ -209,6 +215,21 @@ class TrainingJobs:
         }
         return {"spec": spec, "backend": self.backend, "backend_options": self.backend_options,
                 "result": str(folder / "result.json")}
+
+    def _restore_checkpoints(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: LogShipper
+                             ) -> CheckpointSync | None:
+        """CheckpointConfig: S3Uri into the job's checkpoint folder, synced back while it runs."""
+        config = job.request.get("CheckpointConfig") or {}
+        if not config.get("S3Uri"):
+            return None
+        sync = CheckpointSync(self.clients.s3, config["S3Uri"], folder / "checkpoints")
+        restored = sync.restore()
+        if restored:
+            shipper.write(f"sagetwin: {restored} checkpoint file(s) from {config['S3Uri']} restored into "
+                          f"{config.get('LocalPath') or DEFAULT_LOCAL_PATH}")
+        order["spec"].update(checkpoint_dir=str(sync.folder),
+                             checkpoint_local_path=config.get("LocalPath") or DEFAULT_LOCAL_PATH)
+        return sync.start()
 
     def _fetch_code(self, uri: str, target: Path) -> Path:
         """The job's ``sourcedir.tar.gz`` unpacked by sagetwin's own member checks: the twin runs

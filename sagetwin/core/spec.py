@@ -30,6 +30,9 @@ class TrainingSpec:
     max_run: int = 24 * 3600
     role: str | None = None
     image_uri: str | None = None  # a container image of the person's own, as the SDK's image_uri=
+    # a local folder the backend presents at checkpoint_local_path (CheckpointConfig), or None
+    checkpoint_dir: str | None = None
+    checkpoint_local_path: str = "/opt/ml/checkpoints"
 
     @property
     def entry_point_path(self) -> Path:

@@ -248,6 +248,18 @@ class PreparedRun:
     notes: list[str] = field(default_factory=list)  # what the person should know about the layout
 
 
+def link_checkpoints(folder: RunFolder, checkpoint_dir: str, local_path: str) -> None:
+    """The job's checkpoint folder at ``local_path`` (under ``/opt/ml``, mapped onto the run folder)."""
+    mapped = map_opt_ml(local_path, folder.root)
+    if mapped == local_path:
+        raise ConfigurationError(
+            f"checkpoint_local_path {local_path!r} is outside /opt/ml, which this backend maps onto the run folder.",
+            "use a path under /opt/ml (the default /opt/ml/checkpoints), or --backend local.")
+    target = Path(mapped)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(Path(checkpoint_dir).resolve(), target_is_directory=True)
+
+
 def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) -> PreparedRun:
     """Lay out ``root`` as ``/opt/ml`` for ``spec``: code, channels, config files, ``SM_*`` env.
 
@@ -269,6 +281,8 @@ def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) 
             f"pip install -r {requirements}",
         )
     folder = RunFolder(root).create()
+    if spec.checkpoint_dir:
+        link_checkpoints(folder, spec.checkpoint_dir, spec.checkpoint_local_path)
     folder.copy_code(spec.source_dir)
     notes = [note for name, path in channels.items() if (note := folder.add_channel(name, path))]
     hyperparameters = map_opt_ml(dict(spec.hyperparameters), folder.root)

@@ -1,14 +1,12 @@
 """The ``local`` backend: SageMaker Python SDK v2 local mode in Docker.
 
-The SDK's own ``HuggingFace`` estimator and ``HuggingFaceModel`` run the job in containers
-that honour the DLC contract (images from ``images``, at version parity with the cloud),
-on the GPU when Docker can reach one. This module owns the sharp edges of local mode:
-region, role and credentials exist only in its own session; telemetry is off; inputs are
-staged outside the folders the SDK refuses; the serving port is free; a dead serving
-container fails fast instead of after 120 s (``readiness``); containers and the
-``sagemaker-local`` network are removed after training, on ``delete_endpoint``, on errors and
-on Ctrl-C (``containers``); files the containers wrote are handed back to the invoking user.
-"""
+The SDK's own ``HuggingFace`` estimator and ``HuggingFaceModel`` run the job in containers that
+honour the DLC contract (images from ``images``, at version parity with the cloud), on the GPU when
+Docker can reach one. This module owns the sharp edges of local mode: region, role and credentials
+exist only in its own session; telemetry is off; inputs are staged outside the folders the SDK
+refuses; the serving port is free; a dead serving container fails fast (``readiness``); containers
+and the network are removed after training, on ``delete_endpoint``, errors and Ctrl-C
+(``containers``); files the containers wrote are handed back to the invoking user."""
 
 from __future__ import annotations
 
@@ -174,6 +172,8 @@ class LocalBackend:
         return run_id
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
+        if spec.checkpoint_dir:  # refused, not silently dropped: local mode has no checkpoint channel
+            raise ConfigurationError("checkpoints are not synced on local yet.", "use --backend process.")
         session = self._prepare(reporter)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         image, gaps = self._image("training", stack, spec.image_uri or self.image_uri, reporter)
