@@ -189,3 +189,35 @@ def test_two_spot_jobs_with_one_checkpoint_location_the_second_resumes_from_the_
     keys = {o["Key"].rsplit("/", 2)[-2] for o in twin.clients.s3.list_objects_v2(
         Bucket=sdk["bucket"], Prefix="training-kinds/checkpoints/run-1/")["Contents"]}
     assert keys == {"checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"}
+
+
+@pytest.mark.parametrize("limit", ["MaxRuntimeExceeded", "MaxWaitTimeExceeded"])
+def test_a_job_past_its_stopping_condition_is_stopped_as_the_service_stops_it(twin, sdk, tmp_path, limit):
+    from sagemaker.huggingface import HuggingFace
+
+    (tmp_path / "train.py").write_text("import time\nprint('training for a long time', flush=True)\ntime.sleep(300)\n")
+    # the wait counts from the job's creation, the runtime from its training: with both at 3 s the wait ends first
+    spot = {"use_spot_instances": True, "max_wait": 3} if limit == "MaxWaitTimeExceeded" else {}
+    estimator = HuggingFace(entry_point="train.py", source_dir=str(tmp_path), instance_type="ml.p3.2xlarge",
+                            instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"], max_run=3, **spot,
+                            **VERSIONS)
+    estimator.fit(wait=False)
+    name = estimator.latest_training_job.name
+    sm = sdk["session"].sagemaker_client
+    described = sm.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}) or sm.describe_training_job(
+        TrainingJobName=name)
+    assert (described["TrainingJobStatus"], described["SecondaryStatus"]) == ("Stopped", limit)
+    assert described["SecondaryStatusTransitions"][-1]["Status"] == limit
+
+
+def test_a_spot_wait_shorter_than_the_runtime_is_refused_at_create(sdk, tmp_path):
+    from botocore.exceptions import ClientError
+    from sagemaker.huggingface import HuggingFace
+
+    (tmp_path / "train.py").write_text("print('never runs')\n")
+    estimator = HuggingFace(entry_point="train.py", source_dir=str(tmp_path), instance_type="ml.p3.2xlarge",
+                            instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"],
+                            use_spot_instances=True, max_run=600, max_wait=60, **VERSIONS)
+    with pytest.raises(ClientError, match="must be greater than or equal to MaxRuntimeInSeconds"):
+        estimator.fit(wait=False)

@@ -10,11 +10,30 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagetwin.aws.replies import Reply, service_error
 from sagetwin.emulation.processes import stop
 
 
 class JobFailed(Exception):
     """Ends a job as Failed with this message as its FailureReason."""
+
+
+# the secondary status and message a job stopped by its StoppingCondition ends with
+LIMITS = {"MaxRuntimeExceeded": "Training job runtime exceeded MaxRuntimeInSeconds provided",
+          "MaxWaitTimeExceeded": "Training job exceeded MaxWaitTimeInSeconds provided"}
+
+
+def limits_refused(request: dict[str, Any]) -> Reply | None:
+    """CreateTrainingJob's check of a spot job's StoppingCondition, in the service's words."""
+    condition = request.get("StoppingCondition") or {}
+    wait, run = condition.get("MaxWaitTimeInSeconds"), condition.get("MaxRuntimeInSeconds", 86400)
+    if wait is not None and not request.get("EnableManagedSpotTraining"):
+        return service_error("ValidationException", "MaxWaitTimeInSeconds is only valid with managed spot training "
+                             "(EnableManagedSpotTraining).")
+    if wait is not None and wait < run:
+        return service_error("ValidationException", f"Invalid MaxWaitTimeInSeconds ({wait}): it must be greater than "
+                             f"or equal to MaxRuntimeInSeconds ({run}).")
+    return None
 
 
 @dataclass
@@ -32,6 +51,29 @@ class TrainingJob:
     recorded: dict[str, Any] | None = None  # moto's DescribeTrainingJob answer: static, so asked for once
     stop_requested: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # between StopTrainingJob and the runner's start
+    limit: str | None = None  # the StoppingCondition that stopped it (a key of LIMITS)
+
+    def watch_limits(self) -> None:
+        """From the start of training: stop the job (SIGTERM, then SIGKILL) when it passes
+        MaxRuntimeInSeconds, or, for a spot job, MaxWaitTimeInSeconds counted from its creation."""
+        condition = self.request.get("StoppingCondition") or {}
+        deadlines = [(time.time() + condition["MaxRuntimeInSeconds"], "MaxRuntimeExceeded")] \
+            if condition.get("MaxRuntimeInSeconds") else []
+        if self.request.get("EnableManagedSpotTraining") and condition.get("MaxWaitTimeInSeconds"):
+            deadlines.append((self.started + condition["MaxWaitTimeInSeconds"], "MaxWaitTimeExceeded"))
+        if not deadlines:
+            return
+
+        def watch() -> None:
+            at, which = min(deadlines)
+            while self.ended is None and not self.stop_requested:
+                if time.time() >= at:
+                    self.limit = which
+                    self.request_stop()
+                    return
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, name=f"limits {self.name}", daemon=True).start()
 
     def request_stop(self) -> bool:
         """Stop a job in progress (False: it had already ended)."""
@@ -52,7 +94,10 @@ class TrainingJob:
 
     def finish(self, status: str, message: str, reason: str | None = None) -> None:
         with self.lock:
-            self.move_to(status, message)
+            if self.limit is not None and status == "Stopped":
+                self.move_to(self.limit, LIMITS[self.limit])
+            else:
+                self.move_to(status, message)
             self.transitions[-1]["EndTime"] = time.time()
             self.status, self.failure_reason, self.ended = status, reason, time.time()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
 from sagetwin.aws.images import UnsupportedImage, stack_of
-from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, record_metrics
+from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, limits_refused, record_metrics
 from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, LogShipper
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
 from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
@@ -93,7 +93,7 @@ class TrainingJobs:
         params = call.params()
         reply, job = create_once(call, params.get("TrainingJobName", ""), "trainingJobName", self.jobs, self._creating,
                                  self._taken, lambda name: TrainingJob(name, params),
-                                 precheck=lambda: self._role_refused(params.get("RoleArn", "")))
+                                 precheck=lambda: self._role_refused(params.get("RoleArn")) or limits_refused(params))
         if job is not None:
             job.move_to("Starting", "Preparing the instances for training")
             self._threads.append(threading.Thread(target=self._run, args=(job,), name=f"job {job.name}",
@@ -107,8 +107,8 @@ class TrainingJobs:
                              f"(arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:training-job/"
                              f"{name.lower()})")
 
-    def _role_refused(self, role: str) -> Reply | None:
-        if self.clients.role_exists(role):
+    def _role_refused(self, role: str | None) -> Reply | None:
+        if self.clients.role_exists(role or ""):
             return None
         return service_error("ValidationException", f"Could not assume role {role}. Please ensure that the role "
                              "exists and allows principal 'sagemaker.amazonaws.com' to assume the role.")
@@ -169,6 +169,7 @@ class TrainingJobs:
             return stopped
         sync = self._restore_checkpoints(job, order, folder, shipper)
         job.move_to("Training", "Training image download completed. Training in progress.")
+        job.watch_limits()
         try:
             outcome = self._execute(job, order, folder, shipper)
         finally:
