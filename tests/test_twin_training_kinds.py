@@ -204,6 +204,8 @@ def test_a_job_past_its_stopping_condition_is_stopped_as_the_service_stops_it(tw
     estimator.fit(wait=False)
     name = estimator.latest_training_job.name
     sm = sdk["session"].sagemaker_client
+    running = sm.describe_training_job(TrainingJobName=name)
+    assert running["TrainingJobStatus"] == "InProgress" and "TrainingEndTime" not in running  # not moto's
     described = sm.get_waiter("training_job_completed_or_stopped").wait(
         TrainingJobName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}) or sm.describe_training_job(
         TrainingJobName=name)
@@ -219,5 +221,5 @@ def test_a_spot_wait_shorter_than_the_runtime_is_refused_at_create(sdk, tmp_path
     estimator = HuggingFace(entry_point="train.py", source_dir=str(tmp_path), instance_type="ml.p3.2xlarge",
                             instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"],
                             use_spot_instances=True, max_run=600, max_wait=60, **VERSIONS)
-    with pytest.raises(ClientError, match="must be greater than or equal to MaxRuntimeInSeconds"):
+    with pytest.raises(ClientError, match="It must be present and be greater than or equal to MaxRuntimeInSeconds"):
         estimator.fit(wait=False)

@@ -1,7 +1,7 @@
 """``CheckpointConfig`` carried out as SageMaker does it: what is under ``S3Uri`` is copied into the
 job's checkpoint folder before the script starts (a restarted or second job resumes from it),
 and files the script writes there reach ``S3Uri`` while it runs — new and changed ones, checked
-every second — and once more when it ends, however it ends."""
+every second, and deletions — and once more when it ends, however it ends."""
 
 from __future__ import annotations
 
@@ -55,9 +55,15 @@ class CheckpointSync:
                 print(f"sagetwin: checkpoint upload to {self.uri} failed, retrying: {exc}", file=sys.stderr)
 
     def sync(self) -> int:
-        """Upload what is new or changed since the last pass; how many files went."""
+        """Upload what is new or changed since the last pass, and delete from S3 what was deleted
+        from the folder (as the service does: a Trainer's ``save_total_limit`` prunes both);
+        how many files went."""
         sent = 0
-        for relative, stamp in self._scan().items():
+        found = self._scan()
+        for relative in set(self._sent) - set(found):
+            self.s3.delete_object(Bucket=self.bucket, Key=f"{self.prefix}/{relative}".lstrip("/"))
+            del self._sent[relative]
+        for relative, stamp in found.items():
             if self._sent.get(relative) == stamp:
                 continue
             self.s3.upload_file(str(self.folder / relative), self.bucket, f"{self.prefix}/{relative}".lstrip("/"))

@@ -28,11 +28,11 @@ def limits_refused(request: dict[str, Any]) -> Reply | None:
     condition = request.get("StoppingCondition") or {}
     wait, run = condition.get("MaxWaitTimeInSeconds"), condition.get("MaxRuntimeInSeconds", 86400)
     if wait is not None and not request.get("EnableManagedSpotTraining"):
-        return service_error("ValidationException", "MaxWaitTimeInSeconds is only valid with managed spot training "
-                             "(EnableManagedSpotTraining).")
-    if wait is not None and wait < run:
-        return service_error("ValidationException", f"Invalid MaxWaitTimeInSeconds ({wait}): it must be greater than "
-                             f"or equal to MaxRuntimeInSeconds ({run}).")
+        return service_error("ValidationException", "Invalid MaxWaitTimeInSeconds. It is only supported when "
+                             "EnableManagedSpotTraining is set to true")
+    if request.get("EnableManagedSpotTraining") and (wait is None or wait < run):
+        return service_error("ValidationException", "Invalid MaxWaitTimeInSeconds. It must be present and be greater "
+                             f"than or equal to MaxRuntimeInSeconds ({run}).")
     return None
 
 
@@ -115,6 +115,8 @@ class TrainingJob:
         if self.ended is not None:
             seconds = max(1, round(self.ended - self.started))
             fields.update(TrainingEndTime=self.ended, TrainingTimeInSeconds=seconds, BillableTimeInSeconds=seconds)
+        else:  # moto's record has an end time from the start: a running job has none (None: left out)
+            fields.update(TrainingEndTime=None, TrainingTimeInSeconds=None, BillableTimeInSeconds=None)
         if self.failure_reason:
             fields["FailureReason"] = self.failure_reason
         return fields

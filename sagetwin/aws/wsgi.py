@@ -83,8 +83,8 @@ def create_once(call: Call, name: str, field: str, registry: dict[str, Any], loc
 
 def describe_live(call: Call, job: Any) -> Reply:
     """A Describe* of a job the twin runs: moto's record (asked for once: it never changes) with
-    the job's live state (``job.overlay()``) over it; the SDK describes a running job several
-    times a second, on the CPU the job runs on. ``job`` None: moto's answer as it is."""
+    the job's live state (``job.overlay()``; a None there removes the field) over it; the SDK
+    describes a running job several times a second. ``job`` None: moto's answer as it is."""
     if job is None:
         return call.pass_to_moto()
     if job.recorded is None:
@@ -92,7 +92,9 @@ def describe_live(call: Call, job: Any) -> Reply:
         if not reply.ok:
             return reply
         job.recorded = reply.json()
-    return json_reply(as_aws_returns(call.operation, {**job.recorded, **job.overlay()}))
+    # the request's own fields first (AWS echoes them; moto drops some, e.g. Environment, RetryStrategy)
+    shown = {**job.request, **job.recorded, **job.overlay()}
+    return json_reply(as_aws_returns(call.operation, {k: v for k, v in shown.items() if v is not None}))
 
 
 def listing_with_status(call: Call, items: str, name_key: str, overlay: Callable[[str], dict[str, Any] | None]

@@ -250,13 +250,15 @@ class PreparedRun:
 
 def link_checkpoints(folder: RunFolder, checkpoint_dir: str, local_path: str) -> None:
     """The job's checkpoint folder at ``local_path`` (under ``/opt/ml``, mapped onto the run folder)."""
-    mapped = map_opt_ml(local_path, folder.root)
-    if mapped == local_path:
-        raise ConfigurationError(
-            f"checkpoint_local_path {local_path!r} is outside /opt/ml, which this backend maps onto the run folder.",
-            "use a path under /opt/ml (the default /opt/ml/checkpoints), or --backend local.")
+    mapped = map_opt_ml(local_path.rstrip("/"), folder.root)
     target = Path(mapped)
+    if mapped == local_path or target == folder.root or (target.exists() and any(target.iterdir())):
+        raise ConfigurationError(
+            f"checkpoint_local_path {local_path!r} is not a folder of its own under /opt/ml, which this backend "
+            "maps onto the run folder.", "use the default /opt/ml/checkpoints, or another new folder under /opt/ml.")
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.rmdir()
     target.symlink_to(Path(checkpoint_dir).resolve(), target_is_directory=True)
 
 
