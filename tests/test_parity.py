@@ -96,8 +96,17 @@ def test_sagemaker_gets_the_sdks_image_uris_for_the_guides_arguments(monkeypatch
     job = guide_job("process", tiny_model, SilentReporter(), **GUIDE)
     requests = SageMakerBackend(role="arn:aws:iam::000000000000:role/SageMakerRole").dry_run(
         job.training_spec({"train": str(tmp_path)}), None, SilentReporter())
+    # what the SDK's own HuggingFace estimator and model ask for with the guide's arguments (aliases as given)
+    from sagemaker import image_uris
+
+    def sdk_image(scope: str, instance_type: str) -> str:
+        return image_uris.retrieve("huggingface", "us-east-1", version=GUIDE["transformers_version"],
+                                   base_framework_version=f"pytorch{GUIDE['pytorch_version']}",
+                                   py_version=GUIDE["py_version"], instance_type=instance_type, image_scope=scope)
+
     image = requests[0]["request"]["AlgorithmSpecification"]["TrainingImage"]
-    assert image.endswith("/huggingface-pytorch-training:1.13.1-transformers4.26.0-gpu-py39-cu117-ubuntu20.04")
+    assert image == sdk_image("training", "ml.p3.2xlarge")
+    assert image.endswith("/huggingface-pytorch-training:1.13-transformers4.26-gpu-py39-cu117-ubuntu20.04")
     container = requests[1]["request"]["PrimaryContainer"]["Image"]
-    assert container.endswith("/huggingface-pytorch-inference:1.13.1-transformers4.26.0-gpu-py39-cu117-ubuntu20.04")
+    assert container == sdk_image("inference", "ml.g4dn.xlarge")
     assert json.loads(requests[0]["request"]["HyperParameters"]["epochs"]) == 1
