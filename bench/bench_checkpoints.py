@@ -81,14 +81,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    import boto3
-
     with TwinProcess() as twin:
-        env = twin.env
-        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                                        aws_session_token=env["AWS_SESSION_TOKEN"])
-        sm, s3 = session.client("sagemaker", endpoint_url=twin.url), session.client("s3", endpoint_url=twin.url)
+        sm, s3 = twin.client("sagemaker"), twin.client("s3")
         bucket = "bench-checkpoints"
         s3.create_bucket(Bucket=bucket)
         code = io.BytesIO()

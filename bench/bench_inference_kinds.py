@@ -137,13 +137,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, TwinProcess() as twin:  # clients in this process, the twin in its own
-        import boto3
-
-        env = twin.env
-        session = boto3.session.Session(region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                                        aws_session_token=env["AWS_SESSION_TOKEN"])
-        sm, s3, runtime = (session.client(s, endpoint_url=twin.url) for s in ("sagemaker", "s3", "sagemaker-runtime"))
+        sm, s3, runtime = (twin.client(s) for s in ("sagemaker", "s3", "sagemaker-runtime"))
         bucket = "bench-kinds"
         s3.create_bucket(Bucket=bucket)
         s3.upload_fileobj(io.BytesIO(model_archive(Path(tmp)).read_bytes()), bucket, "bench/model.tar.gz")

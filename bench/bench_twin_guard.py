@@ -53,6 +53,16 @@ class TwinProcess:
         self.url = self.env["AWS_ENDPOINT_URL"]
         self.port = int(self.url.rsplit(":", 1)[1])
 
+    def client(self, service: str, **config):  # noqa: ANN201
+        """A boto3 client with the credentials this twin handed out (its exports)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session(region_name="us-east-1", aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                                     aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+                                     aws_session_token=self.env["AWS_SESSION_TOKEN"]).client(
+            service, endpoint_url=self.url, config=Config(**config) if config else None)
+
     def footprint(self) -> tuple[float, int]:
         me = psutil.Process(self.proc.pid)
         return me.memory_info().rss / 1e6, me.num_threads()
@@ -68,14 +78,7 @@ class TwinProcess:
 
 
 def owner_client(twin: TwinProcess):  # noqa: ANN201
-    import boto3
-    from botocore.config import Config
-
-    env = twin.env
-    return boto3.session.Session(region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                 aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                                 aws_session_token=env["AWS_SESSION_TOKEN"]).client(
-        "sagemaker", endpoint_url=twin.url, config=Config(retries={"max_attempts": 1}, read_timeout=60))
+    return twin.client("sagemaker", retries={"max_attempts": 1}, read_timeout=60)
 
 
 def owner_calls(twin: TwinProcess, calls: int) -> list[float]:
