@@ -23,6 +23,7 @@ from typing import Any
 from sagetwin.aws.guard import Guard
 from sagetwin.aws.refusals import Refusal, refusal
 from sagetwin.core.errors import ConfigurationError
+from sagetwin.emulation.peers import from_owner
 
 THREADS = 32  # concurrent requests: long InvokeEndpoint calls must not hold up the SDK's polls
 CONNECTION_LIMIT = 1000  # keep-alive pools of many SDK sessions and clients stay connected at once
@@ -154,6 +155,9 @@ def _channel_class(guard: Guard) -> type:
             self.discarding = False
             self.parser_class = functools.partial(parser, channel=self)
             super().__init__(server, sock, addr, adj, map)
+            if not from_owner(sock):  # another local user: closed before a byte of it is read
+                self.handle_close()
+                return
             _make_room_for(self, map)
 
         def received(self, data: bytes) -> bool:

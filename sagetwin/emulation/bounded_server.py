@@ -1,7 +1,8 @@
 """The socket side of the model server and the runtime front: connections served by reused
 threads and bounded in number, body bytes held at once, the time a request may take to arrive
 and the size of its headers (``sagetwin.core.limits``), so that no client can exhaust the server
-another client (or the AWS twin forwarding InvokeEndpoint) needs. The HTTP answers are in
+another client (or the AWS twin forwarding InvokeEndpoint) needs; connections from other local
+users are refused before they are read (``peers``). The HTTP answers are in
 ``http_server``."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sagetwin.core.limits import (
     SERVER_READ_TIMEOUT_S,
     SERVER_REQUEST_DEADLINE_S,
 )
+from sagetwin.emulation.peers import from_owner
 
 LISTEN_BACKLOG = 128
 LINGER_S = 1.0  # how long a refused connection stays open for its 503 to be read
@@ -173,11 +175,18 @@ class ModelHTTPServer(HTTPServer):
         self._busy_answer = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                              f"Content-Length: {len(busy)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
                              ).encode() + busy
+        stranger = error_body(403, "this endpoint serves only the user who started it (its model runs as that "
+                                   "user); call it as that user")
+        self._stranger_answer = (f"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                                 f"Content-Length: {len(stranger)}\r\nConnection: close\r\n\r\n").encode() + stranger
         super().__init__(address, handler_class)
         port = self.server_address[1]
         self.hosts = frozenset({*LOOPBACK_NAMES, *(f"{name}:{port}" for name in LOOPBACK_NAMES)})
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if not from_owner(request):  # another local user: closed before a byte of it is read
+            self._refuse(request, self._stranger_answer)
+            return
         start = False
         with self._lock:
             refuse = self._active >= self.limits.max_connections
@@ -189,7 +198,7 @@ class ModelHTTPServer(HTTPServer):
                 else:
                     self._idle -= 1
         if refuse:
-            self._refuse(request)
+            self._refuse(request, self._busy_answer)
             return
         self._handoff.put((request, client_address))
         if start:
@@ -219,13 +228,13 @@ class ModelHTTPServer(HTTPServer):
                     self._active -= 1
                     self._idle += 1
 
-    def _refuse(self, request: socket.socket) -> None:
-        """503 without reading the request, never blocking the accepting thread. The socket stays
+    def _refuse(self, request: socket.socket, answer: bytes) -> None:
+        """An answer (503, 403) without reading the request, never blocking the accepting thread. The socket stays
         open a moment (``service_actions``): closed at once, the request the client sends next
         would be answered by a reset, which reaches it before the 503 does."""
         try:
             request.setblocking(False)
-            request.send(self._busy_answer)
+            request.send(answer)
             request.shutdown(socket.SHUT_WR)
         except OSError:
             request.close()
