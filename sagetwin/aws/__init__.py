@@ -66,6 +66,8 @@ def _forget_default_boto3_session() -> None:
 
 
 def start(backend: str = "process", *, port: int = 0, region: str = "us-east-1", persist: bool = True,
-          **backend_options: Any) -> InProcessTwin:
-    """Start a twin in the background and point this process's AWS clients at it."""
-    return InProcessTwin(backend, port=port, region=region, persist=persist, backend_options=backend_options).start()
+          interrupt_spot: str | None = None, **backend_options: Any) -> InProcessTwin:
+    """Start a twin in the background and point this process's AWS clients at it;
+    ``interrupt_spot`` (e.g. ``"30s"``) rehearses a spot interruption in each spot job."""
+    return InProcessTwin(backend, port=port, region=region, persist=persist, backend_options=backend_options,
+                         interrupt_spot=interrupt_spot).start()

@@ -24,6 +24,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="backend option, e.g. -o env=stack")
     parser.add_argument("--no-persist", action="store_true",
                         help="start with an empty S3 and do not keep it on disk afterwards")
+    parser.add_argument("--interrupt-spot", metavar="WHEN",
+                        help="rehearse a spot interruption: each managed spot job is interrupted once, WHEN = 30s "
+                             "(seconds of training), 40lines (lines of its log) or /REGEX/ (the first log line "
+                             "matching), then restarts from its checkpoints as on SageMaker")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +46,7 @@ def _twin(args: argparse.Namespace):
     from sagetwin.aws import InProcessTwin  # jobs and servers it starts inherit the twin's environment
 
     return InProcessTwin(args.backend, port=args.port, region=args.region, persist=not args.no_persist,
-                backend_options=parse_options(args.option))
+                         backend_options=parse_options(args.option), interrupt_spot=args.interrupt_spot)
 
 
 def run_aws(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -22,6 +23,7 @@ from sagetwin.core.errors import SagetwinError, TrainingError
 from sagetwin.core.plugins import backend_entries
 from sagetwin.core.selection import create_backend
 from sagetwin.core.spec import TrainingSpec
+from sagetwin.emulation.processes import signal_spawned
 
 
 class PrintReporter:
@@ -50,6 +52,15 @@ def run(order: dict[str, Any]) -> dict[str, Any]:
             "duration_s": result.duration_s, "metrics": result.metrics}
 
 
+def pass_sigterm_on(signum: int, frame: object) -> None:
+    """SageMaker stops a job (StopTrainingJob, its StoppingCondition, a spot interruption) with
+    SIGTERM to the training script, and SIGKILL only after a grace period: the script gets the
+    signal and this runner keeps its log flowing until it exits. A backend with no process of
+    its own here (containers) unwinds as on Ctrl-C, through its own cleanup."""
+    if not signal_spawned(signal.SIGTERM):
+        raise KeyboardInterrupt
+
+
 def wait_for_order() -> Path | None:
     """Load what every job needs (the backends' plugins), then wait for the twin to hand over
     an order; None when it stops first (stdin closed)."""
@@ -68,8 +79,11 @@ def main(argv: list[str]) -> int:
     if order_path is None:
         return 0
     order = json.loads(order_path.read_text())
+    signal.signal(signal.SIGTERM, pass_sigterm_on)
     try:
         outcome = run(order)
+    except KeyboardInterrupt:  # SIGTERM with no script process here: the backend cleaned up as it unwound
+        outcome = {"ok": False, "error": "the job was stopped (SIGTERM)", "exit_code": 143, "log_tail": ""}
     except Exception as exc:  # the twin reports it as the job's failure reason; the trace goes to the log
         traceback.print_exc()
         outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "exit_code": None, "log_tail": ""}

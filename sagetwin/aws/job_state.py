@@ -18,6 +18,10 @@ class JobFailed(Exception):
     """Ends a job as Failed with this message as its FailureReason."""
 
 
+# SageMaker's stop: SIGTERM to the training script, SIGKILL this long after (StopTrainingJob, the
+# StoppingCondition, a spot interruption), time in which a script may save its work
+STOP_GRACE_S = 120.0
+
 # the secondary status and message a job stopped by its StoppingCondition ends with
 LIMITS = {"MaxRuntimeExceeded": "Training job runtime exceeded MaxRuntimeInSeconds provided",
           "MaxWaitTimeExceeded": "Training job exceeded MaxWaitTimeInSeconds provided"}
@@ -52,10 +56,15 @@ class TrainingJob:
     stop_requested: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # between StopTrainingJob and the runner's start
     limit: str | None = None  # the StoppingCondition that stopped it (a key of LIMITS)
+    unbilled_s: float = 0.0  # a spot job's waits for new capacity after an interruption
+    _watching: bool = False
 
     def watch_limits(self) -> None:
         """From the start of training: stop the job (SIGTERM, then SIGKILL) when it passes
         MaxRuntimeInSeconds, or, for a spot job, MaxWaitTimeInSeconds counted from its creation."""
+        if self._watching:  # once per job: a restarted spot job keeps its deadlines
+            return
+        self._watching = True
         condition = self.request.get("StoppingCondition") or {}
         deadlines = [(time.time() + condition["MaxRuntimeInSeconds"], "MaxRuntimeExceeded")] \
             if condition.get("MaxRuntimeInSeconds") else []
@@ -75,15 +84,25 @@ class TrainingJob:
 
         threading.Thread(target=watch, name=f"limits {self.name}", daemon=True).start()
 
-    def request_stop(self) -> bool:
-        """Stop a job in progress (False: it had already ended)."""
+    def request_stop(self, grace: float = STOP_GRACE_S) -> bool:
+        """Stop a job in progress (False: it had already ended). The call returns at once, as
+        StopTrainingJob does: the script has ``grace`` seconds after its SIGTERM."""
         with self.lock:
             if self.status not in ("InProgress", "Stopping"):
                 return False
+            if not self.stop_requested and self.limit is None:
+                self.move_to("Stopping", "Stopping the training job")
             self.status, self.stop_requested, proc = "Stopping", True, self.proc
         if proc is not None:
-            stop(proc, grace=5.0)
+            _stop_in_background(proc, grace)
         return True
+
+    def interrupt(self) -> None:
+        """A spot interruption: the run is stopped as SageMaker stops it, the job goes on."""
+        with self.lock:
+            proc = self.proc if self.status == "InProgress" else None
+        if proc is not None:
+            _stop_in_background(proc, STOP_GRACE_S)
 
     def move_to(self, secondary: str, message: str) -> None:
         now = time.time()
@@ -113,13 +132,18 @@ class TrainingJob:
             "AlgorithmSpecification": dict(self.request.get("AlgorithmSpecification") or {}),
         }
         if self.ended is not None:
-            seconds = max(1, round(self.ended - self.started))
-            fields.update(TrainingEndTime=self.ended, TrainingTimeInSeconds=seconds, BillableTimeInSeconds=seconds)
+            seconds = self.ended - self.started
+            fields.update(TrainingEndTime=self.ended, TrainingTimeInSeconds=max(1, round(seconds)),
+                          BillableTimeInSeconds=max(1, round(seconds - self.unbilled_s)))
         else:  # moto's record has an end time from the start: a running job has none (None: left out)
             fields.update(TrainingEndTime=None, TrainingTimeInSeconds=None, BillableTimeInSeconds=None)
         if self.failure_reason:
             fields["FailureReason"] = self.failure_reason
         return fields
+
+
+def _stop_in_background(proc: Any, grace: float) -> None:
+    threading.Thread(target=stop, args=(proc,), kwargs={"grace": grace}, name="stopping a job", daemon=True).start()
 
 
 def record_metrics(job: TrainingJob, patterns: list[tuple[str, re.Pattern[str]]], line: str

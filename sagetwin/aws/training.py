@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,26 +20,30 @@ from typing import Any
 
 from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
 from sagetwin.aws.images import UnsupportedImage, stack_of
+from sagetwin.aws.job_inputs import fetch_channels, fetch_code
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, limits_refused, record_metrics
 from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, LogShipper
-from sagetwin.aws.s3 import MissingData, download_object, download_prefix, upload_file
+from sagetwin.aws.s3 import upload_file
+from sagetwin.aws.spot import InterruptWhen, Rehearsal
 from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import inside
-from sagetwin.emulation.archives import ArchiveError, extract_archive
 from sagetwin.emulation.artifacts import local_path
 from sagetwin.emulation.contract import decode_hyperparameters
 from sagetwin.emulation.processes import spawn, stop
+
+SHUTDOWN_GRACE_S = 5.0  # the twin itself stopping: its jobs get SIGTERM, then SIGKILL after this
 
 
 class TrainingJobs:
     """The twin's training jobs: created, described, listed and stopped through the API."""
 
     def __init__(self, clients: Any, work_dir: Path, backend: str, backend_options: dict[str, Any],
-                 environment: Any = None) -> None:
+                 environment: Any = None, interrupt_spot: InterruptWhen | None = None) -> None:
         self.clients, self.work_dir = clients, work_dir
         self.environment = environment or (lambda: dict(os.environ))  # a job's own AWS calls reach the twin
         self.backend, self.backend_options = backend, backend_options
+        self.interrupt_spot = interrupt_spot  # each spot job interrupted once at this point (a rehearsal)
         self.jobs: dict[str, TrainingJob] = {}
         self._creating = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -136,7 +139,7 @@ class TrainingJobs:
     def stop_all(self, wait_s: float = 60.0) -> None:
         """Stop every job and wait for their threads (a job still downloading stops before it runs)."""
         for job in list(self.jobs.values()):
-            job.request_stop()
+            job.request_stop(grace=SHUTDOWN_GRACE_S)
         self._close_runner()
         deadline = time.monotonic() + wait_s
         for thread in self._threads:
@@ -164,19 +167,25 @@ class TrainingJobs:
 
     def _carry_out(self, job: TrainingJob, folder: Path, shipper: LogShipper) -> tuple[str, str, str | None]:
         stopped = ("Stopped", "Training job stopped", None)
-        order = self._prepare(job, folder)
-        if job.stop_requested:
-            return stopped
-        sync = self._restore_checkpoints(job, order, folder, shipper)
-        job.move_to("Training", "Training image download completed. Training in progress.")
-        job.watch_limits()
-        try:
-            outcome = self._execute(job, order, folder, shipper)
-        finally:
-            if sync is not None:
-                sync.close()
-        if job.stop_requested:
-            return stopped
+        rehearsal = Rehearsal(self.interrupt_spot, job.interrupt) \
+            if self.interrupt_spot is not None and job.request.get("EnableManagedSpotTraining") else None
+        while True:
+            order = self._prepare(job, folder)
+            if job.stop_requested:
+                return stopped
+            sync = self._restore_checkpoints(job, order, folder, shipper)
+            job.move_to("Training", "Training image download completed. Training in progress.")
+            job.watch_limits()
+            try:
+                outcome = self._execute(job, order, folder, shipper, rehearsal)
+            finally:
+                if sync is not None:
+                    sync.close()
+            if job.stop_requested:
+                return stopped
+            if rehearsal is None or not rehearsal.fired or rehearsal.resumed:
+                break
+            rehearsal.relaunch(job, folder, shipper.write)
         if not outcome["ok"]:
             raise JobFailed(failure_reason(outcome, order))
         job.move_to("Uploading", "Uploading generated training model")
@@ -196,7 +205,7 @@ class TrainingJobs:
         hyperparameters = decode_hyperparameters(request.get("HyperParameters") or {})
         program = str(hyperparameters.pop("sagemaker_program", "") or "")
         submitted = str(hyperparameters.pop("sagemaker_submit_directory", "") or "")
-        code = self._fetch_code(submitted, folder / "code")
+        code = fetch_code(self.clients.s3, submitted, folder / "code")
         try:
             inside(code, program)
         except ConfigurationError:
@@ -205,9 +214,10 @@ class TrainingJobs:
         if not program or not (code / program).is_file():
             raise JobFailed(f"AlgorithmError: entry point {program!r} was not found in {submitted or 'the job'}.")
         resources = request.get("ResourceConfig", {})
+        inputs = fetch_channels(self.clients.s3, self.clients.region, request, folder / "data")
         spec = {
             "job_name": job.name, "entry_point": program, "source_dir": str(code),
-            "hyperparameters": hyperparameters, "inputs": self._fetch_channels(request, folder / "data"),
+            "hyperparameters": hyperparameters, "inputs": inputs,
             "instance_type": resources.get("InstanceType"), "instance_count": resources.get("InstanceCount", 1),
             "environment": request.get("Environment") or {}, "output_path": str(folder / "run"),
             "transformers_version": stack.transformers, "pytorch_version": stack.pytorch, "py_version": stack.py,
@@ -232,38 +242,6 @@ class TrainingJobs:
                              checkpoint_local_path=config.get("LocalPath") or DEFAULT_LOCAL_PATH)
         return sync.start()
 
-    def _fetch_code(self, uri: str, target: Path) -> Path:
-        """The job's ``sourcedir.tar.gz`` unpacked by sagetwin's own member checks: the twin runs
-        code on request, so a link or ``..`` member must not write outside the job's folder."""
-        if not uri.startswith("s3://"):
-            target.mkdir(parents=True, exist_ok=True)
-            return target
-        archive = download_object(self.clients.s3, uri, target.parent / "sourcedir.tar.gz")
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            extract_archive(archive, target, name=uri, compression="*")
-        except ArchiveError as exc:
-            raise JobFailed(f"AlgorithmError: {exc}") from None
-        return target
-
-    def _fetch_channels(self, request: dict[str, Any], target: Path) -> dict[str, str]:
-        inputs: dict[str, str] = {}
-        for channel in request.get("InputDataConfig") or []:
-            name = channel["ChannelName"]
-            uri = channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", "")
-            try:
-                download_prefix(self.clients.s3, uri, inside(target, name))
-            except MissingData:
-                raise JobFailed(
-                    f'ClientError: Data download failed:No S3 objects found under S3 URL "{uri}" given in input '
-                    f"data source. Please ensure that the bucket exists in the selected region "
-                    f"({self.clients.region}), that objects exist under that S3 prefix, and that the role "
-                    f'"{request.get("RoleArn")}" has "s3:ListBucket" permissions on bucket "{uri[5:].split("/")[0]}".'
-                ) from None
-            inputs[name] = str(inside(target, name))
-        return inputs
-
     def _put_metrics(self, job_name: str, points: list[tuple[str, float, float]]) -> None:
         """Each match into CloudWatch metrics, where ``TrainingJobAnalytics`` reads them: the
         service's namespace and dimension, the log line's time, one point per match."""
@@ -274,7 +252,8 @@ class TrainingJobs:
         except Exception as exc:  # a metric lost is said in the job's log, not a job failed
             print(f"sagetwin: could not put metrics of {job_name} into CloudWatch: {exc}", file=sys.stderr)
 
-    def _execute(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: LogShipper) -> dict[str, Any]:
+    def _execute(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: LogShipper,
+                 rehearsal: Rehearsal | None) -> dict[str, Any]:
         order_path = folder / "order.json"
         order_path.write_text(json.dumps(order))
         patterns = [(d["Name"], re.compile(d["Regex"])) for d in job.request["AlgorithmSpecification"].get(
@@ -282,17 +261,23 @@ class TrainingJobs:
         with job.lock:
             if job.stop_requested:  # stopped while its data was downloading
                 return {"ok": False, "error": "stopped", "exit_code": None, "log_tail": ""}
-            job.proc = self._runner_for(order_path)
-        for raw in job.proc.stdout:
+            job.proc = proc = self._runner_for(order_path)
+        if rehearsal is not None:
+            rehearsal.arm()
+        for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             shipper.write(line)
+            if rehearsal is not None:
+                rehearsal.observe(line)
             points = record_metrics(job, patterns, line)
             if points:
                 self._put_metrics(job.name, points)
-        job.proc.wait()
-        stop(job.proc, grace=1.0)
+        proc.wait()
+        stop(proc, grace=1.0)
+        with job.lock:  # ended: a later stop or interruption must not signal its (reusable) group id
+            job.proc = None
         result = Path(order["result"])
         if not result.is_file():
-            return {"ok": False, "error": "the job's process ended without a result", "exit_code": job.proc.returncode,
+            return {"ok": False, "error": "the job's process ended without a result", "exit_code": proc.returncode,
                     "log_tail": ""}
         return json.loads(result.read_text())

@@ -18,6 +18,7 @@ from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
 from sagetwin.aws.server import LoopbackServer
 from sagetwin.aws.signatures import Secret
+from sagetwin.aws.spot import InterruptWhen
 from sagetwin.aws.training import TrainingJobs
 from sagetwin.aws.transform_jobs import TransformJobs
 from sagetwin.aws.wsgi import TwinApp
@@ -80,8 +81,10 @@ class Twin:
     running: Twin | None = None
 
     def __init__(self, backend: str = "process", *, port: int = 0, region: str = "us-east-1",
-                 backend_options: dict[str, Any] | None = None, persist: bool = True) -> None:
+                 backend_options: dict[str, Any] | None = None, persist: bool = True,
+                 interrupt_spot: str | None = None) -> None:
         self.backend, self.port, self.region = backend, port, region
+        self.interrupt_spot = InterruptWhen.parse(interrupt_spot) if interrupt_spot else None  # refused before start
         self.backend_options = dict(backend_options or {})
         self.persist = persist
         self.store = home_dir() / "aws" / "s3"
@@ -141,12 +144,20 @@ class Twin:
 
     def _wire_handlers(self) -> None:
         self.jobs = TrainingJobs(self.clients, self.work_dir / "jobs", self.backend, self.backend_options,
-                                 environment=lambda: {**cleared(dict(os.environ)), **self.environment()})
+                                 environment=lambda: {**cleared(dict(os.environ)), **self.environment()},
+                                 interrupt_spot=self.interrupt_spot)
         self.endpoints = Endpoints(self.clients, self.work_dir / "endpoints", self.backend, self.backend_options)
         self.transforms = TransformJobs(self.clients, self.work_dir / "transforms", self.backend, self.backend_options)
         self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations(),
                                           **self.transforms.operations(), **Experiments(self.clients).operations()})
         self._twin_app.runtime.update(self.endpoints.runtime())
+
+    def rehearse_spot_interruptions(self, when: str | None) -> None:
+        """Interrupt each managed spot job created from now on once, ``when`` (``30s``, ``40lines``,
+        ``/REGEX/``: see ``sagetwin.aws.spot``); None stops the rehearsals."""
+        self.interrupt_spot = InterruptWhen.parse(when) if when else None
+        if self.jobs is not None:
+            self.jobs.interrupt_spot = self.interrupt_spot
 
     def _assume_role(self) -> dict[str, str]:
         """The identity clients get: an assumed SageMaker role, as in a SageMaker notebook."""

@@ -111,7 +111,7 @@ def _child(order: dict[str, Any], parent: int) -> None:
         os._exit(code)
 
 
-def main() -> int:
+def main() -> None:
     preload()
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, lambda *_: (_stop_children(), os._exit(143)))
@@ -130,8 +130,9 @@ def main() -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         print(json.dumps({"pid": pid}), flush=True)
     _stop_children()
-    return 0
+    sys.stdout.flush()
+    os._exit(0)  # at once: finalizing an interpreter with torch loaded takes seconds, and nothing is left to do
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

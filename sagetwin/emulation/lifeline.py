@@ -4,6 +4,10 @@
 read end of a pipe whose write end only the starting process holds. The kernel closes it when that process ends, however
 it ends (SIGKILL included), which no thread-bound ``PR_SET_PDEATHSIG`` and no ``preexec_fn``
 (unsafe after fork in a threaded program) can promise. Exits with the command's exit code.
+
+A SIGTERM to the group reaches the command too; this wrapper then waits for the command, so a
+script that saves its work on SIGTERM (as SageMaker lets it, before its SIGKILL) is given the
+time its stopper grants, and its exit code is its own.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+
+ORPHAN_GRACE_S = 10.0  # the parent is gone: SIGTERM, then SIGKILL for a command that ignores it
 
 
 def _end_group_when_parent_goes(fd: int) -> None:
@@ -21,7 +28,9 @@ def _end_group_when_parent_goes(fd: int) -> None:
             pass
     except OSError:
         pass
-    os.killpg(os.getpgid(0), signal.SIGTERM)  # the command and anything it started; this process too
+    os.killpg(os.getpgid(0), signal.SIGTERM)  # the command and anything it started
+    time.sleep(ORPHAN_GRACE_S)
+    os.killpg(os.getpgid(0), signal.SIGKILL)  # this process too
 
 
 def main(argv: list[str]) -> int:
@@ -29,13 +38,17 @@ def main(argv: list[str]) -> int:
     if separator != "--" or not command:
         print("usage: python lifeline.py FD -- COMMAND...", file=sys.stderr)
         return 2
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))  # wait for the command
     threading.Thread(target=_end_group_when_parent_goes, args=(int(fd),), daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))  # the group's SIGTERM ends this wrapper as well
     try:
-        code = subprocess.call(command)
+        child = subprocess.Popen(command)
     except FileNotFoundError as exc:
         print(f"sagetwin: cannot run {command[0]}: {exc}", file=sys.stderr)
         return 127
+    if terminated:  # the group's SIGTERM came before the command existed
+        child.terminate()
+    code = child.wait()
     return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
 
 

@@ -48,6 +48,17 @@ _lifelines: dict[int, int] = {}
 LIFELINE = str(Path(__file__).with_name("lifeline.py"))  # run as a script: the standard library only
 
 
+def signal_spawned(sig: int) -> int:
+    """Send ``sig`` to every process group this process spawned and has not stopped yet (e.g. a
+    job runner passing SageMaker's SIGTERM on to the script); returns how many were signalled."""
+    sent = 0
+    for pgid in list(_lifelines):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+            sent += 1
+    return sent
+
+
 def _let_go(proc: subprocess.Popen) -> None:
     fd = _lifelines.pop(proc.pid, None)
     if fd is not None:
