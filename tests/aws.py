@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -43,8 +44,13 @@ def twin_client(twin, service: str, **config):
 
 
 def signed(twin, service: str, method: str, path: str, body: bytes = b"", headers: dict | None = None,
-           secret: str | None = None, host: str | None = None):
-    """A request signed by botocore's own signer with the twin's credentials (or another secret)."""
+           secret: str | None = None, host: str | None = None, when: float | None = None):
+    """A request signed by botocore's own signer with the twin's credentials (or another secret),
+    at ``when`` (a Unix time; default now)."""
+    import datetime
+    from unittest import mock
+
+    from botocore import auth
     from botocore.auth import S3SigV4Auth, SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -54,7 +60,9 @@ def signed(twin, service: str, method: str, path: str, body: bytes = b"", header
                               env["AWS_SESSION_TOKEN"])
     request = AWSRequest(method=method, url=f"{twin.url}{path}", data=body, headers=dict(headers or {}))
     request.headers["Host"] = host or f"127.0.0.1:{twin.port}"
-    (S3SigV4Auth if service == "s3" else SigV4Auth)(credentials, service, "us-east-1").add_auth(request)
+    at = None if when is None else datetime.datetime.fromtimestamp(when, datetime.timezone.utc).replace(tzinfo=None)
+    with mock.patch.object(auth, "get_current_datetime", lambda: at) if at else contextlib.nullcontext():
+        (S3SigV4Auth if service == "s3" else SigV4Auth)(credentials, service, "us-east-1").add_auth(request)
     return request
 
 

@@ -206,6 +206,23 @@ def test_a_tar_bomb_is_refused_at_the_cap_and_leaves_nothing(monkeypatch, sandbo
             assert not (cache and [p for p in cache.iterdir() if p.name.endswith(".partial")])
 
 
+def test_with_the_default_cap_a_tar_bomb_still_stops_before_the_disk_is_full(monkeypatch, sandbox, tmp_path):
+    """The cap is 64 GB by default; the disk's free space (less a reserve) bounds unpacking too, so
+    a bomb on a smaller disk is refused before it fills it. Here the disk is made to have 50 MB to spare."""
+    from sagetwin.emulation import archives
+
+    monkeypatch.delenv(LIMIT_ENV, raising=False)
+    monkeypatch.setattr(archives, "DISK_RESERVE", shutil.disk_usage(sandbox).free - 50_000_000)
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as tar:
+        add(tar, "weights.bin", data=bytes(100_000_000))
+    target = sandbox / "endpoint" / "model"
+    with pytest.raises(ArchiveTooLarge, match="MB free on the disk of") as caught:
+        unpack_model(bomb, target)
+    assert str(bomb) in str(caught.value) and "SAGETWIN_HOME" in caught.value.render() and not target.exists()
+    assert sum(p.stat().st_size for p in everything_under(sandbox) if p.is_file()) == 0
+
+
 def test_an_archive_of_too_many_members_is_refused(monkeypatch, sandbox, tmp_path):
     monkeypatch.setenv(MEMBERS_ENV, "50")
     archive = tmp_path / "model.tar.gz"

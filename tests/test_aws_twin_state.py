@@ -41,6 +41,29 @@ def test_one_twin_per_process(sagetwin_home):
         pass
 
 
+def test_what_the_twin_keeps_is_readable_by_its_user_only(sagetwin_home):
+    """The running entry holds the twin's credentials, S3 on disk holds people's models and code:
+    0600 files in 0700 folders, also where an older version left an entry 0644."""
+    import os
+    import stat
+
+    from sagetwin.aws.twin import Twin
+
+    running = sagetwin_home / "aws" / "running"
+    running.mkdir(parents=True, exist_ok=True)
+    stale = running / f"{os.getpid()}.json"
+    stale.write_text("{}")
+    stale.chmod(0o644)
+    with Twin(persist=True) as twin:
+        twin.clients.s3.create_bucket(Bucket="private-things")
+        twin.clients.s3.put_object(Bucket="private-things", Key="model/model.tar.gz", Body=b"weights")
+        assert stat.S_IMODE(stale.stat().st_mode) == 0o600 and "credentials" in stale.read_text()
+        assert stat.S_IMODE(twin.work_dir.stat().st_mode) == 0o700
+    for path in [sagetwin_home / "aws", *(sagetwin_home / "aws" / "s3").rglob("*")]:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
 KILLED_TWIN = ("import time, sagetwin.aws\n"
                "twin = sagetwin.aws.start(persist=False)\n"
                "print(twin.work_dir, flush=True)\n"

@@ -111,6 +111,7 @@ def alive(port: int) -> bool:
     (b"DELETE /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405),
     (b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405),
     (b"this is not http\r\n\r\n", 400),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),  # the HTTP/2 preface: HTTP's own answer is a 5xx
     (b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 404),
     (post("8", b'{"a": 1}'), 400),  # the model's own client error
     (post("2", b"{}").replace(b"Content-Length", b"".join(  # 80 KB of headers: past the 64 KB a request may hold

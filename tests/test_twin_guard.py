@@ -89,7 +89,7 @@ def test_no_request_is_served_before_the_guard_is_whole(sagetwin_home, tmp_path)
             assert hammer.poll() is None and time.monotonic() < deadline, "the hammer did not start"
             time.sleep(0.05)
         with Twin(persist=False) as twin:
-            port = twin.port
+            port, started = twin.port, time.time()
             assert twin_client(twin, "sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
             time.sleep(0.5)  # the hammer goes on against the running twin too
         stop.touch()
@@ -100,6 +100,8 @@ def test_no_request_is_served_before_the_guard_is_whole(sagetwin_home, tmp_path)
     seen = json.loads(out.read_text())
     at_twin = [status for seen_port, status, _ in seen if int(seen_port) == int(port)]
     assert at_twin, "the hammer never reached the twin: the test shows nothing"
+    during_start = [at for seen_port, _, at in seen if int(seen_port) == int(port) and at < started]
+    assert during_start, "no request reached the twin while it started: the start-up window went untested"
     assert set(at_twin) == {"403"}, f"answers to an unsigned stranger: {sorted(set(at_twin))}"
 
 
@@ -285,6 +287,47 @@ def test_a_strangers_upload_is_refused_before_its_body_is_read(sagetwin_home):
         while chunk := conn.recv(4096):  # closed (recv gives b""): the body has nowhere to go
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 403 Forbidden") and b"<Code>AccessDenied</Code>" in answer
+
+
+def test_an_api_call_over_8_mib_is_refused_on_its_headers_even_with_the_owners_key(sagetwin_home):
+    from sagetwin.aws.guard import API_MAX_BODY_BYTES
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin, socket.create_connection(("127.0.0.1", twin.port), timeout=10) as conn:
+        key = twin.environment()["AWS_ACCESS_KEY_ID"]
+        conn.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{twin.port}\r\nX-Amz-Target: SageMaker.CreateTrainingJob"
+                     f"\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {API_MAX_BODY_BYTES + 1}\r\n"
+                     f"X-Amz-Date: {time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}\r\n"
+                     f"Authorization: AWS4-HMAC-SHA256 Credential={key}/{time.strftime('%Y%m%d', time.gmtime())}/"
+                     "us-east-1/sagemaker/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00"
+                     "\r\n\r\n".encode())
+        answer = b""  # answered on the headers: no byte of the body was sent
+        while chunk := conn.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"RequestEntityTooLargeException" in answer
+
+
+def test_the_http2_preface_is_refused_by_the_twin_on_its_headers(sagetwin_home):
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin, socket.create_connection(("127.0.0.1", twin.port), timeout=10) as conn:
+        conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        answer = conn.recv(4096)
+        assert answer.startswith(b"HTTP/1.0 403 Forbidden") and b"<Code>AccessDenied</Code>" in answer, answer[:80]
+        assert twin_client(twin, "sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_a_sigv4_request_dated_outside_15_minutes_is_refused(sagetwin_home):
+    from sagetwin.aws.twin import Twin
+
+    with Twin(persist=False) as twin:
+        for skew in (-16 * 60, 16 * 60):
+            stale = signed(twin, "sagemaker", "POST", "/", b"{}", LIST_JOBS, when=time.time() + skew)
+            status, _, body = send(twin, stale)
+            assert (status, json.loads(body)["__type"]) == (403, "InvalidSignatureException"), skew
+            assert "Signature expired" in json.loads(body)["message"] or "not yet current" in json.loads(body)[
+                "message"], body
+        assert send(twin, signed(twin, "sagemaker", "POST", "/", b"{}", LIST_JOBS, when=time.time() - 60))[0] == 200
 
 
 def test_invoke_endpoint_over_6_mb_gets_the_runtimes_413(sagetwin_home):

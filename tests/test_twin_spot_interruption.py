@@ -5,6 +5,7 @@ job from its checkpoints; written as SageMaker SDK v2 users write these cells.""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,31 +15,7 @@ from tests.test_twin_training_kinds import job_log
 
 twin, sdk = test_aws_twin.twin, test_aws_twin.sdk  # module-scoped fixtures: this module's own twin and SDK session
 
-RESUMABLE = """\
-import argparse, json, os, signal, sys, time
-parser = argparse.ArgumentParser()
-parser.add_argument("--output_dir")
-parser.add_argument("--steps", type=int)
-args, _ = parser.parse_known_args()
-
-def on_sigterm(signum, frame):
-    print(f"received SIGTERM at step {step}", flush=True)
-    sys.exit(143)
-
-signal.signal(signal.SIGTERM, on_sigterm)
-found = sorted((d for d in os.listdir(args.output_dir) if d.startswith("checkpoint-")), key=lambda d: int(d[11:]))
-step = int(found[-1][11:]) if found else 0
-print(f"resuming from {found[-1] if found else 'nothing'}", flush=True)
-while step < args.steps:
-    step += 1
-    folder = os.path.join(args.output_dir, f"checkpoint-{step}")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "trainer_state.json"), "w") as state:
-        json.dump({"global_step": step}, state)
-    print(f"saved checkpoint-{step}", flush=True)
-    time.sleep(0.4)
-open(os.path.join(os.environ["SM_MODEL_DIR"], "done.txt"), "w").write(f"trained to step {step}")
-"""
+RESUMABLE = (Path(__file__).parent / "sdk_workflow" / "resumable" / "train.py").read_text()
 
 
 def spot_estimator(sdk, source_dir, checkpoints: str, steps: int):
@@ -121,8 +98,9 @@ def test_stop_training_job_gives_the_script_sigterm_and_keeps_what_it_says(twin,
     assert any(line.startswith("received SIGTERM at step") for line in job_log(twin, name).splitlines())
 
 
-@pytest.mark.parametrize("when, expected", [("30s", "after 30 s of training"), ("40lines", "after 40 lines of its log"),
-                                            ("/saved checkpoint/", "at the first log line matching /saved checkpoint/")])
+@pytest.mark.parametrize("when, expected", [
+    ("30s", "after 30 s of training"), ("40lines", "after 40 lines of its log"),
+    ("/saved checkpoint/", "at the first log line matching /saved checkpoint/")])
 def test_the_rehearsal_point_reads_as_written(when, expected):
     from sagetwin.aws.spot import InterruptWhen
 

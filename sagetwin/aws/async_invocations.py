@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagetwin.aws.replies import Reply, json_reply
+from sagetwin.aws.replies import Reply, json_reply, service_error
 from sagetwin.aws.s3 import split_uri
 from sagetwin.core.errors import InvocationError, SagetwinError
 
@@ -24,6 +24,11 @@ MAX_TTL_S = 21600
 ASYNC_INVOCATION_TIMEOUT_S = 3600.0  # the most InvocationTimeoutSeconds allows: the endpoint's own limit
 DEFAULT_INVOCATION_TIMEOUT_S = 900
 MAX_INLINE_BODY = 128_000  # an InvokeEndpointAsync Body (AsyncBodyBlob); larger inputs go through S3
+MAX_INPUT_BYTES = 1024**3  # an input in S3: asynchronous inference takes payloads up to 1 GB
+# The twin's own bound (AWS's queue lives in the service): inline bodies of one endpoint's
+# requests, queued or running, take at most this much memory; past it a request is throttled
+# (429), never dropped silently.
+MAX_QUEUED_INLINE_BYTES = 256 * 1024**2
 _STOP = object()
 
 
@@ -86,11 +91,11 @@ class AsyncQueue:
         client_config = config.get("ClientConfig") or {}
         self.concurrency = int(client_config.get("MaxConcurrentInvocationsPerInstance") or DEFAULT_CONCURRENCY)
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._workers = [threading.Thread(target=self._work, name=f"async {name} {i}", daemon=True)
-                         for i in range(self.concurrency)]
+        self._workers: list[threading.Thread] = []  # started as requests come, up to the concurrency
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._queued_bytes = 0
         self._closed = False
-        for worker in self._workers:
-            worker.start()
 
     def submit(self, call: Any) -> Reply:
         """Queue the call's request; the answer the runtime gives at once (202 and the locations)."""
@@ -104,13 +109,30 @@ class AsyncQueue:
             call.header("X-Amzn-SageMaker-Accept", "application/json"), output, failure,
             ttl_s=_number(call, "X-Amzn-SageMaker-RequestTTLSeconds") or DEFAULT_TTL_S,
             timeout_s=_number(call, "X-Amzn-SageMaker-InvocationTimeoutSeconds") or DEFAULT_INVOCATION_TIMEOUT_S)
+        with self._lock:
+            if self._queued_bytes + len(call.body or b"") > MAX_QUEUED_INLINE_BYTES:
+                return service_error("ThrottlingException", f"Endpoint {self.name} holds {self._queued_bytes} bytes of "
+                                     "inline bodies in its requests (the twin holds at most "
+                                     f"{MAX_QUEUED_INLINE_BYTES}); retry later, or pass large inputs as "
+                                     "InputLocation.", 429)
+            self._queued_bytes += len(call.body or b"")
         self._queue.put(request)
+        self._add_worker_if_needed()
         headers = {"X-Amzn-SageMaker-OutputLocation": output}
         if failure_configured:
             headers["X-Amzn-SageMaker-FailureLocation"] = failure
         reply = json_reply({"InferenceId": inference_id}, status=202)
         reply.headers.update(headers)
         return reply
+
+    def _add_worker_if_needed(self) -> None:
+        with self._lock:
+            if self._closed or self._idle > 0 or len(self._workers) >= self.concurrency:
+                return
+            worker = threading.Thread(target=self._work, name=f"async {self.name} {len(self._workers)}", daemon=True)
+            self._workers.append(worker)
+            self._idle += 1  # counted idle until it takes its first request
+        worker.start()
 
     def close(self) -> None:
         """Drop what is still queued and tell the workers to end; returns at once (DeleteEndpoint
@@ -121,12 +143,14 @@ class AsyncQueue:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        for _ in self._workers:
+        with self._lock:
+            workers = len(self._workers)
+        for _ in range(workers):
             self._queue.put(_STOP)
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for worker in self._workers:
+        for worker in list(self._workers):
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
     @property
@@ -136,6 +160,8 @@ class AsyncQueue:
     def _work(self) -> None:
         while True:
             request = self._queue.get()
+            with self._lock:
+                self._idle -= 1
             if request is _STOP or self._closed:
                 return
             try:
@@ -143,6 +169,9 @@ class AsyncQueue:
             except Exception as exc:  # the twin's own trouble: the request still ends, in its failure file
                 with contextlib.suppress(Exception):
                     self._put(request.failure, f"InternalFailure: {type(exc).__name__}: {exc}".encode(), "text/plain")
+            with self._lock:  # the body is let go once its request has ended
+                self._idle += 1
+                self._queued_bytes -= len(request.body or b"")
 
     def _run(self, request: AsyncRequest) -> None:
         if time.monotonic() - request.queued > request.ttl_s:
@@ -195,6 +224,10 @@ class AsyncQueue:
             raise LookupError(f"Failed to download the input from {uri}: the twin reads s3:// input locations "
                               "only.") from None
         try:
+            size = self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+            if size > MAX_INPUT_BYTES:
+                raise LookupError(f"The input at {uri} is {size} bytes: asynchronous inference takes payloads of up "
+                                  f"to 1 GB ({MAX_INPUT_BYTES} bytes).")
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except self.s3.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from sagetwin.aws.replies import Reply, service_error
+from sagetwin.aws.s3 import split_uri
 from sagetwin.aws.serverless import serverless_config_problem
 from sagetwin.aws.wsgi import Call
 
@@ -34,6 +35,11 @@ def endpoint_config_problem(params: dict[str, Any]) -> str | None:
                 return (f"1 validation error detected: Value '{output[key]}' at 'asyncInferenceConfig.outputConfig."
                         f"{key[0].lower() + key[1:]}' failed to satisfy constraint: Member must satisfy regular "
                         f"expression pattern: {S3_URI.pattern}")
+            try:
+                output.get(key) and split_uri(output[key])
+            except ValueError:  # answers written nowhere would be results lost: refused here instead
+                return (f"AsyncInferenceConfig.OutputConfig.{key} {output[key]!r} names no S3 bucket: write it as "
+                        "s3://bucket/prefix (or an https:// address of S3).")
         if not output.get("S3OutputPath"):
             return "AsyncInferenceConfig.OutputConfig.S3OutputPath is required: where the endpoint writes its answers."
     return None

@@ -31,7 +31,8 @@ def register(pid: int, url: str, backend: str, region: str, credentials: dict[st
     goes first."""
     reap_leftovers()
     entry = registry_dir() / f"{pid}.json"
-    descriptor = os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)  # an entry left by an older version keeps its mode through O_CREAT
     if work_dir is not None and work_dir.is_dir():  # made with the umask's mode: what jobs fetch is private
         private_folders(work_dir.parent.parent, work_dir.parent.name, work_dir.name)
     with os.fdopen(descriptor, "w") as file:

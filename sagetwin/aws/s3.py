@@ -4,6 +4,7 @@ twin's S3 on disk between runs (data uploaded once is there next time)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -25,11 +26,22 @@ def within(root: Path, key: str) -> Path:
     return target
 
 
+# S3's https addresses: virtual-hosted (bucket in the host name) and path-style (bucket first in the path)
+_VIRTUAL_HOSTED = re.compile(r"^https://(?P<bucket>[a-z0-9][a-z0-9.-]*)\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com"
+                             r"(?:/(?P<key>.*))?$")
+_PATH_STYLE = re.compile(r"^https://s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com/(?P<bucket>[^/]+)(?:/(?P<key>.*))?$")
+
+
 def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    """Bucket and key of an ``s3://`` URI, or of an S3 ``https://`` address (which output paths
+    such as ``AsyncInferenceConfig.OutputConfig.S3OutputPath`` may be)."""
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[5:].partition("/")
+        return bucket, key
+    match = _PATH_STYLE.match(uri) or _VIRTUAL_HOSTED.match(uri)
+    if match is None:
+        raise ValueError(f"{uri!r} is neither an s3:// URI nor an S3 https:// address")
+    return match["bucket"], match["key"] or ""
 
 
 def _objects(client: Any, bucket: str, prefix: str) -> list[str]:
@@ -44,8 +56,8 @@ def fetch(client: Any, bucket: str, key: str, destination: Path) -> None:
     pool per call, which costs more than the transfer for the small files of a dataset or model
     folder read from 127.0.0.1."""
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
-    try:
-        with open(destination, "wb") as file:
+    try:  # this user's alone, as the folders it lands in: objects hold people's models, code and data
+        with open(os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
             shutil.copyfileobj(body, file, 1 << 20)
     finally:
         body.close()
@@ -97,7 +109,8 @@ def save_all(client: Any, root: Path) -> int:
                 continue
             try:
                 destination = within(inside(root, name), key)
-                destination.parent.mkdir(parents=True, exist_ok=True)
+                bucket_dir = inside(root, name)
+                private_folders(bucket_dir, *destination.parent.relative_to(bucket_dir).parts)
                 fetch(client, name, key, destination)
             except (OSError, ValueError) as exc:  # a key that cannot be a file here ("a" beside "a/b", "x/../..")
                 print(f"sagetwin aws: s3://{name}/{key} is not kept on disk: {exc}", file=sys.stderr)

@@ -83,7 +83,10 @@ class TransformJobs:
         problem = filters_problem(params.get("DataProcessing") or {}, source.get("ContentType", ""),
                                   source.get("SplitType", "None"))
         payload, concurrency = params.get("MaxPayloadInMB", 6), params.get("MaxConcurrentTransforms") or 1
-        if payload > MAX_PAYLOAD_MB or payload * concurrency > MAX_PAYLOAD_MB:
+        if payload == 0:
+            problem = ("MaxPayloadInMB 0 (payloads of any size in HTTP chunked encoding) is not emulated offline: "
+                       "set it from 1 to 100.")
+        elif payload > MAX_PAYLOAD_MB or payload * concurrency > MAX_PAYLOAD_MB:
             problem = (f"MaxPayloadInMB ({payload}) and MaxConcurrentTransforms x MaxPayloadInMB ({concurrency} x "
                        f"{payload}) must not exceed {MAX_PAYLOAD_MB} MB.")
         elif data_type not in ("S3Prefix", "ManifestFile"):

@@ -5,9 +5,10 @@ model rejects logged as the service logs it."""
 
 from __future__ import annotations
 
-import gzip
 import json
+import os
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +26,34 @@ from sagetwin.core.errors import InvocationError
 
 MODEL_REJECTED = "ClientError: See job logs for more information"
 DEFAULT_RETRIES = 3  # ModelClientConfig.InvocationsMaxRetries when not set
+
+
+def max_object_bytes() -> int:
+    """The twin's bound on one input object, as read and as unpacked (``SAGETWIN_TRANSFORM_MAX_OBJECT_MB``)."""
+    return int(float(os.environ.get("SAGETWIN_TRANSFORM_MAX_OBJECT_MB", "1024")) * 1024**2)
+
+
+def too_large(uri: str, size: int | str, limit: int) -> str:
+    return (f"ClientError: the input object {uri} is {size} bytes, over the {limit} bytes this twin holds in memory "
+            "per object; split the input into smaller objects, or raise SAGETWIN_TRANSFORM_MAX_OBJECT_MB.")
+
+
+def bounded_gunzip(data: bytes, limit: int, uri: str) -> bytes:
+    """``gzip.decompress`` (every member) that stops past ``limit`` bytes: a small archive of zeros
+    must not unpack into gigabytes of the twin's memory."""
+    out, rest = bytearray(), data
+    while rest:
+        unpacker = zlib.decompressobj(wbits=31)
+        try:
+            out += unpacker.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise RecordError(f"ClientError: the input object {uri} is not valid gzip ({exc}).") from None
+        if len(out) > limit:
+            raise RecordError(too_large(uri, f"more than {limit}", limit))
+        if not unpacker.eof:
+            raise RecordError(f"ClientError: the input object {uri} is not valid gzip (it ends mid-stream).")
+        rest = unpacker.unused_data.lstrip(b"\0")
+    return bytes(out)
 
 
 class Stopped(Exception):
@@ -89,13 +118,17 @@ class TransformRun:
         return [(f"s3://{bucket}/{key}", key[len(base):]) for key in sorted(keys)]
 
     def _read(self, uri: str) -> bytes:
+        """The object, within the twin's memory bound (the service streams what it reads)."""
         bucket, key = split_uri(uri)
-        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        limit = max_object_bytes()
+        size = self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        if size > limit:
+            raise RecordError(too_large(uri, size, limit))
+        data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return bounded_gunzip(data, limit, uri) if self.compression == "Gzip" else data
 
     def _transform_object(self, uri: str, relative: str) -> tuple[str, str]:
         data = self._read(uri)
-        if self.compression == "Gzip":
-            data = gzip.decompress(data)
         records = split_records(data, self.split_type)
         requests = list(batches(records, self.strategy, self.max_payload))
         failed = threading.Event()  # the first failed request ends the object's other requests at once

@@ -19,6 +19,7 @@ from typing import Any
 
 from sagetwin.aws.actions import RECORDED
 from sagetwin.aws.actions import refusal as refused_action
+from sagetwin.aws.constraints import constraint_message
 from sagetwin.aws.describe_shapes import ALWAYS, as_aws_returns, shaped_reply
 from sagetwin.aws.guard import Guard, headers_of_environ
 from sagetwin.aws.replies import Reply, json_reply, service_error
@@ -183,11 +184,20 @@ class TwinApp:
         if not (self.signed_sagemaker_call(environ) and "x-amz-target" in environ["sagetwin.claim"].signed_headers):
             return service_error("AccessDeniedException", "SageMaker actions must be POSTed with a SigV4 "
                                  "Authorization header that signs X-Amz-Target.", 403)
+        if operation not in self.operations and operation not in RECORDED:
+            return refused_action(operation)
+        call = self._call(operation, environ)
+        try:
+            problem = constraint_message("sagemaker", operation, call.params())
+        except ValueError:  # not JSON: moto (or the handler) answers it in the service's words
+            problem = None
+        if problem:
+            return service_error("ValidationException", problem)
         if operation in self.operations:
-            return self.operations[operation](self._call(operation, environ))
+            return self.operations[operation](call)
         if operation in ALWAYS:  # a describe AWS only records: moto's record in the service's shape
-            return shaped_reply(operation, self._call(operation, environ).pass_to_moto())
-        return None if operation in RECORDED else refused_action(operation)
+            return shaped_reply(operation, call.pass_to_moto())
+        return call.pass_to_moto()
 
     def _runtime(self, action: str, endpoint: str, environ: dict[str, Any]) -> Reply:
         if not self.signed_sagemaker_call(environ):

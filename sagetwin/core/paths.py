@@ -50,14 +50,20 @@ def private_folders(root: Path, *parts: str) -> Path:
 
 def _private_folder(path: Path) -> None:
     """Create ``path`` 0700, or tighten an existing folder of this user's; a symlink (a cache moved
-    to a bigger disk) and someone else's folder are left as they are."""
+    to a bigger disk) is left as it is. Someone else's folder is refused: whoever owns it could
+    swap what sagetwin reads there (code, models, the twin's S3) for their own."""
     try:
         path.mkdir(mode=PRIVATE)
         return
     except FileExistsError:
         pass
-    info = path.lstat()
-    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+    info = path.stat()  # through a symlink: the folder it leads to must be this user's too
+    if info.st_uid != os.geteuid():
+        raise ConfigurationError(
+            f"the folder {path} belongs to another user (uid {info.st_uid}); sagetwin keeps code, models and "
+            "S3 data there, which that user could change.",
+            "set SAGETWIN_HOME to a folder of your own (or remove that one and let sagetwin create it).")
+    if not path.is_symlink() and stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
         with contextlib.suppress(OSError):  # a file system without modes: nothing to tighten
             path.chmod(PRIVATE)
 

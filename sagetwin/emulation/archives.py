@@ -30,6 +30,7 @@ LIMIT_ENV = "SAGETWIN_UNPACK_LIMIT_MB"
 MEMBERS_ENV = "SAGETWIN_UNPACK_MAX_MEMBERS"
 DEFAULT_LIMIT_MB = 64_000  # a 7B model in fp16 is ~15 GB; a 30B one still fits
 DEFAULT_MAX_MEMBERS = 100_000
+DISK_RESERVE = 1_000_000_000  # what unpacking leaves free on the target's disk, whatever the cap
 CHUNK = 1 << 20
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 _LINK_FIX = ("pack the files themselves, not links to them: `tar -czhf` (--dereference), tarfile's "
@@ -119,7 +120,13 @@ def extract_archive(archive: Path, target: Path, *, name: str | None = None, com
     summary = Summary()
     root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
+        room = shutil.disk_usage(target).free - DISK_RESERVE
         for member, parts, data in _members(archive, label, compression, caps or Caps.from_env(), summary):
+            if summary.bytes > room:
+                raise ArchiveTooLarge(
+                    f"{label} unpacks to more than the {max(0, room) // 1_000_000} MB free on the disk of {target} "
+                    f"(reached at member {member.name!r}; sagetwin leaves {DISK_RESERVE // 1_000_000} MB free).",
+                    "free disk space there, or point SAGETWIN_HOME at a bigger disk.", member=member.name)
             _write_member(root, member, parts, data, label, compression)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)

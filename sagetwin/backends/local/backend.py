@@ -4,9 +4,9 @@ The SDK's own ``HuggingFace`` estimator and ``HuggingFaceModel`` run the job in 
 honour the DLC contract (images from ``images``, at version parity with the cloud), on the GPU when
 Docker can reach one. This module owns the sharp edges of local mode: region, role and credentials
 exist only in its own session; telemetry is off; inputs are staged outside the folders the SDK
-refuses; the serving port is free; a dead serving container fails fast (``readiness``); containers
-and the network are removed after training, on ``delete_endpoint``, errors and Ctrl-C
-(``containers``); files the containers wrote are handed back to the invoking user."""
+refuses; the serving port is free; a dead serving container fails fast (``readiness``); containers and
+the network are removed after training, on ``delete_endpoint``, errors and Ctrl-C (``containers``);
+files the containers wrote are handed back to the invoking user; checkpoints mounted (``checkpoints``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.backends.local import images, readiness
+from sagetwin.backends.local.checkpoints import checkpoint_volume
 from sagetwin.backends.local.containers import (
     container_report,
     new_run_labels,
@@ -34,13 +35,7 @@ from sagetwin.backends.local.docker import (
 from sagetwin.backends.local.endpoint import LocalEndpoint, open_front
 from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, run_root, tidy_after_run
 from sagetwin.core.backend import Check
-from sagetwin.core.errors import (
-    BackendUnavailableError,
-    ConfigurationError,
-    EndpointError,
-    TrainingError,
-    log_excerpt,
-)
+from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError, log_excerpt
 from sagetwin.core.paths import building, private_dir
 from sagetwin.core.progress import Reporter
 from sagetwin.core.spec import DeploySpec, TrainingResult, TrainingSpec
@@ -172,8 +167,6 @@ class LocalBackend:
         return run_id
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
-        if spec.checkpoint_dir:  # refused, not silently dropped: local mode has no checkpoint channel
-            raise ConfigurationError("checkpoints are not synced on local yet.", "use --backend process.")
         session = self._prepare(reporter)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
         image, gaps = self._image("training", stack, spec.image_uri or self.image_uri, reporter)
@@ -194,7 +187,9 @@ class LocalBackend:
         )
         reporter.step(f"local: training job {spec.job_name} in {spec.instance_count} container(s) of {image}")
         started = time.monotonic()
-        self._run_training(estimator, inputs, spec.job_name, self._labelled(session), image, output)
+        run_id = self._labelled(session)
+        with checkpoint_volume(spec, session.config["local"]["container_root"]):
+            self._run_training(estimator, inputs, spec.job_name, run_id, image, output)
         model_data = estimator.model_data
         output_tar = local_path(model_data, "model_data").with_name("output.tar.gz")
         return TrainingResult(
