@@ -1,6 +1,6 @@
 """A job's log, shipped to the twin's CloudWatch Logs as it is produced, where the SDK's
 ``fit()`` reads it exactly as it reads a cloud job's (``/aws/sagemaker/TrainingJobs``,
-stream ``<job>/algo-1-<timestamp>``)."""
+stream ``<job>/algo-N-<timestamp>`` per host)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from sagetwin.core.host_lines import FIRST_HOST, host_and_text
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"  # CloudWatch metrics of MetricDefinitions
@@ -61,3 +63,32 @@ class LogShipper:
                 except Exception as exc:  # one refused batch must not silence the rest of the log
                     print(f"sagetwin aws: {len(batch)} log lines of {self.stream} were not stored: {exc}",
                           file=sys.stderr)
+
+
+class HostLogs:
+    """A job's log with one stream per host, ``<job>/algo-N-<start>`` as SageMaker names them:
+    lines tagged ``algo-2 | text`` (``core.host_lines``) go to algo-2's stream without the tag,
+    untagged lines to algo-1's. ``write`` and ``close`` as ``LogShipper``'s."""
+
+    def __init__(self, client: Any, group: str, job_name: str, started: float) -> None:
+        self.client, self.group, self.prefix, self.started = client, group, job_name, int(started)
+        self._shippers: dict[str, LogShipper] = {}
+        self._lock = threading.Lock()
+        self._shipper(FIRST_HOST)  # the stream the SDK waits for exists from the job's start
+
+    def _shipper(self, host: str) -> LogShipper:
+        with self._lock:
+            if host not in self._shippers:
+                self._shippers[host] = LogShipper(self.client, self.group,
+                                                  f"{self.prefix}/{host}-{self.started}").start()
+            return self._shippers[host]
+
+    def write(self, line: str) -> str:
+        """Ship ``line`` to its host's stream; returns the line as the host wrote it."""
+        host, text = host_and_text(line)
+        self._shipper(host).write(text)
+        return text
+
+    def close(self) -> None:
+        for shipper in list(self._shippers.values()):
+            shipper.close()

@@ -22,7 +22,7 @@ from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_inputs import fetch_channels, fetch_code
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, limits_refused, record_metrics
-from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, LogShipper
+from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, HostLogs
 from sagetwin.aws.s3 import upload_file
 from sagetwin.aws.spot import InterruptWhen, Rehearsal
 from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
@@ -148,12 +148,11 @@ class TrainingJobs:
     def _run(self, job: TrainingJob) -> None:
         """The job from download to its final status; the status is set only once every log line
         is in CloudWatch, as the SDK reads the log one last time when it sees the status."""
-        shipper: LogShipper | None = None
+        shipper: HostLogs | None = None
         ending = ("Failed", "Training job failed", "InternalServerError: the job ended unexpectedly")
         try:
             folder = inside(self.work_dir, job.name)
-            shipper = LogShipper(self.clients.logs, TRAINING_LOG_GROUP,
-                                 f"{job.name}/algo-1-{int(job.started)}").start()
+            shipper = HostLogs(self.clients.logs, TRAINING_LOG_GROUP, job.name, job.started)
             ending = self._carry_out(job, folder, shipper)
         except JobFailed as exc:
             ending = ("Failed", "Training job failed", str(exc))
@@ -165,7 +164,7 @@ class TrainingJobs:
             job.finish(*ending)
             self.prepare_runner()
 
-    def _carry_out(self, job: TrainingJob, folder: Path, shipper: LogShipper) -> tuple[str, str, str | None]:
+    def _carry_out(self, job: TrainingJob, folder: Path, shipper: HostLogs) -> tuple[str, str, str | None]:
         stopped = ("Stopped", "Training job stopped", None)
         rehearsal = Rehearsal(self.interrupt_spot, job.interrupt) \
             if self.interrupt_spot is not None and job.request.get("EnableManagedSpotTraining") else None
@@ -227,7 +226,7 @@ class TrainingJobs:
         return {"spec": spec, "backend": self.backend, "backend_options": self.backend_options,
                 "result": str(folder / "result.json")}
 
-    def _restore_checkpoints(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: LogShipper
+    def _restore_checkpoints(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: HostLogs
                              ) -> CheckpointSync | None:
         """CheckpointConfig: S3Uri into the job's checkpoint folder, synced back while it runs."""
         config = job.request.get("CheckpointConfig") or {}
@@ -252,7 +251,7 @@ class TrainingJobs:
         except Exception as exc:  # a metric lost is said in the job's log, not a job failed
             print(f"sagetwin: could not put metrics of {job_name} into CloudWatch: {exc}", file=sys.stderr)
 
-    def _execute(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: LogShipper,
+    def _execute(self, job: TrainingJob, order: dict[str, Any], folder: Path, shipper: HostLogs,
                  rehearsal: Rehearsal | None) -> dict[str, Any]:
         order_path = folder / "order.json"
         order_path.write_text(json.dumps(order))
@@ -266,7 +265,7 @@ class TrainingJobs:
             rehearsal.arm()
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            shipper.write(line)
+            line = shipper.write(line)
             if rehearsal is not None:
                 rehearsal.observe(line)
             points = record_metrics(job, patterns, line)

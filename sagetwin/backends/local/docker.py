@@ -128,15 +128,24 @@ def sdk_compose(command: list[str]) -> Iterator[None]:
         image._stream_output = original_stream
 
 
+# compose's prefix of a container's line: SDK local mode names containers "<10 chars>-algo-N-<5 chars>"
+_COMPOSE_PREFIX = re.compile(rb"^(?:[a-z0-9]+-)?(algo-\d+)-[a-z0-9]{5}\s*\| ?")
+
+
 class _WithoutEraseLine:
-    """A compose process whose output lines lose compose v2's ``ESC[2K``; the rest is the process's."""
+    """A compose process whose output lines lose compose v2's ``ESC[2K`` and the carriage return
+    of the containers' terminal, and name their host as SageMaker does (``algo-1 | text``, see
+    ``core.host_lines``) instead of by compose's container name; the rest is the process's."""
 
     def __init__(self, process: subprocess.Popen) -> None:
         self._process = process
         self.stdout = self
 
     def readline(self) -> bytes:
-        return self._process.stdout.readline().replace(b"\x1b[2K", b"")  # type: ignore[union-attr]
+        line = self._process.stdout.readline().replace(b"\x1b[2K", b"")  # type: ignore[union-attr]
+        ending = b"\n" if line.endswith(b"\n") else b""
+        line = line.rstrip(b"\r\n")
+        return _COMPOSE_PREFIX.sub(rb"\1 | ", line, count=1) + ending
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._process, name)
