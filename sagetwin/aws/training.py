@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
+from sagetwin.aws.distribution import distribution_refused
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_inputs import fetch_channels, fetch_code
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, limits_refused, record_metrics
@@ -96,7 +97,8 @@ class TrainingJobs:
         params = call.params()
         reply, job = create_once(call, params.get("TrainingJobName", ""), "trainingJobName", self.jobs, self._creating,
                                  self._taken, lambda name: TrainingJob(name, params),
-                                 precheck=lambda: self._role_refused(params.get("RoleArn")) or limits_refused(params))
+                                 precheck=lambda: self._role_refused(params.get("RoleArn")) or limits_refused(params)
+                                 or distribution_refused(params))
         if job is not None:
             job.move_to("Starting", "Preparing the instances for training")
             self._threads.append(threading.Thread(target=self._run, args=(job,), name=f"job {job.name}",

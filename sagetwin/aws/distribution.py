@@ -1,0 +1,29 @@
+"""The SDK's ``distribution`` settings of a training job, as they reach CreateTrainingJob (in its
+hyperparameters), checked for what runs offline: SageMaker's own smdistributed libraries do not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagetwin.aws.replies import Reply, service_error
+from sagetwin.emulation.contract import decode_hyperparameters
+
+SMDDP = "sagemaker_distributed_dataparallel_enabled"  # distribution={"smdistributed": {"dataparallel": ...}}
+SMMP = "mp_parameters"  # distribution={"smdistributed": {"modelparallel": ...}}
+
+
+def distribution_refused(request: dict[str, Any]) -> Reply | None:
+    """smdistributed (data or model parallel) refused clearly: a GPU-only library of SageMaker's
+    own containers, which no offline backend has."""
+    hyperparameters = decode_hyperparameters(request.get("HyperParameters") or {})
+    used = [name for name, on in (("dataparallel", hyperparameters.get(SMDDP) in (True, "true", "True")),
+                                  ("modelparallel", SMMP in hyperparameters)) if on]
+    if not used:
+        return None
+    return service_error(
+        "ValidationException",
+        f"distribution={{'smdistributed': {{'{used[0]}': ...}}}} uses SageMaker's smdistributed library, which runs "
+        "only on GPU instances in SageMaker's own training containers and is not emulated offline. The Hugging Face "
+        "examples fall back to PyTorch DDP when smdistributed is absent: test with distribution={'torch_distributed': "
+        "{'enabled': True}} (or 'pytorchddp') and instance_count=2 on --backend local, and keep smdistributed for the "
+        "run on SageMaker itself.")
