@@ -116,3 +116,33 @@ def test_a_rehearsal_point_that_is_not_one_is_refused_clearly(when, named):
     with pytest.raises(ConfigurationError) as raised:
         InterruptWhen.parse(when)
     assert "--interrupt-spot" in raised.value.render() and named in raised.value.render()
+
+
+def test_the_bundled_trainer_script_resumes_from_its_checkpoint_after_an_interruption(twin, sdk, sample_channels,
+                                                                                        tiny_hyperparameters):
+    from sagemaker.huggingface import HuggingFace
+
+    inputs = {name: sdk["session"].upload_data(path, key_prefix=f"spot-trainer/{name}")
+              for name, path in sample_channels.items()}
+    twin.rehearse_spot_interruptions("/^saved checkpoint-2$/")
+    try:
+        estimator = HuggingFace(
+            entry_point="train.py", source_dir=str(Path(__file__).parents[1] / "train_scripts"),
+            instance_type="ml.p3.2xlarge", instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"],
+            use_spot_instances=True, max_run=600, max_wait=1200,
+            checkpoint_s3_uri=f"s3://{sdk['bucket']}/spot-trainer/checkpoints",
+            hyperparameters={**tiny_hyperparameters, "model_name": "/opt/ml/input/data/model", "logging_steps": 1,
+                             "max_steps": 20, "checkpoint_dir": "/opt/ml/checkpoints", "save_steps": 2}, **VERSIONS)
+        estimator.fit(inputs)
+    finally:
+        twin.rehearse_spot_interruptions(None)
+    log = job_log(twin, estimator.latest_training_job.name).splitlines()
+    resumed = [line for line in log if line.startswith("resuming from")]
+    assert len(resumed) == 2 and resumed[0] == "resuming from nothing"
+    newest = int(resumed[1].rsplit("-", 1)[1])  # checkpoint-2, or a later one saved before the SIGTERM landed
+    assert newest >= 2 and newest % 2 == 0
+    after_restart = log[log.index(resumed[1]):]
+    steps = [int(line.split()[1].split("/")[0]) for line in after_restart if line.startswith("step ")]
+    assert steps and steps[0] == newest + 1 and steps[-1] == 20  # the Trainer went on, not from the start
+    assert sdk["session"].sagemaker_client.describe_training_job(
+        TrainingJobName=estimator.latest_training_job.name)["TrainingJobStatus"] == "Completed"

@@ -33,6 +33,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
 DEFAULT_LABELS = {2: ["NEGATIVE", "POSITIVE"]}
@@ -59,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n_gpus", type=str, default=os.environ["SM_NUM_GPUS"])
     parser.add_argument("--training_dir", type=str, default=os.environ["SM_CHANNEL_TRAIN"])
     parser.add_argument("--test_dir", type=str, default=os.environ["SM_CHANNEL_TEST"])
+    # managed spot training: checkpoints every N steps into the folder SageMaker syncs with
+    # checkpoint_s3_uri (/opt/ml/checkpoints), and a restarted job resumes from the newest one
+    parser.add_argument("--checkpoint_dir", type=str, default=None)
+    parser.add_argument("--save_steps", type=int, default=0)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         logger.warning("ignoring unknown arguments: %s", unknown)
@@ -121,6 +126,10 @@ class ProgressPrinter(TrainerCallback):
     def __init__(self) -> None:
         self.started = time.monotonic()
 
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            print(f"saved checkpoint-{state.global_step}", flush=True)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
@@ -180,8 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     tokenizer = AutoTokenizer.from_pretrained(args.model_name)
 
+    checkpoints = args.checkpoint_dir if args.checkpoint_dir and args.save_steps > 0 else None
+    resume_from = get_last_checkpoint(checkpoints) if checkpoints and os.path.isdir(checkpoints) else None
+    if checkpoints:
+        print(f"resuming from {os.path.basename(resume_from) if resume_from else 'nothing'}", flush=True)
     training_args = TrainingArguments(
-        output_dir=os.path.join(args.output_data_dir, "checkpoints"),
+        output_dir=checkpoints or os.path.join(args.output_data_dir, "checkpoints"),
         num_train_epochs=args.epochs,
         max_steps=args.max_steps,
         per_device_train_batch_size=args.train_batch_size,
@@ -189,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         warmup_steps=args.warmup_steps,
         learning_rate=args.learning_rate,
         logging_steps=args.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=args.save_steps or 500,
         report_to="none",
         disable_tqdm=True,
         seed=args.seed,
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     trainer.remove_callback(PrinterCallback)  # it prints each log dict again after ProgressPrinter's line
 
-    train_result = trainer.train()
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
     eval_result = trainer.evaluate(eval_dataset=test_dataset)
 
     # writes eval result to file which can be accessed later in s3 output

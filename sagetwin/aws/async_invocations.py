@@ -224,11 +224,12 @@ class AsyncQueue:
             raise LookupError(f"Failed to download the input from {uri}: the twin reads s3:// input locations "
                               "only.") from None
         try:
-            size = self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-            if size > MAX_INPUT_BYTES:
-                raise LookupError(f"The input at {uri} is {size} bytes: asynchronous inference takes payloads of up "
-                                  f"to 1 GB ({MAX_INPUT_BYTES} bytes).")
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            found = self.s3.get_object(Bucket=bucket, Key=key)  # its size is known before its body is read
+            if found["ContentLength"] > MAX_INPUT_BYTES:
+                found["Body"].close()
+                raise LookupError(f"The input at {uri} is {found['ContentLength']} bytes: asynchronous inference "
+                                  f"takes payloads of up to 1 GB ({MAX_INPUT_BYTES} bytes).")
+            return found["Body"].read()
         except self.s3.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             raise LookupError(f"Failed to download the input from {uri}: {code or exc}. Check that the object "

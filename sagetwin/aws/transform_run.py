@@ -121,10 +121,11 @@ class TransformRun:
         """The object, within the twin's memory bound (the service streams what it reads)."""
         bucket, key = split_uri(uri)
         limit = max_object_bytes()
-        size = self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-        if size > limit:
-            raise RecordError(too_large(uri, size, limit))
-        data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        found = self.s3.get_object(Bucket=bucket, Key=key)  # its size is known before its body is read
+        if found["ContentLength"] > limit:
+            found["Body"].close()
+            raise RecordError(too_large(uri, found["ContentLength"], limit))
+        data = found["Body"].read()
         return bounded_gunzip(data, limit, uri) if self.compression == "Gzip" else data
 
     def _transform_object(self, uri: str, relative: str) -> tuple[str, str]:
