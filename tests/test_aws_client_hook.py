@@ -61,6 +61,35 @@ def test_the_sdks_polling_is_short_and_its_telemetry_silent(hooked):
     assert telemetry._requests_helper("https://example.invalid/telemetry", 1) is None
 
 
+class RecordedSleeps:
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def test_only_the_sdks_pause_after_a_jobs_end_is_skipped_and_only_under_the_twin(hooked):
+    import sagemaker.session
+
+    recorded = RecordedSleeps()
+    assert isinstance(sagemaker.session.time, client_hook._NoPauseAfterTheEnd)
+    JOB_COMPLETE, TAILING = sagemaker.session.LogState.JOB_COMPLETE, sagemaker.session.LogState.TAILING
+
+    def logs_loop(time, state):  # stands in for _logs_for_job: same code object, same local name
+        time.sleep(0.5)
+
+    shim = client_hook._NoPauseAfterTheEnd(recorded, logs_loop.__code__, JOB_COMPLETE)
+    logs_loop(shim, TAILING)
+    logs_loop(shim, JOB_COMPLETE)  # skipped: the twin put every line in CloudWatch before the end
+    shim.sleep(0.25)  # any other caller sleeps as asked
+    assert recorded.slept == [0.5, 0.25]
+    client_hook.uninstall()
+    logs_loop(shim, JOB_COMPLETE)  # not under the twin: the SDK's own pause again
+    assert recorded.slept == [0.5, 0.25, 0.5]
+    assert sagemaker.session.time.time() > 0  # the rest of time is time's
+
+
 def test_the_startup_hook_applies_in_a_fresh_python_before_anything_is_imported():
     code = ("import boto3, json; s = boto3.session.Session(region_name='us-west-2', aws_access_key_id='x', "
             "aws_secret_access_key='x'); print(s.client('sts', endpoint_url='https://sts.us-west-2.amazonaws.com')"

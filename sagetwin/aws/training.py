@@ -186,6 +186,7 @@ class TrainingJobs:
                 return stopped
             if rehearsal is None or not rehearsal.fired or rehearsal.resumed:
                 break
+            self.prepare_runner()  # the restart's runner starts while the job waits for capacity
             rehearsal.relaunch(job, folder, shipper.write)
         if not outcome["ok"]:
             raise JobFailed(failure_reason(outcome, order))
