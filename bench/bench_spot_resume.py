@@ -60,8 +60,8 @@ def one_job(session, role: str, inputs: dict[str, str], round_number: int) -> di
     assert len(starts) == 2, f"the job was not interrupted once: {described['SecondaryStatusTransitions']}"
     lines = events(session.boto_session.client("logs"), name)
     resumed_at = next(at for at, text in lines if text.startswith("resuming from checkpoint-"))
-    first_steps = [next(at for at, text in lines if text.startswith("step ") and start <= at
-                        and (start < resumed_at) == (at < resumed_at)) for start in starts]
+    first_steps = [next(at for at, text in lines if text.startswith("step ") and at >= after)
+                   for after in (starts[0], resumed_at)]  # the first run's first step; the restart's
     return {"job": name, "fresh_s": round(first_steps[0] - starts[0], 2),
             "resumed_s": round(first_steps[1] - starts[1], 2),
             "billable_s": described["BillableTimeInSeconds"], "training_s": described["TrainingTimeInSeconds"]}

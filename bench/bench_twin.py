@@ -101,6 +101,8 @@ def bench_fit(backend: str, session, role: str, channels: dict[str, str], rounds
     report = {"direct_s": [round(s, 2) for s in direct], "twin_s": [round(s, 2) for s in through],
               "ratio": round(statistics.median(through) / statistics.median(direct), 3), "target": "<= 1.15",
               "added_s": round(statistics.median(through) - statistics.median(direct), 2),
+              # each round's pair (a direct fit, then the twin's, back to back): less of the machine's drift
+              "added_paired_s": round(statistics.median(t - d for t, d in zip(through, direct, strict=True)), 2),
               "added_target": "<= 0.5 s",
               "twin_phases_median_s": {key: round(statistics.median(p.get(key, 0.0) for p in phases), 3)
                                        for key in phases[0]}}

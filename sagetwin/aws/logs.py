@@ -14,7 +14,7 @@ from sagetwin.core.host_lines import FIRST_HOST, host_and_text
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"  # CloudWatch metrics of MetricDefinitions
-BATCH_INTERVAL_S = 0.2
+BATCH_INTERVAL_S = 0.5  # as often as the SDK polls the log: each batch is a request the job competes with
 MAX_BATCH = 5000  # PutLogEvents takes at most 10,000 events
 
 
