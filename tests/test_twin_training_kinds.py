@@ -5,6 +5,7 @@ SageMaker SDK v2 users write them: ``metric_definitions`` → ``TrainingJobAnaly
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -142,22 +143,7 @@ def test_the_shape_check_can_fail():
         "DescribeEndpoint has ['Tags'], which AWS never returns"]
 
 
-CHECKPOINTING = """\
-import argparse, json, os
-parser = argparse.ArgumentParser()
-parser.add_argument("--output_dir")
-parser.add_argument("--steps", type=int)
-args, _ = parser.parse_known_args()
-found = sorted((d for d in os.listdir(args.output_dir) if d.startswith("checkpoint-")), key=lambda d: int(d[11:]))
-start = int(found[-1][11:]) if found else 0
-print(f"resuming from {found[-1] if found else 'nothing'}", flush=True)
-for step in range(start + 1, start + args.steps + 1):
-    folder = os.path.join(args.output_dir, f"checkpoint-{step}")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "trainer_state.json"), "w") as state:
-        json.dump({"global_step": step}, state)
-open(os.path.join(os.environ["SM_MODEL_DIR"], "done.txt"), "w").write("done")
-"""
+RESUMABLE = Path(__file__).parent / "sdk_workflow" / "resumable" / "train.py"  # runs to --steps in all
 
 
 def job_log(twin, job_name: str) -> str:
@@ -171,14 +157,14 @@ def job_log(twin, job_name: str) -> str:
 def test_two_spot_jobs_with_one_checkpoint_location_the_second_resumes_from_the_first(twin, sdk, tmp_path):
     from sagemaker.huggingface import HuggingFace
 
-    (tmp_path / "train.py").write_text(CHECKPOINTING)
+    shutil.copy(RESUMABLE, tmp_path / "train.py")
     checkpoints = f"s3://{sdk['bucket']}/training-kinds/checkpoints/run-1"
     said = []
-    for _ in range(2):
+    for steps in (2, 4):
         estimator = HuggingFace(entry_point="train.py", source_dir=str(tmp_path), instance_type="ml.p3.2xlarge",
                                 instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"],
                                 use_spot_instances=True, max_run=600, max_wait=1200, checkpoint_s3_uri=checkpoints,
-                                hyperparameters={"output_dir": "/opt/ml/checkpoints", "steps": 2}, **VERSIONS)
+                                hyperparameters={"output_dir": "/opt/ml/checkpoints", "steps": steps}, **VERSIONS)
         estimator.fit()
         log = job_log(twin, estimator.latest_training_job.name)
         said.append(next(line for line in log.splitlines() if line.startswith("resuming from")))
