@@ -177,9 +177,14 @@ def test_builder_steps_use_the_index_only_network(monkeypatch, tmp_path):
     calls: list[list[str]] = []
     monkeypatch.setattr(builder, "index_only_network", fake_network)
     monkeypatch.setattr(builder, "docker", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", ""))
+    monkeypatch.setattr(builder, "engine_is_rootless", lambda: False)
     rec = recipes.recipe("training", resolve_stack("4.26", "1.13", "py39"))
     builder._wheels_in_builder(rec, tmp_path, SilentReporter(), lambda argv, reporter, what: calls.append(argv))
     assert len(calls) == 2  # the builder image, then pip wheel
+    assert "chown -R" in calls[1][-1]  # rootful: what the container wrote is handed back to the user
+    monkeypatch.setattr(builder, "engine_is_rootless", lambda: True)
+    builder._wheels_in_builder(rec, tmp_path, SilentReporter(), lambda argv, reporter, what: calls.append(argv))
+    assert "chown" not in calls[-1][-1]  # rootless: it is the user's already; a chown would give it away
     for argv in calls:
         assert argv[argv.index("--network") + 1] == "sagetwin-build-test"
         assert "host" not in argv

@@ -59,6 +59,21 @@ def test_the_peer_of_a_loopback_connection_is_known_for_both_address_families():
                     assert peer_uid(accepted) == os.geteuid() and from_owner(accepted)
 
 
+def test_a_peer_that_already_closed_belongs_to_no_one():
+    """The kernel reports a closed peer (orphaned, TIME_WAIT) as uid 0 with no inode: as root
+    that would pass for the owner, so it is no one's and its buffered request is never served."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        client.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
+        client.close()
+        accepted, _ = listener.accept()
+        with accepted:
+            time.sleep(0.05)
+            assert peer_uid(accepted) is None and not from_owner(accepted)
+
+
 @needs_root
 def test_the_peer_of_another_users_connection_is_that_user():
     with socket.socket() as listener:

@@ -126,8 +126,10 @@ class AsyncQueue:
         return reply
 
     def _add_worker_if_needed(self) -> None:
+        """One more worker while more requests wait than workers wait for them, up to the
+        endpoint's concurrency: a burst of N requests gets min(N, concurrency) workers."""
         with self._lock:
-            if self._closed or self._idle > 0 or len(self._workers) >= self.concurrency:
+            if self._closed or self._queue.qsize() <= self._idle or len(self._workers) >= self.concurrency:
                 return
             worker = threading.Thread(target=self._work, name=f"async {self.name} {len(self._workers)}", daemon=True)
             self._workers.append(worker)

@@ -97,12 +97,15 @@ class TrainingJob:
             _stop_in_background(proc, grace)
         return True
 
-    def interrupt(self) -> None:
-        """A spot interruption: the run is stopped as SageMaker stops it, the job goes on."""
+    def interrupt(self) -> bool:
+        """A spot interruption: the run is stopped as SageMaker stops it, the job goes on. False
+        when no run was going (it had ended, or the job is stopping): nothing was interrupted."""
         with self.lock:
-            proc = self.proc if self.status == "InProgress" else None
-        if proc is not None:
-            _stop_in_background(proc, STOP_GRACE_S)
+            proc = self.proc if self.status == "InProgress" and not self.stop_requested else None
+        if proc is None:
+            return False
+        _stop_in_background(proc, STOP_GRACE_S)
+        return True
 
     def move_to(self, secondary: str, message: str) -> None:
         now = time.time()

@@ -68,7 +68,7 @@ class Rehearsal:
     """One spot job's rehearsed interruption: armed when its first run starts training, fired at
     most once; ``interrupt`` stops the run as SageMaker stops it."""
 
-    def __init__(self, when: InterruptWhen, interrupt: Callable[[], None]) -> None:
+    def __init__(self, when: InterruptWhen, interrupt: Callable[[], bool]) -> None:
         self.when, self._interrupt = when, interrupt
         self._pattern = re.compile(when.pattern) if when.pattern is not None else None
         self._lines = 0
@@ -91,11 +91,12 @@ class Rehearsal:
             self.fire()
 
     def fire(self) -> None:
+        """Interrupt the run, if one is going: a point reached after the run ended (a timer firing
+        during the final checkpoint sync) interrupts nothing, and the job is not restarted."""
         with self._lock:
             if self.fired or self.resumed:
                 return
-            self.fired = True
-        self._interrupt()
+            self.fired = self._interrupt()
 
     def disarm(self) -> None:
         if self._timer is not None:
@@ -113,6 +114,8 @@ class Rehearsal:
         while time.time() - waited_from < CAPACITY_WAIT_S and not job.stop_requested:
             time.sleep(0.1)
         job.unbilled_s += time.time() - waited_from
+        if job.stop_requested:  # stopped while it waited: it ends from here, nothing is fetched again
+            return
         job.move_to(*RELAUNCHING)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)

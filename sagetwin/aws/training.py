@@ -180,6 +180,8 @@ class TrainingJobs:
             try:
                 outcome = self._execute(job, order, folder, shipper, rehearsal)
             finally:
+                if rehearsal is not None:
+                    rehearsal.disarm()
                 if sync is not None:
                     sync.close()
             if job.stop_requested:
@@ -188,6 +190,8 @@ class TrainingJobs:
                 break
             self.prepare_runner()  # the restart's runner starts while the job waits for capacity
             rehearsal.relaunch(job, folder, shipper.write)
+            if job.stop_requested:
+                return stopped
         if not outcome["ok"]:
             raise JobFailed(failure_reason(outcome, order))
         job.move_to("Uploading", "Uploading generated training model")

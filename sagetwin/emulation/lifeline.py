@@ -22,14 +22,20 @@ import time
 ORPHAN_GRACE_S = 10.0  # the parent is gone: SIGTERM, then SIGKILL for a command that ignores it
 
 
+_orphaned = threading.Event()
+_terminated: list[int] = []  # the group's SIGTERM, once it came
+
+
 def _end_group_when_parent_goes(fd: int) -> None:
     try:
         while os.read(fd, 1):
             pass
     except OSError:
         pass
-    os.killpg(os.getpgid(0), signal.SIGTERM)  # the command and anything it started
-    time.sleep(ORPHAN_GRACE_S)
+    _orphaned.set()
+    if not _terminated:  # a stop that was under way already had its grace
+        os.killpg(os.getpgid(0), signal.SIGTERM)  # the command and anything it started
+        time.sleep(ORPHAN_GRACE_S)
     os.killpg(os.getpgid(0), signal.SIGKILL)  # this process too
 
 
@@ -38,17 +44,18 @@ def main(argv: list[str]) -> int:
     if separator != "--" or not command:
         print("usage: python lifeline.py FD -- COMMAND...", file=sys.stderr)
         return 2
-    terminated: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))  # wait for the command
+    signal.signal(signal.SIGTERM, lambda signum, _frame: _terminated.append(signum))  # wait for the command
     threading.Thread(target=_end_group_when_parent_goes, args=(int(fd),), daemon=True).start()
     try:
         child = subprocess.Popen(command)
     except FileNotFoundError as exc:
         print(f"sagetwin: cannot run {command[0]}: {exc}", file=sys.stderr)
         return 127
-    if terminated:  # the group's SIGTERM came before the command existed
+    if _terminated:  # the group's SIGTERM came before the command existed
         child.terminate()
     code = child.wait()
+    if _orphaned.is_set():  # nobody is left to stop what the command started: it goes with this process
+        os.killpg(os.getpgid(0), signal.SIGKILL)
     return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
 
 

@@ -29,7 +29,20 @@ def _diag_uid(family: int, theirs: tuple[str, int], ours: tuple[str, int]) -> in
         answer = netlink.recv(65536)
     if struct.unpack_from("=H", answer, 4)[0] != SOCK_DIAG_BY_FAMILY:
         return None  # an error answer: no such socket here
-    return struct.unpack_from("=I", answer, 16 + 4 + 48 + 12)[0]  # nlmsghdr, inet_diag_msg up to idiag_uid
+    state = answer[17]  # nlmsghdr (16 bytes), then inet_diag_msg: family, state, ...
+    uid, inode = struct.unpack_from("=II", answer, 16 + 4 + 48 + 12)  # idiag_uid, idiag_inode
+    return _owner(state, uid, inode)
+
+
+TCP_TIME_WAIT, TCP_LISTEN = 6, 10
+
+
+def _owner(state: int, uid: int, inode: int) -> int | None:
+    """A peer already closed (TIME_WAIT) or a listener is reported as uid 0 with no inode by the
+    kernel: that says nothing of who connected, so it is no one's (the check fails closed)."""
+    if state in (TCP_TIME_WAIT, TCP_LISTEN) or inode == 0:
+        return None
+    return uid
 
 
 def _proc_address(host: str, port: int, family: int) -> str:
@@ -47,7 +60,7 @@ def _table_uid(family: int, theirs: tuple[str, int], ours: tuple[str, int]) -> i
         for line in lines:
             fields = line.split()
             if (fields[1], fields[2]) == wanted:
-                return int(fields[7])
+                return _owner(int(fields[3], 16), int(fields[7]), int(fields[9]))
     return None
 
 
@@ -66,7 +79,7 @@ def peer_uid(sock: socket.socket) -> int | None:
     for lookup in (_diag_uid, _table_uid):
         try:
             return lookup(sock.family, theirs, ours)
-        except (OSError, ValueError, IndexError, struct.error):
+        except Exception:  # no netlink here (another OS), an odd answer: the next way, then no one
             continue
     return None
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sagetwin.backends.local.docker import docker
+from sagetwin.backends.local.docker import docker, engine_is_rootless
 from sagetwin.backends.local.egress import index_only_network
 from sagetwin.backends.local.recipes import ImageRecipe
 from sagetwin.core.paths import building, home_folder
@@ -68,9 +68,12 @@ def _wheels_in_builder(rec: ImageRecipe, out: Path, reporter: Reporter, stream: 
     builder = _ensure_builder(rec, reporter, stream, rec.base_tag)
     cache = home_folder("pip-cache", rec.python)
     mounts, env = _pip_settings()
+    # what the container wrote as root, made the user's (under rootless Docker it is already: a chown
+    # from inside would hand it to a subordinate uid, and sagetwin refuses folders it does not own)
+    give_back = "" if engine_is_rootless() else f"chown -R {os.getuid()}:{os.getgid()} /out /cache; "
     script = ("python3 -m venv /tmp/pip && /tmp/pip/bin/pip install --quiet --upgrade pip wheel && "
               "/tmp/pip/bin/pip wheel --progress-bar off --wheel-dir /out -r /out/requirements.in; "
-              f"code=$?; chown -R {os.getuid()}:{os.getgid()} /out /cache; exit $code")
+              f"code=$?; {give_back}exit $code")
     with index_only_network() as (network, proxy):
         proxy_env = [arg for key, value in proxy.items() for arg in ("-e", f"{key}={value}")]
         stream(["docker", "run", "--rm", "--network", network, "-v", f"{out}:/out", "-v", f"{cache}:/cache",
