@@ -103,14 +103,15 @@ def save_all(client: Any, root: Path) -> int:
     private_folders(root.parent, root.name)  # the twin's private buckets: this user's alone to read
     for bucket in client.list_buckets().get("Buckets", []):
         name = bucket["Name"]
-        private_folders(root, inside(root, name).name)  # an empty bucket is kept too
+        bucket_dir = private_folders(root, inside(root, name).name)  # an empty bucket is kept too
+        made: set[Path] = {bucket_dir}
         for key in _objects(client, name, ""):
             if key.endswith("/"):
                 continue
             try:
-                destination = within(inside(root, name), key)
-                bucket_dir = inside(root, name)
-                private_folders(bucket_dir, *destination.parent.relative_to(bucket_dir).parts)
+                destination = within(bucket_dir, key)
+                if destination.parent not in made:  # each folder made (0700) once, not once per object
+                    made.add(private_folders(bucket_dir, *destination.parent.relative_to(bucket_dir).parts))
                 fetch(client, name, key, destination)
             except (OSError, ValueError) as exc:  # a key that cannot be a file here ("a" beside "a/b", "x/../..")
                 print(f"sagetwin aws: s3://{name}/{key} is not kept on disk: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import struct
 
 NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST = 4, 20, 1
 NO_COOKIE = 0xFFFFFFFF
+TCP_TIME_WAIT, TCP_LISTEN = 6, 10  # states in which the kernel names no owner
 
 
 def _diag_uid(family: int, theirs: tuple[str, int], ours: tuple[str, int]) -> int | None:
@@ -33,8 +34,6 @@ def _diag_uid(family: int, theirs: tuple[str, int], ours: tuple[str, int]) -> in
     uid, inode = struct.unpack_from("=II", answer, 16 + 4 + 48 + 12)  # idiag_uid, idiag_inode
     return _owner(state, uid, inode)
 
-
-TCP_TIME_WAIT, TCP_LISTEN = 6, 10
 
 
 def _owner(state: int, uid: int, inode: int) -> int | None:
