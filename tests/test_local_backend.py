@@ -180,11 +180,17 @@ def test_a_serving_container_that_exits_fails_fast_with_its_exit_code(trained_ti
     assert "container exit code" in str(info.value)
 
 
-def test_two_containers_train_data_parallel(sample_channels, tiny_hyperparameters, no_leftover_containers):
-    """instance_count=2: containers algo-1 and algo-2 see each other and train with torch distributed (gloo)."""
+def test_two_containers_train_data_parallel(sample_channels, tiny_hyperparameters, no_leftover_containers,
+                                            capfd):
+    """instance_count=2 with torch_distributed: the PyTorch toolkit in each container starts torchrun,
+    and the Trainer on algo-1 and algo-2 trains one model over gloo."""
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, backend="local", instance_count=2,
+                                  distribution={"torch_distributed": {"enabled": True}},
                                   hyperparameters=tiny_hyperparameters, reporter=SilentReporter())
     result = job.fit(sample_channels)
+    log = capfd.readouterr().out.splitlines()
+    launched = sorted(line.split(" | ")[0] for line in log if "torchrun --nnodes 2 --nproc_per_node 1" in line)
+    assert launched == ["algo-1", "algo-2"], log[-60:]
     assert result.metrics["world_size"] == 2
     assert set(result.metrics) >= {"accuracy", "f1"}
 

@@ -86,7 +86,8 @@ def test_a_zero_quota_seen_before_launch_stops_the_run_before_any_upload(aws, tm
 
 def test_two_instances_and_spot_reach_the_request_as_the_sdk_sends_them(aws, tmp_path):
     (tmp_path / "rows.txt").write_text("one\n")
-    spot = job(instance_count=2, backend_options={"use_spot_instances": True, "max_wait": 7200}, max_run=3600)
+    spot = job(instance_count=2, distribution={"torch_distributed": {"enabled": True}},
+               backend_options={"use_spot_instances": True, "max_wait": 7200}, max_run=3600)
     result = spot.fit({"train": str(tmp_path)})
     described = sm_client().describe_training_job(TrainingJobName=result.job_name)
     assert described["ResourceConfig"]["InstanceCount"] == 2

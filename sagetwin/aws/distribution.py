@@ -10,6 +10,12 @@ from sagetwin.emulation.contract import decode_hyperparameters
 
 SMDDP = "sagemaker_distributed_dataparallel_enabled"  # distribution={"smdistributed": {"dataparallel": ...}}
 SMMP = "mp_parameters"  # distribution={"smdistributed": {"modelparallel": ...}}
+# The launchers SageMaker's PyTorch toolkit picks from the job's hyperparameters (the SDK writes them).
+LAUNCHERS = {
+    "sagemaker_torch_distributed_enabled": "torch_distributed",
+    "sagemaker_pytorch_ddp_enabled": "pytorchddp",
+    "sagemaker_mpi_enabled": "mpi",
+}
 
 
 def distribution_refused(request: dict[str, Any]) -> Reply | None:
@@ -27,3 +33,14 @@ def distribution_refused(request: dict[str, Any]) -> Reply | None:
         "examples fall back to PyTorch DDP when smdistributed is absent: test with distribution={'torch_distributed': "
         "{'enabled': True}} (or 'pytorchddp') and instance_count=2 on --backend local, and keep smdistributed for the "
         "run on SageMaker itself.")
+
+
+def distribution_of(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The ``distribution=`` a CreateTrainingJob request was made from, taken out of its decoded
+    hyperparameters: the backend that runs the job writes them again, as the SDK does."""
+    found: dict[str, Any] = {}
+    for name, key in LAUNCHERS.items():
+        if hyperparameters.pop(name, None) in (True, "true", "True"):
+            found[key] = {"enabled": True}
+    hyperparameters.pop("sagemaker_instance_type", None)
+    return found

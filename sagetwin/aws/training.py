@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
-from sagetwin.aws.distribution import distribution_refused
+from sagetwin.aws.distribution import distribution_of, distribution_refused
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.job_inputs import fetch_channels, fetch_code
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, limits_refused, record_metrics
@@ -220,6 +220,7 @@ class TrainingJobs:
         if not program or not (code / program).is_file():
             raise JobFailed(f"AlgorithmError: entry point {program!r} was not found in {submitted or 'the job'}.")
         resources = request.get("ResourceConfig", {})
+        distribution = distribution_of(hyperparameters)
         inputs = fetch_channels(self.clients.s3, self.clients.region, request, folder / "data")
         spec = {
             "job_name": job.name, "entry_point": program, "source_dir": str(code),
@@ -228,7 +229,7 @@ class TrainingJobs:
             "environment": request.get("Environment") or {}, "output_path": str(folder / "run"),
             "transformers_version": stack.transformers, "pytorch_version": stack.pytorch, "py_version": stack.py,
             "max_run": request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 24 * 3600),
-            "role": request.get("RoleArn"),
+            "role": request.get("RoleArn"), "distribution": distribution,
         }
         return {"spec": spec, "backend": self.backend, "backend_options": self.backend_options,
                 "result": str(folder / "result.json")}

@@ -24,7 +24,13 @@ from sagetwin.core.plugins import get_backend_entry, get_plugin_manager
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import Reporter, StreamReporter
 from sagetwin.core.selection import choose_backend, create_backend
-from sagetwin.core.spec import TrainingResult, TrainingSpec, check_hyperparameters, locate_entry_point
+from sagetwin.core.spec import (
+    TrainingResult,
+    TrainingSpec,
+    check_distribution_shape,
+    check_hyperparameters,
+    locate_entry_point,
+)
 from sagetwin.core.training_log import HistoryTap, LogHistory
 from sagetwin.core.versions import resolve_stack
 
@@ -33,7 +39,8 @@ class HuggingFaceJob:
     """Fine-tune with a training script, then deploy: the same code on every backend.
 
     Mirrors ``sagemaker.huggingface.HuggingFace``: ``entry_point``, ``source_dir``,
-    ``hyperparameters``, ``instance_type``, ``instance_count``, versions, ``image_uri``; plus ``backend``.
+    ``hyperparameters``, ``instance_type``, ``instance_count``, versions, ``image_uri``, ``distribution``;
+    plus ``backend``.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class HuggingFaceJob:
         base_job_name: str | None = None,
         max_run: int = 24 * 3600,
         image_uri: str | None = None,
+        distribution: dict[str, Any] | None = None,
         reporter: Reporter | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
@@ -79,6 +87,7 @@ class HuggingFaceJob:
         self.base_job_name = base_job_name or "huggingface"
         self.max_run = max_run
         self.image_uri = image_uri
+        self.distribution = check_distribution_shape(distribution or {})
         self.reporter = reporter or StreamReporter()
         self.pm = get_plugin_manager()
         self.backend_name, self.backend_reason = choose_backend(backend, self.pm)
@@ -113,6 +122,7 @@ class HuggingFaceJob:
             environment=self.environment, output_path=self.output_path,
             transformers_version=self.transformers_version, pytorch_version=self.pytorch_version,
             py_version=self.py_version, max_run=self.max_run, role=self.role, image_uri=self.image_uri,
+            distribution=self.distribution,
         )
 
     def fit(self, inputs: dict[str, str] | str | None = None, *, job_name: str | None = None,

@@ -33,6 +33,8 @@ class TrainingSpec:
     # a local folder the backend presents at checkpoint_local_path (CheckpointConfig), or None
     checkpoint_dir: str | None = None
     checkpoint_local_path: str = "/opt/ml/checkpoints"
+    # the SDK's distribution= (e.g. {"torch_distributed": {"enabled": True}}): which launcher runs the script
+    distribution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def entry_point_path(self) -> Path:
@@ -123,3 +125,12 @@ def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
                 "pass numbers, strings, booleans, lists or dicts of those (e.g. str(path) for a Path).",
             ) from None
     return dict(hyperparameters)
+
+
+def check_distribution_shape(distribution: Any) -> dict[str, Any]:
+    """``distribution=`` as the SDK takes it, a dict of dicts; what each backend allows is its own call."""
+    if not isinstance(distribution, dict) or not all(isinstance(v, dict) for v in distribution.values()):
+        raise ConfigurationError(
+            f"distribution must be a dict of dicts, as the SDK takes it; got {distribution!r}.",
+            "write e.g. distribution={'torch_distributed': {'enabled': True}}.")
+    return dict(distribution)

@@ -52,6 +52,7 @@ DLC_PACKAGES: dict[tuple[str, str, str], dict[str, tuple[Package, ...]]] = {
             ("transformers[sklearn,sentencepiece]", "==4.26.0", "transformers[sklearn,sentencepiece,audio,vision]"),
             ("datasets", "==2.9.0", ""),
             ("sagemaker-training", "<4.5", "unpinned (pip install -U in the PyTorch base, early 2023)"),
+            ("sagemaker-pytorch-training", "==2.7.0", "unpinned, 2.7.0 when built: its launchers run distribution="),
             ("numpy", "<2", "unpinned, NumPy 1.x when built"),
             ("pyarrow", "<15", "unpinned, a release datasets 2.9 reads"),
             ("fsspec", "<=2023.1.0", "unpinned, 2023.1 when built"),
@@ -79,6 +80,7 @@ DLC_PACKAGES: dict[tuple[str, str, str], dict[str, tuple[Package, ...]]] = {
             ("accelerate", "==1.1.0", ""),
             ("huggingface_hub", "==0.25.1", ""),
             ("sagemaker-training", "", "unpinned (pip install -U in the PyTorch base)"),
+            ("sagemaker-pytorch-training", "==2.8.1", "unpinned, 2.8.1 when built: its launchers run distribution="),
             ("numpy", "<2", "unpinned, NumPy 1.x with torch 2.3"),
             ("pyarrow", "<19", "unpinned, 18.x when built (later ones need NumPy 2)"),
         ],
@@ -98,6 +100,7 @@ DLC_PACKAGES: dict[tuple[str, str, str], dict[str, tuple[Package, ...]]] = {
 # A stack sagetwin has no row for: the DLC's transformers and torch, the toolkits unpinned.
 GENERIC = {
     "training": (Package("sagemaker-training", "", "no row in sagetwin's table"),
+                 Package("sagemaker-pytorch-training", "", "no row in sagetwin's table"),
                  Package("datasets", "", "no row in sagetwin's table"),
                  Package("accelerate", "", "no row in sagetwin's table"),
                  Package("scikit-learn", "", "no row in sagetwin's table"),

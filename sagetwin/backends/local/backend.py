@@ -49,6 +49,7 @@ from sagetwin.emulation.processes import free_port
 from sagetwin.emulation.runtime_front import RuntimeFront
 from sagetwin.sagemaker_sdk import sdk as _aws
 from sagetwin.sagemaker_sdk.boto import folder_digest
+from sagetwin.sagemaker_sdk.distribution import check_distribution
 
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/sagetwin-local"  # contains "/": the SDK skips IAM
 LOCAL_REGION = "us-east-1"
@@ -167,8 +168,9 @@ class LocalBackend:
         return run_id
 
     def fit(self, spec: TrainingSpec, reporter: Reporter) -> TrainingResult:
-        session = self._prepare(reporter)
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="training")
+        check_distribution(spec, stack)  # the cloud estimator's own check, which the local image would skip
+        session = self._prepare(reporter)
         image, gaps = self._image("training", stack, spec.image_uri or self.image_uri, reporter)
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         datasets_version = dlc_datasets_version(stack.transformers, stack.pytorch, stack.py)
@@ -184,6 +186,7 @@ class LocalBackend:
             transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
             hyperparameters=dict(spec.hyperparameters), environment=dict(spec.environment) or None,
             sagemaker_session=session, output_path=output.as_uri(), max_run=spec.max_run,
+            distribution=dict(spec.distribution) or None,
         )
         reporter.step(f"local: training job {spec.job_name} in {spec.instance_count} container(s) of {image}")
         started = time.monotonic()

@@ -46,7 +46,10 @@ _ENV = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
         "ENV PYTHONUNBUFFERED=1", "ENV PYTHONDONTWRITEBYTECODE=1", "ENV HF_HUB_DISABLE_TELEMETRY=1"]
 # The image's configuration, as `docker commit --change` instructions (the DLCs' own settings).
 IMAGE_CONFIG = {
-    "training": [*_ENV, "WORKDIR /opt/ml/code", "LABEL org.sagetwin.scope=training", 'CMD ["/bin/sh"]'],
+    # the PyTorch DLC's own: `train` hands the job to the PyTorch toolkit, which picks the launcher
+    # (torchrun for distribution={"torch_distributed": ...}) as in the cloud
+    "training": [*_ENV, "ENV SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main",
+                 "WORKDIR /opt/ml/code", "LABEL org.sagetwin.scope=training", 'CMD ["/bin/sh"]'],
     "inference": [*_ENV, "EXPOSE 8080", "LABEL org.sagetwin.scope=inference",
                   'ENTRYPOINT ["python3", "/usr/local/bin/dockerd-entrypoint.py"]', 'CMD ["serve"]'],
 }

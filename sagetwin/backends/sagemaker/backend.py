@@ -155,8 +155,8 @@ class SageMakerBackend:
 
         prefix = f"s3://{self.session.default_bucket()}/sagetwin/{spec.job_name}"
         kwargs: dict[str, Any] = {}
-        if spec.instance_count > 1:
-            kwargs["distribution"] = {"torch_distributed": {"enabled": True}}
+        if spec.distribution:
+            kwargs["distribution"] = dict(spec.distribution)
         if self.use_spot_instances:
             kwargs.update(use_spot_instances=True, max_wait=self.max_wait or spec.max_run,
                           checkpoint_s3_uri=self.checkpoint_s3_uri or f"{prefix}/checkpoints")

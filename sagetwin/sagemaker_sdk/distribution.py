@@ -1,0 +1,35 @@
+"""The estimator's ``distribution=`` argument, judged as the SDK's ``HuggingFace`` estimator judges
+it for the cloud, so an offline run refuses what SageMaker's own client would refuse."""
+
+from __future__ import annotations
+
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.spec import TrainingSpec
+from sagetwin.core.versions import Stack
+
+# Where no instance type is named, the cloud's default training instance (a GPU one).
+CLOUD_DEFAULT_INSTANCE = "ml.p3.2xlarge"
+
+
+def check_distribution(spec: TrainingSpec, stack: Stack) -> None:
+    """The SDK's own ``validate_distribution`` with the cloud instance type and the versions as given
+    (an alias such as "1.13" is refused for torch_distributed there too), for a job whose image is
+    the DLC's: a ValueError becomes a ConfigurationError naming the fix."""
+    if not spec.distribution or spec.image_uri:
+        return  # with an image of the person's own the SDK checks nothing either
+    from sagetwin.sagemaker_sdk.sdk import import_sdk
+
+    import_sdk()
+    from sagemaker.fw_utils import validate_distribution
+
+    requested = spec.instance_type
+    cloud_type = requested if requested and not requested.startswith("local") else CLOUD_DEFAULT_INSTANCE
+    try:
+        validate_distribution(dict(spec.distribution), None, "pytorch", spec.pytorch_version or stack.pytorch,
+                              spec.py_version or stack.py, None,
+                              {"instance_type": cloud_type, "entry_point": spec.entry_point})
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"SageMaker's SDK refuses this distribution for {cloud_type}: {' '.join(str(exc).split())}",
+            "change distribution, instance_type or the versions as the message says: the cloud estimator "
+            "refuses the same.") from None
