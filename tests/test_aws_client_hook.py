@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,33 +62,63 @@ def test_the_sdks_polling_is_short_and_its_telemetry_silent(hooked):
     assert telemetry._requests_helper("https://example.invalid/telemetry", 1) is None
 
 
-class RecordedSleeps:
-    def __init__(self) -> None:
+class RecordedClock:
+    """A clock whose sleeps are recorded, not slept; ``grow`` is appended to after ``after`` of them."""
+
+    def __init__(self, grow: Path | None = None, after: int = 0) -> None:
         self.slept: list[float] = []
+        self.now, self.grow, self.after = 0.0, grow, after
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
+        self.now += seconds
+        if self.grow is not None and len(self.slept) == self.after:
+            with self.grow.open("ab") as changes:
+                changes.write(b".")
+
+    def monotonic(self) -> float:
+        return self.now
 
 
-def test_only_the_sdks_pause_after_a_jobs_end_is_skipped_and_only_under_the_twin(hooked):
+def logs_loop(time, state):  # stands in for _logs_for_job: same code object, same local name
+    time.sleep(0.5)
+
+
+def test_the_sdks_waits_under_the_twin(hooked, tmp_path):
     import sagemaker.session
 
-    recorded = RecordedSleeps()
-    assert isinstance(sagemaker.session.time, client_hook._NoPauseAfterTheEnd)
+    assert isinstance(sagemaker.session.time, client_hook._SdkTime)
     JOB_COMPLETE, TAILING = sagemaker.session.LogState.JOB_COMPLETE, sagemaker.session.LogState.TAILING
+    changes = tmp_path / "changes"
+    changes.write_bytes(b"")
+    client_hook._installed["changes"] = str(changes)
 
-    def logs_loop(time, state):  # stands in for _logs_for_job: same code object, same local name
-        time.sleep(0.5)
-
-    shim = client_hook._NoPauseAfterTheEnd(recorded, logs_loop.__code__, JOB_COMPLETE)
+    # a poll's wait ends when the twin's changes file grows (here after 3 checks), not a poll later
+    clock = RecordedClock(grow=changes, after=3)
+    shim = client_hook._SdkTime(clock, logs_loop.__code__, JOB_COMPLETE, {logs_loop.__code__})
     logs_loop(shim, TAILING)
+    assert clock.slept == [client_hook.CHANGE_CHECK_S] * 3
+    # no change: the whole poll interval, in checks
+    clock.slept.clear()
+    clock.grow = None
+    logs_loop(shim, TAILING)
+    assert sum(clock.slept) == pytest.approx(0.5) and len(clock.slept) == round(0.5 / client_hook.CHANGE_CHECK_S)
+    clock.slept.clear()
     logs_loop(shim, JOB_COMPLETE)  # skipped: the twin put every line in CloudWatch before the end
-    shim.sleep(0.25)  # any other caller sleeps as asked
-    assert recorded.slept == [0.5, 0.25]
+    shim.sleep(0.25)  # any other caller sleeps as asked, in one piece
+    assert clock.slept == [0.25]
     client_hook.uninstall()
-    logs_loop(shim, JOB_COMPLETE)  # not under the twin: the SDK's own pause again
-    assert recorded.slept == [0.5, 0.25, 0.5]
+    logs_loop(shim, JOB_COMPLETE)  # not under the twin: the SDK's own pause again, in one piece
+    assert clock.slept == [0.25, 0.5]
     assert sagemaker.session.time.time() > 0  # the rest of time is time's
+
+
+def test_a_poll_waits_its_whole_interval_where_the_changes_file_is_gone(hooked, tmp_path):
+    client_hook._installed["changes"] = str(tmp_path / "never-made")
+    clock = RecordedClock()
+    shim = client_hook._SdkTime(clock, logs_loop.__code__, -1, {logs_loop.__code__})
+    logs_loop(shim, 0)
+    assert clock.slept == [0.5]
 
 
 def test_the_startup_hook_applies_in_a_fresh_python_before_anything_is_imported():

@@ -88,6 +88,17 @@ def test_local_refuses_what_the_cloud_estimator_refuses(options, words):
     assert words in info.value.problem
 
 
+@pytest.mark.parametrize("distribution", [{"pytorchddp": {"enabled": True}}, {"mpi": {"enabled": True}},
+                                          {"smdistributed": {"dataparallel": {"enabled": True}}}])
+def test_local_refuses_launchers_its_images_do_not_have(distribution):
+    job = sagetwin.HuggingFaceJob("train.py", source_dir=DDP_SOURCE, backend="local", instance_count=2,
+                                  instance_type="ml.p4d.24xlarge", distribution=distribution,
+                                  reporter=SilentReporter())
+    with pytest.raises(ConfigurationError, match="the local images do not emulate it") as info:
+        job.fit()
+    assert "torch_distributed" in info.value.fix
+
+
 def test_distribution_must_be_shaped_as_the_sdk_takes_it():
     with pytest.raises(ConfigurationError, match="dict of dicts"):
         sagetwin.HuggingFaceJob("train.py", source_dir=DDP_SOURCE, distribution={"torch_distributed": True})

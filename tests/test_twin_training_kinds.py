@@ -211,18 +211,24 @@ def test_a_spot_wait_shorter_than_the_runtime_is_refused_at_create(sdk, tmp_path
         estimator.fit(wait=False)
 
 
-def test_smdistributed_is_refused_naming_the_gpu_only_library_and_the_ddp_fallback(sdk, tmp_path):
+@pytest.mark.parametrize(("distribution", "named"), [
+    ({"smdistributed": {"dataparallel": {"enabled": True}}}, "smdistributed"),
+    ({"pytorchddp": {"enabled": True}}, "pytorchddp"),
+    ({"mpi": {"enabled": True}}, "mpirun"),
+])
+def test_launchers_not_emulated_are_refused_naming_the_ddp_fallback(sdk, tmp_path, distribution, named):
     from botocore.exceptions import ClientError
     from sagemaker.huggingface import HuggingFace
 
     (tmp_path / "train.py").write_text("print('never runs')\n")
     estimator = HuggingFace(entry_point="train.py", source_dir=str(tmp_path), instance_type="ml.p4d.24xlarge",
                             instance_count=2, role=sdk["role"], sagemaker_session=sdk["session"],
-                            distribution={"smdistributed": {"dataparallel": {"enabled": True}}},
+                            distribution=distribution,
                             transformers_version="4.28.1", pytorch_version="2.0.0", py_version="py310")
     with pytest.raises(ClientError) as refused:
         estimator.fit(wait=False)
     message = str(refused.value)
     assert refused.value.response["Error"]["Code"] == "ValidationException"
-    assert "smdistributed" in message and "only on GPU instances" in message
+    assert named in message and "only on GPU instances" in message
     assert "fall back to PyTorch DDP" in message and "torch_distributed" in message and "--backend local" in message
+    assert "(or 'pytorchddp')" not in message  # it is not a fallback that runs offline

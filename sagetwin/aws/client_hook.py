@@ -24,8 +24,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 ENDPOINT_VARIABLE = "SAGETWIN_AWS_ENDPOINT"
+CHANGES_VARIABLE = "SAGETWIN_AWS_CHANGES"  # the file the twin grows at each status change (aws.changes)
 POLL_S = 0.5  # a log line shows within half a second; each poll costs CPU the job trains on
+CHANGE_CHECK_S = 0.02  # between polls, how often the SDK's wait looks at the twin's changes file
 SDK_DESCRIBE_INTERVAL_S = 30  # _logs_for_job re-describes a job at most this often
+# the SDK's waits between polls: they end early when the twin says a status changed
+SDK_POLL_LOOPS = ("_logs_for_job", "_wait_until_training_done", "_wait_until")
 _installed: dict[str, str] = {}
 
 
@@ -47,6 +51,9 @@ def install(endpoint: str | None = None) -> bool:
     if not is_loopback_url(endpoint):
         raise ValueError(f"{ENDPOINT_VARIABLE}={endpoint} is not on 127.0.0.1; the twin only listens there.")
     _installed["endpoint"] = endpoint
+    changes = os.environ.get(CHANGES_VARIABLE)
+    if changes:
+        _installed["changes"] = changes
     if "hooks" not in _installed:
         _installed["hooks"] = "yes"
         _after_import("botocore.session", lambda module: _patch_create_client(module.Session))
@@ -62,6 +69,7 @@ def install(endpoint: str | None = None) -> bool:
 def uninstall() -> None:
     """Clients created from now on go where they would without the twin (polls stay short)."""
     _installed.pop("endpoint", None)
+    _installed.pop("changes", None)
 
 
 def _after_import(name: str, action: Any) -> None:
@@ -130,30 +138,57 @@ def _patch_sdk_polls(module: Any) -> None:
             _set_default(function, "poll", POLL_S)
     logs_for_job = getattr(module, "_logs_for_job", None)
     if logs_for_job is not None:
-        _replace_constant(logs_for_job, SDK_DESCRIBE_INTERVAL_S, POLL_S)
+        # described at every poll: a wait that ended early (see _SdkTime) is followed by a describe
+        _replace_constant(logs_for_job, SDK_DESCRIBE_INTERVAL_S, 0)
         state = getattr(getattr(module, "LogState", None), "JOB_COMPLETE", None)
-        if state is not None and not isinstance(module.time, _NoPauseAfterTheEnd):
-            module.time = _NoPauseAfterTheEnd(module.time, logs_for_job.__code__, state)
+        loops = {f.__code__ for name in SDK_POLL_LOOPS if (f := getattr(module, name, None)) is not None}
+        if state is not None and not isinstance(module.time, _SdkTime):
+            module.time = _SdkTime(module.time, logs_for_job.__code__, state, loops)
 
 
-class _NoPauseAfterTheEnd:
-    """``sagemaker.session``'s ``time``, less one pause: once ``_logs_for_job`` has seen the job end
-    it sleeps one more poll so that CloudWatch can catch up with the last lines. The twin reports a
-    job's end only once every line is in CloudWatch, so under the twin that sleep (half of the ~0.9 s
-    between a job's end and ``fit()`` returning) is skipped; every other use of ``time`` is unchanged."""
+class _SdkTime:
+    """``sagemaker.session``'s ``time``, with its polling waits fitted to a twin on this machine:
 
-    def __init__(self, time_module: Any, code: Any, job_complete: int) -> None:
-        self._time, self._code, self._job_complete = time_module, code, job_complete
+    - once ``_logs_for_job`` has seen the job end it sleeps one more poll so that CloudWatch can
+      catch up with the last lines; the twin reports a job's end only once every line is in
+      CloudWatch, so under the twin that sleep is skipped;
+    - a wait between two polls ends as soon as the twin signals a status change (``aws.changes``),
+      so the SDK sees a job's end or an endpoint's ``InService`` when it happens, not up to a poll
+      later. Every other use of ``time`` is unchanged."""
+
+    def __init__(self, time_module: Any, code: Any, job_complete: int, loops: set[Any]) -> None:
+        self._time, self._code, self._job_complete, self._loops = time_module, code, job_complete, loops
 
     def sleep(self, seconds: float) -> None:
         caller = sys._getframe(1)
-        if "endpoint" in _installed and caller.f_code is self._code and \
-                caller.f_locals.get("state") == self._job_complete:
-            return
-        self._time.sleep(seconds)
+        if "endpoint" not in _installed or caller.f_code not in self._loops:
+            return self._time.sleep(seconds)
+        if caller.f_code is self._code and caller.f_locals.get("state") == self._job_complete:
+            return None
+        return _until_a_change(self._time, seconds, _installed.get("changes"))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._time, name)
+
+
+def _until_a_change(clock: Any, seconds: float, changes: str | None) -> None:
+    """Sleep ``seconds``, or less: until the twin's changes file grows."""
+    size = _size(changes)
+    if size is None:
+        return clock.sleep(seconds)
+    deadline = clock.monotonic() + seconds
+    while (left := deadline - clock.monotonic()) > 0:
+        clock.sleep(min(CHANGE_CHECK_S, left))
+        if _size(changes) != size:
+            return None
+    return None
+
+
+def _size(path: str | None) -> int | None:
+    try:
+        return os.stat(path).st_size if path else None
+    except OSError:
+        return None
 
 
 def _replace_constant(function: Any, old: int, new: float) -> None:

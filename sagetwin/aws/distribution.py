@@ -19,20 +19,25 @@ LAUNCHERS = {
 
 
 def distribution_refused(request: dict[str, Any]) -> Reply | None:
-    """smdistributed (data or model parallel) refused clearly: a GPU-only library of SageMaker's
-    own containers, which no offline backend has."""
+    """Launchers no offline backend has, refused clearly: smdistributed (a GPU-only library of
+    SageMaker's own containers), and the MPI-based ones (``pytorchddp`` starts smddprun, ``mpi``
+    mpirun over SSH between hosts)."""
     hyperparameters = decode_hyperparameters(request.get("HyperParameters") or {})
-    used = [name for name, on in (("dataparallel", hyperparameters.get(SMDDP) in (True, "true", "True")),
-                                  ("modelparallel", SMMP in hyperparameters)) if on]
-    if not used:
+    on = [name for name, used in (
+        ("{'smdistributed': {'dataparallel': ...}}", hyperparameters.get(SMDDP) in (True, "true", "True")),
+        ("{'smdistributed': {'modelparallel': ...}}", SMMP in hyperparameters),
+        ("{'pytorchddp': ...}", hyperparameters.get("sagemaker_pytorch_ddp_enabled") in (True, "true", "True")),
+        ("{'mpi': ...}", hyperparameters.get("sagemaker_mpi_enabled") in (True, "true", "True"))) if used]
+    if not on:
         return None
+    what = "SageMaker's smdistributed library, which runs" if "smdistributed" in on[0] else \
+        "MPI (mpirun, with SageMaker's smddprun for pytorchddp), which SageMaker starts"
     return service_error(
         "ValidationException",
-        f"distribution={{'smdistributed': {{'{used[0]}': ...}}}} uses SageMaker's smdistributed library, which runs "
-        "only on GPU instances in SageMaker's own training containers and is not emulated offline. The Hugging Face "
-        "examples fall back to PyTorch DDP when smdistributed is absent: test with distribution={'torch_distributed': "
-        "{'enabled': True}} (or 'pytorchddp') and instance_count=2 on --backend local, and keep smdistributed for the "
-        "run on SageMaker itself.")
+        f"distribution={on[0]} uses {what} only on GPU instances in SageMaker's own training containers; it is not "
+        "emulated offline. The Hugging Face examples fall back to PyTorch DDP: test with distribution="
+        "{'torch_distributed': {'enabled': True}} and instance_count=2 on --backend local (torchrun, as the PyTorch "
+        "toolkit launches it), and keep this setting for the run on SageMaker itself.")
 
 
 def distribution_of(hyperparameters: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class Endpoints:
         self.clients, self.work_dir = clients, work_dir
         self.backend, self.backend_options = backend, backend_options
         self.endpoints: dict[str, TwinEndpoint] = {}
+        self.changed: Callable[[], None] = lambda: None  # an endpoint's status changed (see aws.changes)
         self._creating = threading.Lock()
         self._starters: list[threading.Thread] = []
 
@@ -222,6 +224,7 @@ class Endpoints:
         finally:
             endpoint.updated = time.time()
             shipper.close()
+            self.changed()
 
     def _deploy_spec(self, endpoint: TwinEndpoint, config_name: str) -> DeploySpec:
         config = self.clients.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class TrainingJobs:
         self.backend, self.backend_options = backend, backend_options
         self.interrupt_spot = interrupt_spot  # each spot job interrupted once at this point (a rehearsal)
         self.jobs: dict[str, TrainingJob] = {}
+        self.changed: Callable[[], None] = lambda: None  # a job ended: SDK clients waiting on the twin poll now
         self._creating = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._runner_lock = threading.Lock()
@@ -164,6 +166,7 @@ class TrainingJobs:
             if shipper is not None:
                 shipper.close()
             job.finish(*ending)
+            self.changed()
             self.prepare_runner()
 
     def _carry_out(self, job: TrainingJob, folder: Path, shipper: HostLogs) -> tuple[str, str, str | None]:

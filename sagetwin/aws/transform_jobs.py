@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class TransformJobs:
         self.clients, self.work_dir = clients, work_dir
         self.backend, self.backend_options = backend, backend_options
         self.jobs: dict[str, TransformJob] = {}
+        self.changed: Callable[[], None] = lambda: None  # a job ended (see aws.changes)
         self._creating = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -168,3 +170,4 @@ class TransformJobs:
                 with job.lock:
                     job.failure_reason, job.ended = ending[1], time.time()
                     job.status = "Stopped" if job.stop_requested and ending[0] != "Completed" else ending[0]
+                self.changed()

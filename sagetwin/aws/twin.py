@@ -11,6 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sagetwin.aws.changes import VARIABLE as CHANGES_VARIABLE
+from sagetwin.aws.changes import Changes
 from sagetwin.aws.endpoints import Endpoints
 from sagetwin.aws.experiments import Experiments
 from sagetwin.aws.guard import Guard, moto_credentials
@@ -95,6 +97,7 @@ class Twin:
         self._entry: Path | None = None
         self.endpoints: Endpoints | None = None
         self.transforms: TransformJobs | None = None
+        self.changes: Changes | None = None
 
     @property
     def url(self) -> str:
@@ -126,6 +129,7 @@ class Twin:
         Twin.running = self
         try:
             self.clients = TwinClients(self.url, self.region, own_key, own_secret)
+            self.changes = Changes(self.work_dir / "changes")
             self._wire_handlers()
             self.credentials = self._assume_role()
             if self.persist:
@@ -151,6 +155,8 @@ class Twin:
         self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations(),
                                           **self.transforms.operations(), **Experiments(self.clients).operations()})
         self._twin_app.runtime.update(self.endpoints.runtime())
+        if self.changes is not None:
+            self.jobs.changed = self.endpoints.changed = self.transforms.changed = self.changes.signal
 
     def rehearse_spot_interruptions(self, when: str | None) -> None:
         """Interrupt each managed spot job created from now on once, ``when`` (``30s``, ``40lines``,
@@ -175,6 +181,7 @@ class Twin:
         return {"AWS_ENDPOINT_URL": self.url, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
                 **self.credentials, "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "SAGETWIN_AWS_ENDPOINT": self.url,
+                **({CHANGES_VARIABLE: str(self.changes.path)} if self.changes is not None else {}),
                 "PYTHONPATH": pythonpath, "NO_PROXY": with_loopback(os.environ.get("NO_PROXY")),
                 "no_proxy": with_loopback(os.environ.get("no_proxy"))}
 
@@ -195,6 +202,9 @@ class Twin:
             self._reset_moto()  # moto's state is the process's: nothing of this twin outlives it
             self._server.stop()
             self._server = None
+            if self.changes is not None:
+                self.changes.close()
+                self.changes = None
             Twin.running = None
             if self._entry is not None:
                 self._entry.unlink(missing_ok=True)

@@ -15,6 +15,13 @@ def check_distribution(spec: TrainingSpec, stack: Stack) -> None:
     """The SDK's own ``validate_distribution`` with the cloud instance type and the versions as given
     (an alias such as "1.13" is refused for torch_distributed there too), for a job whose image is
     the DLC's: a ValueError becomes a ConfigurationError naming the fix."""
+    offline = [name for name in ("smdistributed", "pytorchddp", "mpi") if name in spec.distribution]
+    if offline:
+        raise ConfigurationError(
+            f"distribution={{'{offline[0]}': ...}} is launched by SageMaker with MPI or its smdistributed library, "
+            "in its GPU training containers only; the local images do not emulate it.",
+            "test the same script with distribution={'torch_distributed': {'enabled': True}} (torchrun, as the "
+            "PyTorch toolkit launches it), and keep this setting for the run on SageMaker.")
     if not spec.distribution or spec.image_uri:
         return  # with an image of the person's own the SDK checks nothing either
     from sagetwin.sagemaker_sdk.sdk import import_sdk
