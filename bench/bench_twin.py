@@ -49,11 +49,13 @@ HYPERPARAMETERS = {"epochs": 1, "max_steps": 20, "train_batch_size": 16, "warmup
                    "model_name": "/opt/ml/input/data/model"}
 
 
-def direct_fit(backend: str, channels: dict[str, str]) -> tuple[float, str]:
+def direct_fit(backend: str, channels: dict[str, str], trained: list[float] | None = None) -> tuple[float, str]:
     job = sagetwin.HuggingFaceJob("train.py", source_dir=TRAIN_SCRIPTS, hyperparameters=HYPERPARAMETERS,
                                   backend=backend, reporter=SilentReporter(), **VERSIONS)
     started = time.perf_counter()
     result = job.fit(channels)
+    if trained is not None:
+        trained.append(round(result.duration_s, 2))  # the backend's own time for the job
     return time.perf_counter() - started, result.model_data
 
 
@@ -91,11 +93,11 @@ def fit_phases(session, job_name: str, called: float, returned: float) -> dict:
 
 def bench_fit(backend: str, session, role: str, channels: dict[str, str], rounds: int) -> tuple[dict, str]:
     inputs = {name: session.upload_data(path, key_prefix=f"bench/{name}") for name, path in channels.items()}
-    direct, through, phases = [], [], []
+    direct, through, phases, trained = [], [], [], []
     _, model_data = direct_fit(backend, channels)  # warm-up of both paths (imports, page cache): not counted
     twin_fit(session, role, inputs)
     for _ in range(rounds):
-        seconds, model_data = direct_fit(backend, channels)
+        seconds, model_data = direct_fit(backend, channels, trained)
         direct.append(seconds)
         through.append(twin_fit(session, role, inputs, phases))
     report = {"direct_s": [round(s, 2) for s in direct], "twin_s": [round(s, 2) for s in through],
@@ -105,7 +107,13 @@ def bench_fit(backend: str, session, role: str, channels: dict[str, str], rounds
               "added_paired_s": round(statistics.median(t - d for t, d in zip(through, direct, strict=True)), 2),
               "added_target": "<= 0.5 s",
               "twin_phases_median_s": {key: round(statistics.median(p.get(key, 0.0) for p in phases), 3)
-                                       for key in phases[0]}}
+                                       for key in phases[0]},
+              # the job itself, round by round: the backend's time directly, the Training phase through the twin
+              "direct_job_s": trained, "twin_training_s": [p.get("training_s") for p in phases],
+              # what each fit() spends outside its job (the job's own time varies by seconds on 2 cores)
+              "outside_the_job_added_s": round(
+                  statistics.median(t - p.get("training_s", 0.0) for t, p in zip(through, phases, strict=True))
+                  - statistics.median(d - j for d, j in zip(direct, trained, strict=True)), 2)}
     return report, model_data
 
 
