@@ -20,6 +20,7 @@ from sagetwin.core.paths import inside
 from sagetwin.core.spec import TrainingSpec
 from sagetwin.emulation import channels as channel_data
 from sagetwin.emulation.artifacts import local_input
+from sagetwin.emulation.one_process import refuse_what_one_process_cannot_run
 from sagetwin.emulation.requirements import unmet_requirements
 
 OPT_ML = "/opt/ml"
@@ -268,20 +269,7 @@ def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) 
     For backends that run the script outside a container (process, in-process plugins):
     local channels only, ``/opt/ml`` values in hyperparameters mapped onto ``root``.
     """
-    if spec.instance_count != 1:
-        raise ConfigurationError(
-            f"this backend runs one instance; instance_count={spec.instance_count} was asked for.",
-            "use instance_count=1 here, or --backend local to test multi-instance training in Docker.",
-        )
-    launchers = [name for name, settings in spec.distribution.items() if settings.get("enabled") or any(
-        isinstance(inner, dict) and inner.get("enabled") for inner in settings.values())]
-    if launchers:
-        raise ConfigurationError(
-            f"this backend runs the script itself, without SageMaker's launcher for distribution={launchers[0]!r} "
-            "(torchrun/mpirun with RANK, WORLD_SIZE, MASTER_ADDR set).",
-            "run it on --backend local, whose images launch it as the cloud's PyTorch toolkit does, or leave "
-            "distribution out here.",
-        )
+    refuse_what_one_process_cannot_run(spec)
     channels = {name: local_input(uri, name) for name, uri in spec.inputs.items()}
     requirements = spec.source_dir / "requirements.txt"
     missing = unmet_requirements(requirements)
