@@ -263,11 +263,14 @@ def link_checkpoints(folder: RunFolder, checkpoint_dir: str, local_path: str) ->
     target.symlink_to(Path(checkpoint_dir).resolve(), target_is_directory=True)
 
 
-def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) -> PreparedRun:
+def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None, at_opt_ml: bool = False
+                ) -> PreparedRun:
     """Lay out ``root`` as ``/opt/ml`` for ``spec``: code, channels, config files, ``SM_*`` env.
 
-    For backends that run the script outside a container (process, in-process plugins):
-    local channels only, ``/opt/ml`` values in hyperparameters mapped onto ``root``.
+    For backends that run the script outside a container (process, in-process plugins): local
+    channels only. ``at_opt_ml``: the script will see ``root`` at ``/opt/ml`` (``container_paths``),
+    so paths are SageMaker's own; otherwise ``/opt/ml`` values in hyperparameters and the
+    environment are mapped onto ``root``.
     """
     refuse_what_one_process_cannot_run(spec)
     channels = {name: local_input(uri, name) for name, uri in spec.inputs.items()}
@@ -284,11 +287,12 @@ def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None) 
         link_checkpoints(folder, spec.checkpoint_dir, spec.checkpoint_local_path)
     folder.copy_code(spec.source_dir)
     notes = [note for name, path in channels.items() if (note := folder.add_channel(name, path))]
-    hyperparameters = map_opt_ml(dict(spec.hyperparameters), folder.root)
+    hyperparameters = dict(spec.hyperparameters) if at_opt_ml else map_opt_ml(dict(spec.hyperparameters), folder.root)
     folder.write_config(hyperparameters, sorted(channels))
     env = dict(spec.environment)
     env.update(training_environment(
-        folder, job_name=spec.job_name, entry_point=spec.entry_point, hyperparameters=hyperparameters,
+        RunFolder(Path(OPT_ML)) if at_opt_ml else folder, job_name=spec.job_name, entry_point=spec.entry_point,
+        hyperparameters=hyperparameters,
         channels=sorted(channels), instance_type=spec.instance_type or "local", num_gpus=num_gpus,
     ))
     return PreparedRun(folder, env, to_cmd_args(user_hyperparameters(hyperparameters)), hyperparameters, notes)

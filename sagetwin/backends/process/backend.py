@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sagetwin.backends.process import opt_ml
 from sagetwin.backends.process.audit_files import audit_env
 from sagetwin.backends.process.drift import drift, drift_fix
 from sagetwin.backends.process.stack_env import stack_python
@@ -69,7 +70,7 @@ class ProcessBackend:
     auto_priority = 10
 
     def __init__(self, work_dir: str | os.PathLike[str] | None = None, python: str | None = None,
-                 audit_record: str | None = None, env: str = "host") -> None:
+                 audit_record: str | None = None, env: str = "host", paths: str = "auto") -> None:
         if env not in ENVIRONMENTS:
             raise ConfigurationError(f"the process backend runs with env 'host' or 'stack', not {env!r}.",
                                      "pass -o env=stack to run in the stack's own packages, or leave it out.")
@@ -77,6 +78,7 @@ class ProcessBackend:
         self.python = python or sys.executable
         self.env = env
         self.audit_record = audit_record  # `sagetwin check`: record opened files, block network
+        self.paths = opt_ml.check_setting(paths)  # the job's /opt/ml: its own namespace, or mapped
 
     def _python(self, stack: Stack, reporter: Reporter) -> str:
         """This Python, or (env=stack) the stack's cached environment."""
@@ -115,21 +117,26 @@ class ProcessBackend:
         if differences:
             reporter.step("process: this host differs from the job's stack: "
                           + "; ".join(d.render() for d in differences))
+        seen_at_opt_ml = opt_ml.at_opt_ml(self.paths, reporter)
         with disk_full_named(run_dir, "preparing the run folder"):
-            run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml")
+            run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml", at_opt_ml=seen_at_opt_ml)
         folder = run.folder
         for note in run.notes:
             reporter.step(f"process: {note}")
         env = dict(os.environ)
         env.update(run.env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder.code_dir), os.environ.get("PYTHONPATH")]))
+        code_dir = f"{contract.OPT_ML}/code" if seen_at_opt_ml else str(folder.code_dir)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, os.environ.get("PYTHONPATH")]))
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(debugger_env(env))
         if self.audit_record:  # `sagetwin check`: every Python process of the job is kept off the network
             env.update(audit_env(env, self.audit_record))
         args = run.args
         cmd = self._entry_command(python, spec.entry_point) + args
-        reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}")
+        if seen_at_opt_ml:
+            cmd = opt_ml.in_namespace(cmd, folder.root, run_dir / "container")
+        reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}"
+                      + (" (seen at /opt/ml)" if seen_at_opt_ml else ""))
         started = time.monotonic()
         try:
             exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,

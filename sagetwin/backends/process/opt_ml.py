@@ -1,0 +1,49 @@
+"""Where a ``process`` job finds ``/opt/ml``: its run folder mounted there in the job's own
+namespaces (``emulation.container_paths``), as SageMaker's container shows it, or, where this
+kernel does not allow that (or ``-o paths=mapped``), ``/opt/ml`` values mapped onto the run folder
+in hyperparameters and ``SM_*`` variables, which literal paths in a script do not follow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.progress import Reporter
+from sagetwin.emulation import container_paths
+from sagetwin.emulation.contract import CURRENT_HOST, OPT_ML
+
+SETTINGS = ("auto", "opt_ml", "mapped")
+_said: set[str] = set()
+
+
+def check_setting(paths: str) -> str:
+    if paths not in SETTINGS:
+        raise ConfigurationError(f"the process backend takes paths 'auto', 'opt_ml' or 'mapped', not {paths!r}.",
+                                 "leave it out (auto: /opt/ml where the kernel allows it), or pass -o paths=mapped.")
+    return paths
+
+
+def at_opt_ml(paths: str, reporter: Reporter) -> bool:
+    """Whether this job sees its run folder at /opt/ml; where it cannot, said once per process."""
+    if paths == "mapped":
+        return False
+    ok, why = container_paths.available()
+    if ok:
+        return True
+    if paths == "opt_ml":
+        raise ConfigurationError(f"this kernel does not let a job see its run folder at /opt/ml ({why}).",
+                                 "run it on --backend local (a container has the real paths), or use -o paths=auto.")
+    if "said" not in _said:
+        _said.add("said")
+        reporter.step(f"process: this kernel does not allow mount namespaces ({why}): /opt/ml is mapped onto the run "
+                      "folder in hyperparameters and SM_* variables only, so a literal '/opt/ml/...' in a script "
+                      "will not work here; --backend local gives the container's real paths.")
+    return False
+
+
+def in_namespace(cmd: list[str], run_folder: Path, state: Path, hosts: list[str] | None = None,
+                 host: str = CURRENT_HOST) -> list[str]:
+    """``cmd`` run with ``run_folder`` at /opt/ml and its working folder /opt/ml/code."""
+    state.mkdir(mode=0o700, exist_ok=True)
+    return container_paths.command(cmd, run_folder=str(run_folder), state=str(state), host=host,
+                                   hosts=hosts or [host], workdir=f"{OPT_ML}/code")
