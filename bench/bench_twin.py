@@ -112,7 +112,8 @@ def bench_fit(backend: str, session, role: str, channels: dict[str, str], rounds
               "direct_job_s": trained, "twin_training_s": [p.get("training_s") for p in phases],
               # what each fit() spends outside its job (the job's own time varies by seconds on 2 cores)
               "outside_the_job_added_s": round(
-                  statistics.median(t - p.get("training_s", 0.0) for t, p in zip(through, phases, strict=True))
+                  statistics.median(t - p["training_s"] for t, p in zip(through, phases, strict=True)
+                                    if "training_s" in p)
                   - statistics.median(d - j for d, j in zip(direct, trained, strict=True)), 2)}
     return report, model_data
 

@@ -3,6 +3,7 @@ cloud-sized polling shrinks, and nothing changes once the hook is taken back."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -103,7 +104,12 @@ def test_the_sdks_waits_under_the_twin(hooked, tmp_path):
     clock.grow = None
     logs_loop(shim, TAILING)
     assert sum(clock.slept) == pytest.approx(0.5) and len(clock.slept) == round(0.5 / client_hook.CHANGE_CHECK_S)
+    # a change made while the SDK was describing (between two waits) ends the next wait at once
+    with changes.open("ab") as grown:
+        grown.write(b".")
     clock.slept.clear()
+    logs_loop(shim, TAILING)
+    assert clock.slept == []
     logs_loop(shim, JOB_COMPLETE)  # skipped: the twin put every line in CloudWatch before the end
     shim.sleep(0.25)  # any other caller sleeps as asked, in one piece
     assert clock.slept == [0.25]
@@ -111,6 +117,19 @@ def test_the_sdks_waits_under_the_twin(hooked, tmp_path):
     logs_loop(shim, JOB_COMPLETE)  # not under the twin: the SDK's own pause again, in one piece
     assert clock.slept == [0.25, 0.5]
     assert sagemaker.session.time.time() > 0  # the rest of time is time's
+
+
+def test_the_sdks_own_poll_loops_are_the_ones_fitted(hooked):
+    import sagemaker.session
+
+    loops = sagemaker.session.time._loops
+    for function in (sagemaker.session._logs_for_job, sagemaker.session._wait_until,
+                     sagemaker.session._wait_until_training_done, sagemaker.session.Session.logs_for_transform_job):
+        assert function.__code__ in loops, function.__name__
+    for function in (sagemaker.session._logs_for_job, sagemaker.session.Session.logs_for_transform_job):
+        assert client_hook.SDK_DESCRIBE_INTERVAL_S not in function.__code__.co_consts, function.__name__
+    assert inspect.signature(sagemaker.session.Session.logs_for_transform_job).parameters["poll"].default == \
+        client_hook.POLL_S
 
 
 def test_a_poll_waits_its_whole_interval_where_the_changes_file_is_gone(hooked, tmp_path):

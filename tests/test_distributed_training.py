@@ -94,9 +94,18 @@ def test_local_refuses_launchers_its_images_do_not_have(distribution):
     job = sagetwin.HuggingFaceJob("train.py", source_dir=DDP_SOURCE, backend="local", instance_count=2,
                                   instance_type="ml.p4d.24xlarge", distribution=distribution,
                                   reporter=SilentReporter())
-    with pytest.raises(ConfigurationError, match="the local images do not emulate it") as info:
+    with pytest.raises(ConfigurationError, match="which the local images do not have") as info:
         job.fit()
     assert "torch_distributed" in info.value.fix
+
+
+def test_a_launcher_turned_off_is_no_launcher():
+    from sagetwin.core.spec import enabled_launchers
+
+    assert enabled_launchers({"mpi": {"enabled": False}, "torch_distributed": {"enabled": True}}) == \
+        ["torch_distributed"]
+    assert enabled_launchers({"smdistributed": {"dataparallel": {"enabled": True}}}) == ["smdistributed"]
+    assert enabled_launchers({"smdistributed": {"dataparallel": {"enabled": False}}}) == []
 
 
 def test_distribution_must_be_shaped_as_the_sdk_takes_it():

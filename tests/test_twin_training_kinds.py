@@ -89,6 +89,18 @@ def test_training_job_analytics_holds_the_train_loss_and_every_eval_metric(sdk, 
     assert final == {"loss": 0.5, "eval_loss": 0.45, "eval_accuracy": 0.75, "eval_f1": 0.7}
 
 
+def test_the_twin_signals_a_jobs_end_to_waiting_clients(twin, fitted):
+    """The file client processes watch between polls (aws.changes): private, named in the
+    environment clients get, grown when a job ends."""
+    path = twin.changes.path
+    assert twin.environment()["SAGETWIN_AWS_CHANGES"] == str(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.stat().st_size >= 1  # the fitted job's end
+    before = path.stat().st_size
+    twin.changes.signal()
+    assert path.stat().st_size == before + 1
+
+
 def test_attach_to_a_finished_job_then_deploy_and_predict(sdk, fitted):
     from sagemaker.huggingface import HuggingFace
 
@@ -229,6 +241,6 @@ def test_launchers_not_emulated_are_refused_naming_the_ddp_fallback(sdk, tmp_pat
         estimator.fit(wait=False)
     message = str(refused.value)
     assert refused.value.response["Error"]["Code"] == "ValidationException"
-    assert named in message and "only on GPU instances" in message
+    assert named in message and "not emulated offline" in message
     assert "fall back to PyTorch DDP" in message and "torch_distributed" in message and "--backend local" in message
     assert "(or 'pytorchddp')" not in message  # it is not a fallback that runs offline

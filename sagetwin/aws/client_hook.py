@@ -20,6 +20,7 @@ import inspect
 import ipaddress
 import os
 import sys
+import threading
 from typing import Any
 from urllib.parse import urlparse
 
@@ -54,6 +55,8 @@ def install(endpoint: str | None = None) -> bool:
     changes = os.environ.get(CHANGES_VARIABLE)
     if changes:
         _installed["changes"] = changes
+    else:
+        _installed.pop("changes", None)
     if "hooks" not in _installed:
         _installed["hooks"] = "yes"
         _after_import("botocore.session", lambda module: _patch_create_client(module.Session))
@@ -128,7 +131,8 @@ def _patch_create_client(session_class: Any, canonical: Any = None) -> None:
 
 def _patch_sdk_polls(module: Any) -> None:
     session_class = module.Session
-    for name in ("logs_for_job", "wait_for_endpoint", "wait_for_job", "logs_for_processing_job"):
+    for name in ("logs_for_job", "wait_for_endpoint", "wait_for_job", "logs_for_processing_job",
+                 "logs_for_transform_job"):
         function = getattr(session_class, name, None)
         if function is not None:
             _set_default(function, "poll", POLL_S)
@@ -137,11 +141,15 @@ def _patch_sdk_polls(module: Any) -> None:
         if function is not None:
             _set_default(function, "poll", POLL_S)
     logs_for_job = getattr(module, "_logs_for_job", None)
+    logs_for_transform = getattr(session_class, "logs_for_transform_job", None)
     if logs_for_job is not None:
         # described at every poll: a wait that ended early (see _SdkTime) is followed by a describe
-        _replace_constant(logs_for_job, SDK_DESCRIBE_INTERVAL_S, 0)
+        for function in filter(None, (logs_for_job, logs_for_transform)):
+            _replace_constant(function, SDK_DESCRIBE_INTERVAL_S, 0)
         state = getattr(getattr(module, "LogState", None), "JOB_COMPLETE", None)
         loops = {f.__code__ for name in SDK_POLL_LOOPS if (f := getattr(module, name, None)) is not None}
+        if logs_for_transform is not None:
+            loops.add(logs_for_transform.__code__)
         if state is not None and not isinstance(module.time, _SdkTime):
             module.time = _SdkTime(module.time, logs_for_job.__code__, state, loops)
 
@@ -158,6 +166,7 @@ class _SdkTime:
 
     def __init__(self, time_module: Any, code: Any, job_complete: int, loops: set[Any]) -> None:
         self._time, self._code, self._job_complete, self._loops = time_module, code, job_complete, loops
+        self._seen = threading.local()  # the file's size when this thread last looked
 
     def sleep(self, seconds: float) -> None:
         caller = sys._getframe(1)
@@ -165,23 +174,28 @@ class _SdkTime:
             return self._time.sleep(seconds)
         if caller.f_code is self._code and caller.f_locals.get("state") == self._job_complete:
             return None
-        return _until_a_change(self._time, seconds, _installed.get("changes"))
+        return self._until_a_change(seconds, _installed.get("changes"))
+
+    def _until_a_change(self, seconds: float, changes: str | None) -> None:
+        """Sleep ``seconds``, or less: until the twin's changes file grows. A change since this
+        thread's last look (made while the SDK was describing) ends the wait at once."""
+        start = _size(changes)
+        if start is None:
+            return self._time.sleep(seconds)
+        try:
+            if getattr(self._seen, "size", start) != start:
+                return None
+            deadline = self._time.monotonic() + seconds
+            while (left := deadline - self._time.monotonic()) > 0:
+                self._time.sleep(min(CHANGE_CHECK_S, left))
+                if _size(changes) != start:
+                    return None
+            return None
+        finally:
+            self._seen.size = _size(changes)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._time, name)
-
-
-def _until_a_change(clock: Any, seconds: float, changes: str | None) -> None:
-    """Sleep ``seconds``, or less: until the twin's changes file grows."""
-    size = _size(changes)
-    if size is None:
-        return clock.sleep(seconds)
-    deadline = clock.monotonic() + seconds
-    while (left := deadline - clock.monotonic()) > 0:
-        clock.sleep(min(CHANGE_CHECK_S, left))
-        if _size(changes) != size:
-            return None
-    return None
 
 
 def _size(path: str | None) -> int | None:

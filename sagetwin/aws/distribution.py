@@ -30,12 +30,13 @@ def distribution_refused(request: dict[str, Any]) -> Reply | None:
         ("{'mpi': ...}", hyperparameters.get("sagemaker_mpi_enabled") in (True, "true", "True"))) if used]
     if not on:
         return None
-    what = "SageMaker's smdistributed library, which runs" if "smdistributed" in on[0] else \
-        "MPI (mpirun, with SageMaker's smddprun for pytorchddp), which SageMaker starts"
+    what = ("SageMaker's smdistributed library, which runs only on GPU instances in its own training containers"
+            if "smdistributed" in on[0] else "SageMaker's smddprun under MPI, which runs only on GPU instances"
+            if "pytorchddp" in on[0] else "mpirun, which SageMaker starts over SSH between its hosts")
     return service_error(
         "ValidationException",
-        f"distribution={on[0]} uses {what} only on GPU instances in SageMaker's own training containers; it is not "
-        "emulated offline. The Hugging Face examples fall back to PyTorch DDP: test with distribution="
+        f"distribution={on[0]} uses {what}; it is not emulated offline. "
+        "The Hugging Face examples fall back to PyTorch DDP: test with distribution="
         "{'torch_distributed': {'enabled': True}} and instance_count=2 on --backend local (torchrun, as the PyTorch "
         "toolkit launches it), and keep this setting for the run on SageMaker itself.")
 

@@ -232,7 +232,7 @@ class TrainingJobs:
             "environment": request.get("Environment") or {}, "output_path": str(folder / "run"),
             "transformers_version": stack.transformers, "pytorch_version": stack.pytorch, "py_version": stack.py,
             "max_run": request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 24 * 3600),
-            "role": request.get("RoleArn"), "distribution": distribution,
+            "role": request.get("RoleArn"), "distribution": distribution, "distribution_checked": True,
         }
         return {"spec": spec, "backend": self.backend, "backend_options": self.backend_options,
                 "result": str(folder / "result.json")}

@@ -35,6 +35,8 @@ class TrainingSpec:
     checkpoint_local_path: str = "/opt/ml/checkpoints"
     # the SDK's distribution= (e.g. {"torch_distributed": {"enabled": True}}): which launcher runs the script
     distribution: dict[str, Any] = field(default_factory=dict)
+    # True where the person's own SDK already judged distribution= (a job made through the AWS API)
+    distribution_checked: bool = False
 
     @property
     def entry_point_path(self) -> Path:
@@ -134,3 +136,13 @@ def check_distribution_shape(distribution: Any) -> dict[str, Any]:
             f"distribution must be a dict of dicts, as the SDK takes it; got {distribution!r}.",
             "write e.g. distribution={'torch_distributed': {'enabled': True}}.")
     return dict(distribution)
+
+
+def enabled_launchers(distribution: dict[str, Any]) -> list[str]:
+    """The launchers ``distribution=`` turns on: ``{"mpi": {"enabled": False}}`` turns none on, and
+    ``{"smdistributed": {"dataparallel": {"enabled": True}}}`` turns smdistributed on."""
+    def on(settings: Any) -> bool:
+        return isinstance(settings, dict) and bool(settings.get("enabled") or any(
+            isinstance(inner, dict) and inner.get("enabled") for inner in settings.values()))
+
+    return [name for name, settings in distribution.items() if on(settings)]

@@ -5,7 +5,7 @@ launchers SageMaker's PyTorch toolkit starts for ``distribution=``."""
 from __future__ import annotations
 
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.spec import TrainingSpec
+from sagetwin.core.spec import TrainingSpec, enabled_launchers
 
 
 def refuse_what_one_process_cannot_run(spec: TrainingSpec) -> None:
@@ -14,8 +14,7 @@ def refuse_what_one_process_cannot_run(spec: TrainingSpec) -> None:
             f"this backend runs one instance; instance_count={spec.instance_count} was asked for.",
             "use instance_count=1 here, or --backend local to test multi-instance training in Docker.",
         )
-    launchers = [name for name, settings in spec.distribution.items() if settings.get("enabled") or any(
-        isinstance(inner, dict) and inner.get("enabled") for inner in settings.values())]
+    launchers = enabled_launchers(spec.distribution)
     if launchers:
         raise ConfigurationError(
             f"this backend runs the script itself, without SageMaker's launcher for distribution={launchers[0]!r} "

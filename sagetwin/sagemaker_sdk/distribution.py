@@ -4,7 +4,7 @@ it for the cloud, so an offline run refuses what SageMaker's own client would re
 from __future__ import annotations
 
 from sagetwin.core.errors import ConfigurationError
-from sagetwin.core.spec import TrainingSpec
+from sagetwin.core.spec import TrainingSpec, enabled_launchers
 from sagetwin.core.versions import Stack
 
 # Where no instance type is named, the cloud's default training instance (a GPU one).
@@ -15,15 +15,18 @@ def check_distribution(spec: TrainingSpec, stack: Stack) -> None:
     """The SDK's own ``validate_distribution`` with the cloud instance type and the versions as given
     (an alias such as "1.13" is refused for torch_distributed there too), for a job whose image is
     the DLC's: a ValueError becomes a ConfigurationError naming the fix."""
-    offline = [name for name in ("smdistributed", "pytorchddp", "mpi") if name in spec.distribution]
+    offline = [name for name in enabled_launchers(spec.distribution) if name in ("smdistributed", "pytorchddp", "mpi")]
     if offline:
         raise ConfigurationError(
-            f"distribution={{'{offline[0]}': ...}} is launched by SageMaker with MPI or its smdistributed library, "
-            "in its GPU training containers only; the local images do not emulate it.",
+            f"distribution={{'{offline[0]}': ...}} is launched by SageMaker with "
+            + ("its smdistributed library (GPU instances only)" if offline[0] == "smdistributed" else
+               "smddprun under MPI (GPU instances only)" if offline[0] == "pytorchddp" else
+               "mpirun, over SSH between its hosts")
+            + ", which the local images do not have.",
             "test the same script with distribution={'torch_distributed': {'enabled': True}} (torchrun, as the "
             "PyTorch toolkit launches it), and keep this setting for the run on SageMaker.")
-    if not spec.distribution or spec.image_uri:
-        return  # with an image of the person's own the SDK checks nothing either
+    if not spec.distribution or spec.image_uri or spec.distribution_checked:
+        return  # with an image of the person's own the SDK checks nothing either; a twin's client checked it
     from sagetwin.sagemaker_sdk.sdk import import_sdk
 
     import_sdk()
