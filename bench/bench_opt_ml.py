@@ -2,7 +2,7 @@
 /opt/ml in its own namespaces (``-o paths=opt_ml``) and with /opt/ml mapped onto the run folder
 (``-o paths=mapped``), alternating, in the same run. Measured from ``fit()`` being called to the
 script's first line of output reaching the reporter (a script that prints at once and exits), and
-for the bare command: spawning ``python -c 'print(1)'`` with and without the namespace wrapper.
+for the bare command: ``python -c 'print(1)'`` started under the lifeline with and without the namespace.
 
 Usage: python bench/bench_opt_ml.py [--rounds 20] [--json bench/results/opt_ml.json]
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sagetwin  # noqa: E402
-from sagetwin.backends.process.opt_ml import in_namespace  # noqa: E402
+from sagetwin.backends.process.opt_ml import namespace  # noqa: E402
 from sagetwin.core.progress import SilentReporter  # noqa: E402
+from sagetwin.emulation.processes import spawn  # noqa: E402
 
 SCRIPT = "print('first line', flush=True)\n"
 
@@ -47,17 +47,18 @@ def job_start_s(source: Path, work: Path, paths: str) -> float:
 
 
 def command_start_s(scratch: Path, wrapped: bool, index: int) -> float:
-    cmd = [sys.executable, "-c", "print(1, flush=True)"]
+    """``python -c 'print(1)'`` as a backend starts it (under its lifeline), in the namespace or not."""
+    paths: tuple[str, ...] = ()
     if wrapped:
         run = scratch / f"run-{index}"
         (run / "code").mkdir(parents=True)
-        cmd = in_namespace(cmd, run, scratch / f"state-{index}")
+        paths = namespace(run, scratch / f"state-{index}")
     started = time.perf_counter()
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        seconds = time.perf_counter() - started
-        proc.wait()
+    proc = spawn([sys.executable, "-c", "print(1, flush=True)"], opt_ml=paths)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    seconds = time.perf_counter() - started
+    proc.wait()
     return seconds
 
 

@@ -5,8 +5,9 @@ the job's hosts (``algo-1``, ...) on loopback, and the host name is the job's. T
 system is the machine's: where ``/opt/ml`` does not exist, an overlay on ``/opt`` (its changes kept
 in the run folder) gives the bind mount a place, and the machine's ``/opt`` is left as it is.
 
-Run as a script (standard library only, nothing between it and the command: it ``exec``s it, so
-the command keeps its pid, process group, signals and terminal)::
+The lifeline a backend starts its commands under enters these namespaces first (``lifeline.py FD
+--opt-ml RUN_FOLDER STATE_FOLDER HOST HOSTS WORKDIR -- command ...``: no interpreter more). Run as a
+script it does the same and ``exec``s the command, which keeps its pid, group, signals and terminal::
 
     python -I -S container_paths.py RUN_FOLDER STATE_FOLDER HOST HOSTS WORKDIR -- command ...
 
@@ -83,7 +84,7 @@ def _place_for_opt_ml(libc: ctypes.CDLL, state: str) -> None:
         _mount(libc, "overlay", "/opt", "overlay", 0, options)
     except OSError:  # unprivileged overlays keep their metadata in user xattrs
         _mount(libc, "overlay", "/opt", "overlay", 0, options + ",userxattr")
-    os.mkdir(OPT_ML)
+    os.makedirs(OPT_ML, exist_ok=True)  # already in the upper layer when a run starts again
 
 
 def enter(run_folder: str, state: str, host: str, hosts: list[str], workdir: str) -> None:

@@ -1,6 +1,7 @@
 """Runs a command and ends its whole process group when the process that started it dies.
 
-``python -I -S lifeline.py FD -- COMMAND...`` (a script: starting it imports nothing). FD is the
+``python -I -S lifeline.py FD [--opt-ml RUN STATE HOST HOSTS WORKDIR] -- COMMAND...`` (a script:
+starting it imports nothing). ``--opt-ml``: the command sees RUN at /opt/ml (``container_paths``). FD is the
 read end of a pipe whose write end only the starting process holds. The kernel closes it when that process ends, however
 it ends (SIGKILL included), which no thread-bound ``PR_SET_PDEATHSIG`` and no ``preexec_fn``
 (unsafe after fork in a threaded program) can promise. Exits with the command's exit code.
@@ -39,11 +40,33 @@ def _end_group_when_parent_goes(fd: int) -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)  # this process too
 
 
+def _enter_opt_ml(run_folder: str, state: str, host: str, hosts: str, workdir: str) -> str | None:
+    """Before any thread starts (a user namespace needs a single-threaded process): the error, if any."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("container_paths", os.path.join(os.path.dirname(__file__),
+                                                                                  "container_paths.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    try:
+        module.enter(run_folder, state, host, hosts.split(","), workdir)
+    except OSError as exc:
+        return f"sagetwin: could not show the run folder at /opt/ml: {exc}"
+    return None
+
+
 def main(argv: list[str]) -> int:
-    fd, separator, *command = argv
-    if separator != "--" or not command:
-        print("usage: python lifeline.py FD -- COMMAND...", file=sys.stderr)
+    fd, *rest = argv
+    if rest[:1] == ["--opt-ml"] and len(rest) > 6:
+        error = _enter_opt_ml(*rest[1:6])
+        if error:
+            print(error, file=sys.stderr)
+            return 125
+        rest = rest[6:]
+    if len(rest) < 2 or rest[0] != "--":
+        print("usage: python lifeline.py FD [--opt-ml RUN STATE HOST HOSTS WORKDIR] -- COMMAND...", file=sys.stderr)
         return 2
+    command = rest[1:]
     signal.signal(signal.SIGTERM, lambda signum, _frame: _terminated.append(signum))  # wait for the command
     threading.Thread(target=_end_group_when_parent_goes, args=(int(fd),), daemon=True).start()
     try:

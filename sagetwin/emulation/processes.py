@@ -22,16 +22,20 @@ from sagetwin.core.progress import Reporter
 
 
 def spawn(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-          stdout: int | object = subprocess.PIPE, stdin: int | object = subprocess.DEVNULL) -> subprocess.Popen:
+          stdout: int | object = subprocess.PIPE, stdin: int | object = subprocess.DEVNULL,
+          opt_ml: Sequence[str] = ()) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (session), tied to this process's lifetime through a
     lifeline pipe (``lifeline``): it ends when this process ends, whichever thread started it. No
     ``preexec_fn``: nothing runs between fork and exec, so threaded programs spawn safely.
-    ``stdin`` is closed unless asked for (e.g. a pipe to hand a started process its work)."""
+    ``stdin`` is closed unless asked for (e.g. a pipe to hand a started process its work).
+    ``opt_ml``: (run folder, state folder, host, hosts, working folder) to see at /opt/ml
+    (``container_paths``), entered by the lifeline before it starts the command."""
     read_end, write_end = os.pipe()
     os.set_inheritable(read_end, True)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", LIFELINE, str(read_end), "--", *cmd],
+            [sys.executable, "-I", "-S", LIFELINE, str(read_end), *(["--opt-ml", *opt_ml] if opt_ml else []),
+             "--", *cmd],
             env=env, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT, stdin=stdin,
             start_new_session=True, pass_fds=(read_end,),
         )
@@ -94,14 +98,14 @@ def _group_alive(pgid: int) -> bool:
 
 
 def run_streaming(cmd: Sequence[str], *, env: dict[str, str], cwd: Path, reporter: Reporter,
-                  log_path: Path, tail_lines: int = 30) -> tuple[int, str]:
+                  log_path: Path, tail_lines: int = 30, opt_ml: Sequence[str] = ()) -> tuple[int, str]:
     """Run to completion, echoing output to ``reporter`` and ``log_path``; return (exit code, tail).
 
     When the command exits, helpers it left behind are stopped with its process group, and
     output is no longer awaited from them. Ctrl-C (or any error here) stops the group too.
     """
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-    proc = spawn(cmd, env=env, cwd=cwd)
+    proc = spawn(cmd, env=env, cwd=cwd, opt_ml=opt_ml)
     try:
         with open(log_path, "w", encoding="utf-8", errors="replace") as log:
             reader = threading.Thread(target=_copy_lines, args=(proc, log, tail, reporter), daemon=True)

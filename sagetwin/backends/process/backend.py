@@ -133,14 +133,13 @@ class ProcessBackend:
             env.update(audit_env(env, self.audit_record))
         args = run.args
         cmd = self._entry_command(python, spec.entry_point) + args
-        if seen_at_opt_ml:
-            cmd = opt_ml.in_namespace(cmd, folder.root, run_dir / "container")
+        namespace = opt_ml.namespace(folder.root, run_dir / "container") if seen_at_opt_ml else ()
         reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}"
                       + (" (seen at /opt/ml)" if seen_at_opt_ml else ""))
         started = time.monotonic()
         try:
             exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,
-                                            log_path=run_dir / "training.log")
+                                            log_path=run_dir / "training.log", opt_ml=namespace)
         finally:
             folder.remove_channel_copies()
         duration = time.monotonic() - started

@@ -41,9 +41,9 @@ def at_opt_ml(paths: str, reporter: Reporter) -> bool:
     return False
 
 
-def in_namespace(cmd: list[str], run_folder: Path, state: Path, hosts: list[str] | None = None,
-                 host: str = CURRENT_HOST) -> list[str]:
-    """``cmd`` run with ``run_folder`` at /opt/ml and its working folder /opt/ml/code."""
+def namespace(run_folder: Path, state: Path, hosts: list[str] | None = None, host: str = CURRENT_HOST
+              ) -> tuple[str, ...]:
+    """What ``processes.spawn(opt_ml=...)`` takes: ``run_folder`` at /opt/ml, /opt/ml/code the
+    working folder, the job's hosts on loopback."""
     state.mkdir(mode=0o700, exist_ok=True)
-    return container_paths.command(cmd, run_folder=str(run_folder), state=str(state), host=host,
-                                   hosts=hosts or [host], workdir=f"{OPT_ML}/code")
+    return str(run_folder), str(state), host, ",".join(hosts or [host]), f"{OPT_ML}/code"
