@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 
 from sagetwin.core.progress import SilentReporter
-from sagetwin.emulation.processes import run_streaming, spawn, stop
+from sagetwin.emulation.processes import spawn, stop
+from sagetwin.emulation.several_hosts import run_streaming
 from tests.conftest import holds_for
 
 

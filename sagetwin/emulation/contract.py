@@ -20,7 +20,6 @@ from sagetwin.core.paths import inside
 from sagetwin.core.spec import TrainingSpec
 from sagetwin.emulation import channels as channel_data
 from sagetwin.emulation.artifacts import local_input
-from sagetwin.emulation.one_process import refuse_what_one_process_cannot_run
 from sagetwin.emulation.requirements import unmet_requirements
 
 OPT_ML = "/opt/ml"
@@ -263,16 +262,15 @@ def link_checkpoints(folder: RunFolder, checkpoint_dir: str, local_path: str) ->
     target.symlink_to(Path(checkpoint_dir).resolve(), target_is_directory=True)
 
 
-def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None, at_opt_ml: bool = False
-                ) -> PreparedRun:
+def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None, at_opt_ml: bool = False,
+                hosts: list[str] | None = None, current_host: str = CURRENT_HOST) -> PreparedRun:
     """Lay out ``root`` as ``/opt/ml`` for ``spec``: code, channels, config files, ``SM_*`` env.
 
     For backends that run the script outside a container (process, in-process plugins): local
     channels only. ``at_opt_ml``: the script will see ``root`` at ``/opt/ml`` (``container_paths``),
     so paths are SageMaker's own; otherwise ``/opt/ml`` values in hyperparameters and the
-    environment are mapped onto ``root``.
+    environment are mapped onto ``root``. ``hosts``: the job's hosts, this run being ``current_host``'s.
     """
-    refuse_what_one_process_cannot_run(spec)
     channels = {name: local_input(uri, name) for name, uri in spec.inputs.items()}
     requirements = spec.source_dir / "requirements.txt"
     missing = unmet_requirements(requirements)
@@ -288,11 +286,12 @@ def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None, 
     folder.copy_code(spec.source_dir)
     notes = [note for name, path in channels.items() if (note := folder.add_channel(name, path))]
     hyperparameters = dict(spec.hyperparameters) if at_opt_ml else map_opt_ml(dict(spec.hyperparameters), folder.root)
-    folder.write_config(hyperparameters, sorted(channels))
+    folder.write_config(hyperparameters, sorted(channels), hosts, current_host)
     env = dict(spec.environment)
     env.update(training_environment(
         RunFolder(Path(OPT_ML)) if at_opt_ml else folder, job_name=spec.job_name, entry_point=spec.entry_point,
         hyperparameters=hyperparameters,
         channels=sorted(channels), instance_type=spec.instance_type or "local", num_gpus=num_gpus,
+        hosts=hosts, current_host=current_host,
     ))
     return PreparedRun(folder, env, to_cmd_args(user_hyperparameters(hyperparameters)), hyperparameters, notes)

@@ -97,28 +97,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def run_streaming(cmd: Sequence[str], *, env: dict[str, str], cwd: Path, reporter: Reporter,
-                  log_path: Path, tail_lines: int = 30, opt_ml: Sequence[str] = ()) -> tuple[int, str]:
-    """Run to completion, echoing output to ``reporter`` and ``log_path``; return (exit code, tail).
-
-    When the command exits, helpers it left behind are stopped with its process group, and
-    output is no longer awaited from them. Ctrl-C (or any error here) stops the group too.
-    """
-    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-    proc = spawn(cmd, env=env, cwd=cwd, opt_ml=opt_ml)
-    try:
-        with open(log_path, "w", encoding="utf-8", errors="replace") as log:
-            reader = threading.Thread(target=_copy_lines, args=(proc, log, tail, reporter), daemon=True)
-            reader.start()
-            code = proc.wait()
-            stop(proc, grace=2.0)  # helpers holding the pipe open would otherwise stall us
-            reader.join(timeout=5.0)
-        return code, "\n".join(tail)
-    finally:
-        stop(proc)
-
-
-def _copy_lines(proc: subprocess.Popen, log: IO[str], tail: collections.deque[str], reporter: Reporter) -> None:
+def copy_lines(proc: subprocess.Popen, log: IO[str], tail: collections.deque[str], reporter: Reporter) -> None:
     """Lines end at ``\n`` or ``\r``: a tqdm bar redraws with ``\r`` and reaches the reporter as it
     moves, not in one burst when its line finally ends."""
     assert proc.stdout is not None

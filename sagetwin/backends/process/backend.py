@@ -22,6 +22,7 @@ from typing import Any
 from sagetwin.backends.process import opt_ml
 from sagetwin.backends.process.audit_files import audit_env
 from sagetwin.backends.process.drift import drift, drift_fix
+from sagetwin.backends.process.hosts import host_command, host_names, host_root, hosts_summary, launcher_env
 from sagetwin.backends.process.stack_env import stack_python
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError, log_excerpt
@@ -45,16 +46,18 @@ from sagetwin.emulation.dlc_packages import dlc_datasets_version
 from sagetwin.emulation.fork_server import EXIT_CODE_FILE
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.model_sources import served_model
+from sagetwin.emulation.process_limits import refuse_what_processes_cannot_run
 from sagetwin.emulation.processes import (
     choose_port,
+    free_port,
     pump_to_file,
-    run_streaming,
     spawn,
     stop,
     tail_of,
     wait_for_port_file,
     wait_until_healthy,
 )
+from sagetwin.emulation.several_hosts import HostRun, run_hosts
 from sagetwin.emulation.warm_serving import ForkedServer, warm_servers, warm_serving_enabled
 
 HOST = "127.0.0.1"
@@ -118,30 +121,16 @@ class ProcessBackend:
             reporter.step("process: this host differs from the job's stack: "
                           + "; ".join(d.render() for d in differences))
         seen_at_opt_ml = opt_ml.at_opt_ml(self.paths, reporter)
+        refuse_what_processes_cannot_run(spec, own_namespaces=seen_at_opt_ml)
         with disk_full_named(run_dir, "preparing the run folder"):
-            run = contract.prepare_run(self._stack_inputs(spec, stack), run_dir / "opt_ml", at_opt_ml=seen_at_opt_ml)
-        folder = run.folder
-        for note in run.notes:
-            reporter.step(f"process: {note}")
-        env = dict(os.environ)
-        env.update(run.env)
-        code_dir = f"{contract.OPT_ML}/code" if seen_at_opt_ml else str(folder.code_dir)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, os.environ.get("PYTHONPATH")]))
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.update(debugger_env(env))
-        if self.audit_record:  # `sagetwin check`: every Python process of the job is kept off the network
-            env.update(audit_env(env, self.audit_record))
-        args = run.args
-        cmd = self._entry_command(python, spec.entry_point) + args
-        namespace = opt_ml.namespace(folder.root, run_dir / "container") if seen_at_opt_ml else ()
-        reporter.step(f"process: running {spec.entry_point} {' '.join(args)} in {folder.root}"
-                      + (" (seen at /opt/ml)" if seen_at_opt_ml else ""))
+            runs = self._host_runs(self._stack_inputs(spec, stack), run_dir, python, seen_at_opt_ml, reporter)
+        folder = runs[0][0].folder  # algo-1's: the job's model and output
         started = time.monotonic()
         try:
-            exit_code, tail = run_streaming(cmd, env=env, cwd=folder.code_dir, reporter=reporter,
-                                            log_path=run_dir / "training.log", opt_ml=namespace)
+            exit_code, tail = run_hosts([run for _, run in runs], reporter=reporter, log_path=run_dir / "training.log")
         finally:
-            folder.remove_channel_copies()
+            for prepared, _ in runs:
+                prepared.folder.remove_channel_copies()
         duration = time.monotonic() - started
         if exit_code != 0:
             raise TrainingError(
@@ -162,6 +151,33 @@ class ProcessBackend:
             metrics=read_metrics(folder.output_data_dir), output_data=output_data, duration_s=duration,
             details={"run_dir": str(run_dir), "log": str(run_dir / "training.log")},
         )
+
+    def _host_runs(self, spec: TrainingSpec, run_dir: Path, python: str, seen_at_opt_ml: bool, reporter: Reporter
+                   ) -> list[tuple[contract.PreparedRun, HostRun]]:
+        """Each host's run folder, environment and command (one host unless ``instance_count``)."""
+        hosts = host_names(spec.instance_count)
+        port = free_port() if spec.distribution else 0
+        runs = []
+        for host in hosts:
+            run = contract.prepare_run(spec, host_root(run_dir, hosts, host), at_opt_ml=seen_at_opt_ml, hosts=hosts,
+                                       current_host=host)
+            env = {**os.environ, **run.env, **launcher_env(spec, hosts, port)}
+            code_dir = f"{contract.OPT_ML}/code" if seen_at_opt_ml else str(run.folder.code_dir)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, os.environ.get("PYTHONPATH")]))
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            env.update(debugger_env(env))
+            if self.audit_record:  # `sagetwin check`: every Python process of the job is kept off the network
+                env.update(audit_env(env, self.audit_record))
+            cmd = host_command(spec, self._entry_command(python, spec.entry_point), python, run.args, hosts, host, port)
+            namespace = opt_ml.namespace(run.folder.root, run.folder.root.parent / "container", hosts, host) \
+                if seen_at_opt_ml else ()
+            runs.append((run, HostRun(host, cmd, env, run.folder.code_dir, namespace)))
+        first = runs[0][0]
+        for note in first.notes:
+            reporter.step(f"process: {note}")
+        reporter.step(f"process: running {spec.entry_point} {' '.join(first.args)} in {first.folder.root}"
+                      + (" (seen at /opt/ml)" if seen_at_opt_ml else "") + hosts_summary(hosts, runs[0][1].cmd))
+        return runs
 
     def _entry_command(self, python: str, entry_point: str) -> list[str]:
         if entry_point.endswith(".sh"):

@@ -1,0 +1,29 @@
+"""What a backend that runs the training script as processes of this machine (``process``,
+in-process plugins) cannot give it, refused before anything is laid out: several hosts without
+namespaces of their own (each host needs its own /opt/ml and the ``algo-N`` names), and the
+launchers it does not run (MPI, SageMaker's smddprun and smdistributed)."""
+
+from __future__ import annotations
+
+from sagetwin.core.errors import ConfigurationError
+from sagetwin.core.spec import TrainingSpec, enabled_launchers
+
+RUN_HERE = ("torch_distributed",)  # torchrun, started as SageMaker's PyTorch toolkit starts it
+
+
+def refuse_what_processes_cannot_run(spec: TrainingSpec, *, own_namespaces: bool) -> None:
+    if spec.instance_count != 1 and not own_namespaces:
+        raise ConfigurationError(
+            f"instance_count={spec.instance_count} runs one process per host here, each seeing its own /opt/ml and "
+            "the hosts' names (algo-1, ...) in namespaces of its own, which this kernel (or -o paths=mapped) does "
+            "not allow.",
+            "use instance_count=1 here, or --backend local to run the hosts as containers.",
+        )
+    launchers = [name for name in enabled_launchers(spec.distribution) if name not in RUN_HERE]
+    if launchers:
+        raise ConfigurationError(
+            f"this backend does not run SageMaker's launcher for distribution={launchers[0]!r} (MPI, smddprun or "
+            "smdistributed, in SageMaker's own containers).",
+            "test the script with distribution={'torch_distributed': {'enabled': True}}, which runs here under "
+            "torchrun as the PyTorch toolkit starts it, and keep this setting for the run on SageMaker.",
+        )
