@@ -120,7 +120,8 @@ class ProcessBackend:
         if differences:
             reporter.step("process: this host differs from the job's stack: "
                           + "; ".join(d.render() for d in differences))
-        seen_at_opt_ml = opt_ml.at_opt_ml(self.paths, reporter)
+        # `sagetwin check` tells the paths a script opens from the ones SM_* named: it keeps them apart
+        seen_at_opt_ml = opt_ml.at_opt_ml("mapped" if self.audit_record else self.paths, reporter)
         refuse_what_processes_cannot_run(spec, own_namespaces=seen_at_opt_ml)
         with disk_full_named(run_dir, "preparing the run folder"):
             runs = self._host_runs(self._stack_inputs(spec, stack), run_dir, python, seen_at_opt_ml, reporter)
