@@ -15,15 +15,7 @@ from tests.test_aws_twin import VERSIONS
 twin, sdk = test_aws_twin.twin, test_aws_twin.sdk  # module-scoped fixtures: this module's own twin and SDK session
 
 # a training script that logs the Trainer's way and leaves the tiny classifier as its model
-SCRIPT = """\
-import os, shutil, sys
-for step, loss in enumerate([0.9, 0.7, 0.5], start=1):
-    print(f"{{'loss': {loss}, 'learning_rate': 5e-05, 'epoch': {step / 3:.2f}}}", flush=True)
-print("{'eval_loss': 0.45, 'eval_accuracy': 0.75, 'eval_f1': 0.7, 'epoch': 1.0}", flush=True)
-model = os.environ["SM_CHANNEL_MODEL"]
-for name in os.listdir(model):
-    shutil.copy(os.path.join(model, name), os.environ["SM_MODEL_DIR"])
-"""
+METRICS_SOURCE = Path(__file__).parent / "sdk_workflow" / "metrics"
 METRICS = [{"Name": "loss", "Regex": r"'loss': ([0-9.]+)"},
            {"Name": "eval_loss", "Regex": r"'eval_loss': ([0-9.]+)"},
            {"Name": "eval_accuracy", "Regex": r"'eval_accuracy': ([0-9.]+)"},
@@ -63,14 +55,12 @@ def shapes(sdk) -> DescribeShapes:
 def fitted(sdk, shapes, tiny_model, tmp_path_factory):
     from sagemaker.huggingface import HuggingFace
 
-    source = tmp_path_factory.mktemp("source")
-    (source / "train.py").write_text(SCRIPT)
     model_dir = tmp_path_factory.mktemp("model")
     for path in tiny_model.local_path.iterdir():
         if path.is_file() and not path.name.startswith("."):
             shutil.copy(path, model_dir / path.name)
     model_uri = sdk["session"].upload_data(str(model_dir), key_prefix="training-kinds/model")
-    estimator = HuggingFace(entry_point="train.py", source_dir=str(source), instance_type="ml.p3.2xlarge",
+    estimator = HuggingFace(entry_point="train.py", source_dir=str(METRICS_SOURCE), instance_type="ml.p3.2xlarge",
                             instance_count=1, role=sdk["role"], sagemaker_session=sdk["session"],
                             metric_definitions=METRICS, **VERSIONS)
     estimator.fit({"model": model_uri})
