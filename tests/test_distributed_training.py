@@ -15,10 +15,10 @@ import pytest
 import sagetwin
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.progress import SilentReporter
-from sagetwin.emulation import container_paths
 from tests.conftest import run_cli
 from tests.test_aws_twin import leftovers
 from tests.test_local_backend import no_leftover_containers, require_docker  # noqa: F401 - fixture
+from tests.test_opt_ml_paths import KERNEL_ALLOWS_NAMESPACES
 
 DISTRIBUTED_SDK = Path(__file__).parent / "sdk_workflow" / "distributed_training.py"
 DDP_SOURCE = Path(__file__).parent / "sdk_workflow" / "ddp"
@@ -66,7 +66,7 @@ def test_two_hosts_train_with_torchrun_on_local(no_leftover_containers):  # noqa
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not container_paths.available()[0], reason="this kernel refuses mount namespaces")
+@pytest.mark.skipif(not KERNEL_ALLOWS_NAMESPACES, reason="this kernel refuses mount namespaces")
 def test_two_hosts_train_with_torchrun_on_process():
     """Two processes, each in namespaces of its own (its /opt/ml, host name algo-N, the hosts on
     loopback), launched by torchrun as the toolkit launches it, one log stream each."""

@@ -26,11 +26,15 @@ import tempfile
 OPT_ML = "/opt/ml"
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER = 0x00020000, 0x04000000, 0x10000000
 MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x1000, 0x4000, 0x40000
-_probed: dict[str, object] = {}
+_probed: dict[int | None, tuple[bool, str]] = {}
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.unshare.argtypes = [ctypes.c_int]
+    libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    return libc
 
 
 def _check(result: int, what: str) -> None:
@@ -41,7 +45,7 @@ def _check(result: int, what: str) -> None:
 
 def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None, flags: int,
            data: str | None = None) -> None:
-    _check(libc.mount(source and source.encode(), target.encode(), fstype and fstype.encode(), flags,
+    _check(libc.mount(source and os.fsencode(source), os.fsencode(target), fstype and fstype.encode(), flags,
                       data and data.encode()), f"mount {source} on {target}")
 
 
@@ -59,13 +63,15 @@ def _own_namespaces(libc: ctypes.CDLL) -> None:
 
 
 def _hosts_file(state: str, hosts: list[str]) -> str:
+    """The job's /etc/hosts, made new in ``state`` (never through a link)."""
     path = os.path.join(state, "hosts")
     try:
         with open("/etc/hosts") as original:
             text = original.read()
     except OSError:
         text = "127.0.0.1\tlocalhost\n"
-    with open(path, "w") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as out:
         out.write(text.rstrip("\n") + "\n" + "".join(f"127.0.0.1\t{host}\n" for host in hosts))
     return path
 
@@ -76,9 +82,11 @@ def _place_for_opt_ml(libc: ctypes.CDLL, state: str) -> None:
         return
     if not os.path.isdir("/opt"):
         raise OSError(2, "/opt does not exist on this machine")
+    if os.path.realpath(state).startswith("/opt/"):  # an overlay's layers may not sit inside its lower folder
+        raise OSError(22, f"the run folder {state} is under /opt, which the overlay that adds /opt/ml covers")
     upper, work = os.path.join(state, "opt-upper"), os.path.join(state, "opt-work")
-    os.makedirs(upper, exist_ok=True)
-    os.makedirs(work, exist_ok=True)
+    os.mkdir(upper, 0o700)  # new: a folder someone else made is refused
+    os.mkdir(work, 0o700)
     options = f"lowerdir=/opt,upperdir={upper},workdir={work}"
     try:
         _mount(libc, "overlay", "/opt", "overlay", 0, options)
@@ -90,11 +98,17 @@ def _place_for_opt_ml(libc: ctypes.CDLL, state: str) -> None:
 def enter(run_folder: str, state: str, host: str, hosts: list[str], workdir: str) -> None:
     """Make this process see ``run_folder`` at /opt/ml, the hosts on loopback, ``host`` as its name."""
     libc = _libc()
+    hosts_path = _hosts_file(state, hosts)
     _own_namespaces(libc)
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the machine
+    # held before /opt may be covered (in this namespace: a bind mount takes its source from here)
+    run_fd = os.open(run_folder, os.O_PATH | os.O_DIRECTORY)
+    hosts_fd = os.open(hosts_path, os.O_PATH | os.O_NOFOLLOW)
     _place_for_opt_ml(libc, state)
-    _mount(libc, run_folder, OPT_ML, None, MS_BIND | MS_REC)
-    _mount(libc, _hosts_file(state, hosts), "/etc/hosts", None, MS_BIND)
+    _mount(libc, f"/proc/self/fd/{run_fd}", OPT_ML, None, MS_BIND | MS_REC)
+    _mount(libc, f"/proc/self/fd/{hosts_fd}", "/etc/hosts", None, MS_BIND)
+    os.close(run_fd)
+    os.close(hosts_fd)
     name = host.encode()
     _check(libc.sethostname(name, len(name)), "sethostname")
     os.chdir(workdir)
@@ -105,22 +119,41 @@ def command(cmd: list[str], *, run_folder: str, state: str, host: str, hosts: li
     return [sys.executable, "-I", "-S", __file__, run_folder, state, host, ",".join(hosts), workdir, "--", *cmd]
 
 
-def available() -> tuple[bool, str]:
-    """Whether this kernel lets a job see its run folder at /opt/ml (and why not), probed once."""
-    if "result" not in _probed:
-        with tempfile.TemporaryDirectory(prefix="sagetwin-paths-") as scratch:
+def available(near: str | None = None) -> tuple[bool, str]:
+    """Whether a job whose run folder is in ``near``'s file system can see it at /opt/ml, and this
+    Python still runs there (why not, if not): probed once per file system."""
+    key = os.stat(near).st_dev if near else None
+    if key not in _probed:
+        with tempfile.TemporaryDirectory(prefix=".sagetwin-paths-", dir=near) as scratch:
             run, state = os.path.join(scratch, "run"), os.path.join(scratch, "state")
             os.makedirs(os.path.join(run, "model"))
             os.makedirs(state)
-            probe = command(["/bin/sh", "-c", "test -d /opt/ml/model && test \"$(hostname)\" = algo-1"],
-                            run_folder=run, state=state, host="algo-1", hosts=["algo-1"], workdir="/")
+            check = "import os, socket; assert os.path.isdir('/opt/ml/model') and socket.gethostname() == 'algo-1'"
+            probe = command([sys.executable, "-I", "-S", "-c", check], run_folder=run, state=state, host="algo-1",
+                            hosts=["algo-1"], workdir="/")
             try:
                 done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-                _probed["result"] = (done.returncode == 0, done.stderr.strip().splitlines()[-1:] or [""])
+                _probed[key] = (done.returncode == 0, (done.stderr.strip().splitlines() or [""])[-1])
             except (OSError, subprocess.SubprocessError) as exc:
-                _probed["result"] = (False, [str(exc)])
-    ok, why = _probed["result"]  # type: ignore[misc]
-    return bool(ok), str(why[0])
+                _probed[key] = (False, str(exc))
+            _writable(scratch)
+    ok, why = _probed[key]  # type: ignore[misc]
+    return bool(ok), str(why)
+
+
+def _writable(folder: str) -> None:
+    """The overlay's work folder is left mode 000 by the kernel: made removable again."""
+    for root, dirs, _ in os.walk(folder):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+
+
+def release(state: str) -> None:
+    """After the job: its state folder removable by its owner (see ``_writable``)."""
+    if os.path.isdir(state):
+        _writable(state)
 
 
 def main(argv: list[str]) -> None:
@@ -129,7 +162,7 @@ def main(argv: list[str]) -> None:
     cmd = argv[split + 1:]
     try:
         enter(run_folder, state, host, hosts.split(","), workdir)
-    except OSError as exc:
+    except Exception as exc:  # never run the command outside its namespaces
         print(f"sagetwin: could not show the run folder at /opt/ml: {exc}", file=sys.stderr)
         sys.exit(125)
     os.execvp(cmd[0], cmd)

@@ -50,7 +50,7 @@ def _enter_opt_ml(run_folder: str, state: str, host: str, hosts: str, workdir: s
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     try:
         module.enter(run_folder, state, host, hosts.split(","), workdir)
-    except OSError as exc:
+    except Exception as exc:  # never run the command outside its namespaces
         return f"sagetwin: could not show the run folder at /opt/ml: {exc}"
     return None
 

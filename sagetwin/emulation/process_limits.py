@@ -9,9 +9,18 @@ from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.spec import TrainingSpec, enabled_launchers
 
 RUN_HERE = ("torch_distributed",)  # torchrun, started as SageMaker's PyTorch toolkit starts it
+MAX_HOSTS = 16  # each host is a process with its own copy of the code and data on this one machine
 
 
-def refuse_what_processes_cannot_run(spec: TrainingSpec, *, own_namespaces: bool) -> None:
+def refuse_what_processes_cannot_run(spec: TrainingSpec, *, own_namespaces: bool, gpus: int = 0) -> None:
+    if not 1 <= spec.instance_count <= MAX_HOSTS:
+        raise ConfigurationError(
+            f"instance_count={spec.instance_count}: this backend runs 1 to {MAX_HOSTS} hosts, each a process here.",
+            "use fewer hosts here (the code is the same for more), or --backend sagemaker for the real count.")
+    if 0 < gpus < spec.instance_count:
+        raise ConfigurationError(
+            f"instance_count={spec.instance_count} hosts cannot each have GPUs of their own on this machine's {gpus}.",
+            f"use instance_count={gpus} or fewer here, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU.")
     if spec.instance_count != 1 and not own_namespaces:
         raise ConfigurationError(
             f"instance_count={spec.instance_count} runs one process per host here, each seeing its own /opt/ml and "

@@ -15,6 +15,7 @@ from typing import IO
 
 from sagetwin.core.host_lines import tagged
 from sagetwin.core.progress import Reporter
+from sagetwin.emulation import container_paths
 from sagetwin.emulation.processes import copy_lines, spawn, stop
 
 
@@ -90,11 +91,21 @@ def run_hosts(runs: list[HostRun], *, reporter: Reporter, log_path: Path, tail_l
             for reader in readers:
                 reader.start()
             code = _first_failure_or_all_done(procs)
-            for proc in procs:  # a failed host ends the job: the others are stopped, as SageMaker stops them
-                stop(proc, grace=2.0)
+            _stop_all(procs, grace=2.0)  # a failed host ends the job: the others stop with it, as on SageMaker
             for reader in readers:
                 reader.join(timeout=5.0)
         return code, "\n".join(tail)
     finally:
-        for proc in procs:
-            stop(proc)
+        _stop_all(procs, grace=10.0)
+        for run in runs:
+            if run.opt_ml:  # the namespace's overlay work folder, removable again
+                container_paths.release(run.opt_ml[1])
+
+
+def _stop_all(procs: list[subprocess.Popen], grace: float) -> None:
+    """Every host's group stopped at once (SIGTERM to all, then each waited for), not one by one."""
+    stoppers = [threading.Thread(target=stop, args=(proc,), kwargs={"grace": grace}) for proc in procs]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()

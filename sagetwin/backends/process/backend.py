@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sagetwin.backends.process import hosts as job_hosts
 from sagetwin.backends.process import opt_ml
-from sagetwin.backends.process.audit_files import audit_env
 from sagetwin.backends.process.drift import drift, drift_fix
-from sagetwin.backends.process.hosts import host_command, host_names, host_root, hosts_summary, launcher_env
 from sagetwin.backends.process.stack_env import stack_python
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError, log_excerpt
@@ -121,8 +120,7 @@ class ProcessBackend:
             reporter.step("process: this host differs from the job's stack: "
                           + "; ".join(d.render() for d in differences))
         # `sagetwin check` tells the paths a script opens from the ones SM_* named: it keeps them apart
-        seen_at_opt_ml = opt_ml.at_opt_ml("mapped" if self.audit_record else self.paths, reporter)
-        refuse_what_processes_cannot_run(spec, own_namespaces=seen_at_opt_ml)
+        seen_at_opt_ml = opt_ml.at_opt_ml("mapped" if self.audit_record else self.paths, reporter, run_dir.parent)
         with disk_full_named(run_dir, "preparing the run folder"):
             runs = self._host_runs(self._stack_inputs(spec, stack), run_dir, python, seen_at_opt_ml, reporter)
         folder = runs[0][0].folder  # algo-1's: the job's model and output
@@ -156,28 +154,26 @@ class ProcessBackend:
     def _host_runs(self, spec: TrainingSpec, run_dir: Path, python: str, seen_at_opt_ml: bool, reporter: Reporter
                    ) -> list[tuple[contract.PreparedRun, HostRun]]:
         """Each host's run folder, environment and command (one host unless ``instance_count``)."""
-        hosts = host_names(spec.instance_count)
-        port = free_port() if spec.distribution else 0
-        runs = []
+        gpus = contract.count_gpus()
+        refuse_what_processes_cannot_run(spec, own_namespaces=seen_at_opt_ml, gpus=gpus)
+        hosts = job_hosts.host_names(spec.instance_count)
+        port, slices = free_port() if spec.distribution else 0, job_hosts.gpu_slices(hosts, gpus)
+        entry, runs = self._entry_command(python, spec.entry_point), []
         for host in hosts:
-            run = contract.prepare_run(spec, host_root(run_dir, hosts, host), at_opt_ml=seen_at_opt_ml, hosts=hosts,
-                                       current_host=host)
-            env = {**os.environ, **run.env, **launcher_env(spec, hosts, port)}
-            code_dir = f"{contract.OPT_ML}/code" if seen_at_opt_ml else str(run.folder.code_dir)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, os.environ.get("PYTHONPATH")]))
-            env.setdefault("PYTHONUNBUFFERED", "1")
-            env.update(debugger_env(env))
-            if self.audit_record:  # `sagetwin check`: every Python process of the job is kept off the network
-                env.update(audit_env(env, self.audit_record))
-            cmd = host_command(spec, self._entry_command(python, spec.entry_point), python, run.args, hosts, host, port)
+            run = contract.prepare_run(spec, job_hosts.host_root(run_dir, hosts, host), at_opt_ml=seen_at_opt_ml,
+                                       hosts=hosts, current_host=host, num_gpus=gpus)
+            env = job_hosts.job_env(run, seen_at_opt_ml, {**job_hosts.launcher_env(spec, hosts, port), **slices[host]},
+                                    self.audit_record)
+            cmd = job_hosts.host_command(spec, entry, python, run.args, hosts, host, port, gpus)
             namespace = opt_ml.namespace(run.folder.root, run.folder.root.parent / "container", hosts, host) \
                 if seen_at_opt_ml else ()
             runs.append((run, HostRun(host, cmd, env, run.folder.code_dir, namespace)))
         first = runs[0][0]
         for note in first.notes:
             reporter.step(f"process: {note}")
-        reporter.step(f"process: running {spec.entry_point} {' '.join(first.args)} in {first.folder.root}"
-                      + (" (seen at /opt/ml)" if seen_at_opt_ml else "") + hosts_summary(hosts, runs[0][1].cmd))
+        where = f"{first.folder.root}" + (" (seen at /opt/ml)" if seen_at_opt_ml else "")
+        reporter.step(f"process: running {spec.entry_point} {' '.join(first.args)} in {where}"
+                      + job_hosts.hosts_summary(hosts, runs[0][1].cmd))
         return runs
 
     def _entry_command(self, python: str, entry_point: str) -> list[str]:

@@ -23,11 +23,12 @@ def check_setting(paths: str) -> str:
     return paths
 
 
-def at_opt_ml(paths: str, reporter: Reporter) -> bool:
-    """Whether this job sees its run folder at /opt/ml; where it cannot, said once per process."""
+def at_opt_ml(paths: str, reporter: Reporter, near: Path | None = None) -> bool:
+    """Whether a job whose run folder is in ``near`` sees it at /opt/ml; where it cannot, said once
+    per process."""
     if paths == "mapped":
         return False
-    ok, why = container_paths.available()
+    ok, why = container_paths.available(str(near) if near else None)
     if ok:
         return True
     if paths == "opt_ml":
@@ -45,5 +46,6 @@ def namespace(run_folder: Path, state: Path, hosts: list[str] | None = None, hos
               ) -> tuple[str, ...]:
     """What ``processes.spawn(opt_ml=...)`` takes: ``run_folder`` at /opt/ml, /opt/ml/code the
     working folder, the job's hosts on loopback."""
-    state.mkdir(mode=0o700, exist_ok=True)
+    state.mkdir(mode=0o700)  # new for each run: nothing in it was placed by anyone else
     return str(run_folder), str(state), host, ",".join(hosts or [host]), f"{OPT_ML}/code"
+
