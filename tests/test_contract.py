@@ -48,7 +48,10 @@ def test_opt_ml_values_are_mapped_onto_the_run_folder(tmp_path: Path):
                       "nested": [f"{tmp_path}/model"]}
 
 
-def test_process_backend_gives_the_script_the_full_contract(tmp_path: Path, no_leftover_processes):
+@pytest.mark.parametrize("paths", ["opt_ml", "mapped"])
+def test_process_backend_gives_the_script_the_full_contract(tmp_path: Path, no_leftover_processes, paths):
+    """``opt_ml``: the script sees SageMaker's own paths (its run folder at /opt/ml); ``mapped``
+    (where the kernel refuses namespaces): the same contract on the run folder's paths."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "dump.py").write_text(ENV_DUMP_SCRIPT)
@@ -60,33 +63,34 @@ def test_process_backend_gives_the_script_the_full_contract(tmp_path: Path, no_l
     hps = {"epochs": 2, "model_name": "/opt/ml/input/data/model", "sagemaker_program": "dump.py",
            "learning_rate": 0.001}
     job = sagetwin.HuggingFaceJob("dump.py", source_dir=code, hyperparameters=hps, backend="process",
-                                  reporter=SilentReporter())
+                                  reporter=SilentReporter(), backend_options={"paths": paths})
     result = job.fit({"train": str(train), "test": single_file.as_uri(), "model": str(train)})
 
     run_dir = Path(result.details["run_dir"])
     root = run_dir / "opt_ml"
+    seen_root = "/opt/ml" if paths == "opt_ml" else str(root)
     seen = json.loads((root / "model" / "seen.json").read_text())
     env = seen["env"]
     assert seen["argv"] == ["--epochs", "2", "--learning_rate", "0.001", "--model_name",
-                            f"{root}/input/data/model"]
-    assert env["SM_MODEL_DIR"] == str(root / "model")
-    assert env["SM_OUTPUT_DATA_DIR"] == str(root / "output" / "data")
-    assert env["SM_OUTPUT_DIR"] == str(root / "output")
-    assert env["SM_INPUT_DIR"] == str(root / "input")
-    assert env["SM_INPUT_CONFIG_DIR"] == str(root / "input" / "config")
-    assert env["SM_CHANNEL_TRAIN"] == str(root / "input" / "data" / "train")
+                            f"{seen_root}/input/data/model"]
+    assert env["SM_MODEL_DIR"] == f"{seen_root}/model"
+    assert env["SM_OUTPUT_DATA_DIR"] == f"{seen_root}/output/data"
+    assert env["SM_OUTPUT_DIR"] == f"{seen_root}/output"
+    assert env["SM_INPUT_DIR"] == f"{seen_root}/input"
+    assert env["SM_INPUT_CONFIG_DIR"] == f"{seen_root}/input/config"
+    assert env["SM_CHANNEL_TRAIN"] == f"{seen_root}/input/data/train"
     assert json.loads(env["SM_CHANNELS"]) == ["model", "test", "train"]
     assert json.loads(env["SM_HOSTS"]) == ["algo-1"] and env["SM_CURRENT_HOST"] == "algo-1"
     assert json.loads(env["SM_HPS"]) == {"epochs": 2, "learning_rate": 0.001,
-                                         "model_name": f"{root}/input/data/model"}
-    assert env["SM_HP_EPOCHS"] == "2" and env["SM_HP_MODEL_NAME"] == f"{root}/input/data/model"
+                                         "model_name": f"{seen_root}/input/data/model"}
+    assert env["SM_HP_EPOCHS"] == "2" and env["SM_HP_MODEL_NAME"] == f"{seen_root}/input/data/model"
     assert "SM_HP_SAGEMAKER_PROGRAM" not in env
     assert json.loads(env["SM_USER_ARGS"]) == seen["argv"]
     assert int(env["SM_NUM_GPUS"]) >= 0 and int(env["SM_NUM_CPUS"]) >= 1
     assert env["SM_USER_ENTRY_POINT"] == "dump.py" and env["SM_MODULE_NAME"] == "dump"
     training_env = json.loads(env["SM_TRAINING_ENV"])
     assert training_env["hyperparameters"]["epochs"] == 2 and training_env["job_name"] == result.job_name
-    assert seen["cwd"] == str(root / "code") and str(root / "code") in seen["pythonpath"]
+    assert seen["cwd"] == f"{seen_root}/code" and f"{seen_root}/code" in seen["pythonpath"]
     # channel contents reach the script; a single file becomes a folder holding it
     assert seen["channels"]["train"] == {"part-0.txt": "hello"}
     assert seen["channels"]["test"] == {"test.csv": "text,label\n"}
