@@ -234,3 +234,45 @@ def test_launchers_not_emulated_are_refused_naming_the_ddp_fallback(sdk, tmp_pat
     assert named in message and "not emulated offline" in message
     assert "fall back to PyTorch DDP" in message and "torch_distributed" in message and "--backend local" in message
     assert "(or 'pytorchddp')" not in message  # it is not a fallback that runs offline
+
+
+def test_simulate_principal_policy_evaluates_the_roles_policies(twin, sdk):
+    """iam:SimulatePrincipalPolicy, which SageMaker SDK v3 calls before it trains: the role's own
+    policies evaluated (allowed, implicitDeny, explicitDeny; a Condition left unjudged is named)."""
+    import json
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    iam = boto3.client("iam")
+    bucket = sdk["bucket"]
+
+    def decisions(role: str, actions: list[str], resources: list[str] | None = None) -> list[tuple[str, str]]:
+        answer = iam.simulate_principal_policy(PolicySourceArn=role, ActionNames=actions,
+                                               **({"ResourceArns": resources} if resources else {}))
+        return [(r["EvalActionName"], r["EvalDecision"]) for r in answer["EvaluationResults"]]
+
+    role = sdk["role"]
+    assert decisions(role, ["ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "ec2:DescribeVpcs",
+                            "sagemaker:CreateTrainingJob", "dynamodb:PutItem"]) == [
+        ("ecr:GetAuthorizationToken", "allowed"), ("cloudwatch:PutMetricData", "allowed"),
+        ("ec2:DescribeVpcs", "allowed"), ("sagemaker:CreateTrainingJob", "allowed"),
+        ("dynamodb:PutItem", "implicitDeny")]
+    assert decisions(role, ["s3:PutObject"], [f"arn:aws:s3:::{bucket}/code/x", "arn:aws:s3:::other-bucket/x"]) == [
+        ("s3:PutObject", "allowed"), ("s3:PutObject", "implicitDeny")]
+    passed = iam.simulate_principal_policy(PolicySourceArn=role, ActionNames=["iam:PassRole"],
+                                           ResourceArns=[role])["EvaluationResults"][0]
+    assert passed["EvalDecision"] == "implicitDeny" and passed["MissingContextValues"] == ["iam:PassedToService"]
+
+    iam.create_role(RoleName="Denied", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    iam.put_role_policy(RoleName="Denied", PolicyName="all", PolicyDocument=json.dumps({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
+                      {"Effect": "Deny", "Action": "ecr:*", "Resource": "*"}]}))
+    denied = f"arn:aws:iam::{role.split(':')[4]}:role/Denied"
+    assert decisions(denied, ["ecr:GetAuthorizationToken", "s3:GetObject"]) == [
+        ("ecr:GetAuthorizationToken", "explicitDeny"), ("s3:GetObject", "allowed")]
+    with pytest.raises(ClientError) as missing:
+        iam.simulate_principal_policy(PolicySourceArn=denied + "-gone", ActionNames=["s3:GetObject"])
+    assert missing.value.response["Error"]["Code"] == "NoSuchEntity"
+    # the rest of IAM is still moto's
+    assert iam.get_role(RoleName="Denied")["Role"]["RoleName"] == "Denied"

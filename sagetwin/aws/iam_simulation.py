@@ -17,6 +17,23 @@ from xml.sax.saxutils import escape
 from sagetwin.aws.replies import Reply
 
 NAMESPACE = "https://iam.amazonaws.com/doc/2010-05-08/"
+# What the twin's SageMaker execution role may do: the core of AWS's AmazonSageMakerFullAccess
+# managed policy, which the role a SageMaker notebook gets usually carries.
+EXECUTION_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Resource": "*", "Action": [
+        "sagemaker:*", "application-autoscaling:*", "cloudwatch:PutMetricData", "cloudwatch:GetMetricData",
+        "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics", "logs:CreateLogGroup", "logs:CreateLogStream",
+        "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:GetLogEvents", "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
+        "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+        "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+        "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+        "s3:CreateBucket", "s3:GetBucketLocation", "s3:ListBucket", "s3:ListAllMyBuckets"]},
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+     "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*", "arn:aws:s3:::*sagemaker*"]},
+    {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/*",
+     "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+]}
 
 
 def form_of(body: bytes) -> dict[str, list[str]]:
@@ -74,23 +91,23 @@ def _listed_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [statements] if isinstance(statements, dict) else list(statements)
 
 
-def principal_policies(iam: Any, arn: str) -> list[dict[str, Any]] | None:
-    """The policy documents of a role or user (by ARN) in the twin's IAM; None when there is none."""
+def principal_policies(iam: Any, arn: str) -> list[dict[str, Any]] | Reply:
+    """The policy documents of a role or user (by ARN) in the twin's IAM, or the service's error."""
     kind, _, name = arn.split(":", 5)[-1].partition("/")
     name = name.rsplit("/", 1)[-1]
+    if kind not in ("role", "user") or not name or not arn.startswith("arn:aws:iam::"):
+        return _error(400, "InvalidInput", f"Invalid Entity Arn: {arn} does not clearly define entity type and name.")
     try:
         if kind == "role":
             inline = [iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]
                       for p in iam.list_role_policies(RoleName=name)["PolicyNames"]]
             attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
-        elif kind == "user":
+        else:
             inline = [iam.get_user_policy(UserName=name, PolicyName=p)["PolicyDocument"]
                       for p in iam.list_user_policies(UserName=name)["PolicyNames"]]
             attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
-        else:
-            return None
     except iam.exceptions.NoSuchEntityException:
-        return None
+        return _error(404, "NoSuchEntity", f"The {kind} with name {name} cannot be found.")
     documents = [json.loads(unquote(d)) if isinstance(d, str) else d for d in inline]
     for policy in attached:
         version = iam.get_policy(PolicyArn=policy["PolicyArn"])["Policy"]["DefaultVersionId"]
@@ -107,8 +124,8 @@ def simulate(iam: Any, body: bytes) -> Reply:
         return _error(400, "ValidationError", "1 validation error detected: Value null at 'actionNames' failed to "
                                               "satisfy constraint: Member must not be null")
     documents = principal_policies(iam, arn)
-    if documents is None:
-        return _error(400, "InvalidInput", f"Invalid Entity Arn: {arn} does not clearly define entity type and name.")
+    if isinstance(documents, Reply):
+        return documents
     members = []
     for action in actions:
         for resource in resources:

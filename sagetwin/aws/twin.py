@@ -16,6 +16,7 @@ from sagetwin.aws.changes import Changes
 from sagetwin.aws.endpoints import Endpoints
 from sagetwin.aws.experiments import Experiments
 from sagetwin.aws.guard import Guard, moto_credentials
+from sagetwin.aws.iam_simulation import EXECUTION_POLICY, simulate
 from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
 from sagetwin.aws.server import LoopbackServer
@@ -155,6 +156,7 @@ class Twin:
         self._twin_app.operations.update({**self.jobs.operations(), **self.endpoints.operations(),
                                           **self.transforms.operations(), **Experiments(self.clients).operations()})
         self._twin_app.runtime.update(self.endpoints.runtime())
+        self._twin_app.iam["SimulatePrincipalPolicy"] = lambda body: simulate(self.clients.iam, body)
         if self.changes is not None:
             self.jobs.changed = self.endpoints.changed = self.transforms.changed = self.changes.signal
 
@@ -169,6 +171,8 @@ class Twin:
         """The identity clients get: an assumed SageMaker role, as in a SageMaker notebook."""
         self.clients.iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
                                      MaxSessionDuration=CREDENTIALS_S)
+        self.clients.iam.put_role_policy(RoleName=ROLE_NAME, PolicyName="AmazonSageMakerFullAccess-core",
+                                         PolicyDocument=json.dumps(EXECUTION_POLICY))
         creds = self.clients.sts.assume_role(RoleArn=self.role_arn, RoleSessionName="SageMaker",
                                              DurationSeconds=CREDENTIALS_S)["Credentials"]
         return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],

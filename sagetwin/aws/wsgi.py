@@ -22,6 +22,7 @@ from sagetwin.aws.actions import refusal as refused_action
 from sagetwin.aws.constraints import constraint_message
 from sagetwin.aws.describe_shapes import ALWAYS, as_aws_returns, shaped_reply
 from sagetwin.aws.guard import Guard, headers_of_environ
+from sagetwin.aws.iam_simulation import form_of
 from sagetwin.aws.replies import Reply, json_reply, service_error
 from sagetwin.aws.server import vouch_for_connection
 from sagetwin.core.errors import ConfigurationError
@@ -127,6 +128,7 @@ class TwinApp:
         self.moto_app = moto_app
         self.operations = operations  # SageMaker action → handler
         self.runtime = runtime  # SageMaker Runtime action → handler(endpoint name, call)
+        self.iam: dict[str, Callable[[bytes], Reply]] = {}  # IAM (query protocol) action → handler(form body)
         self.guard = guard
 
     def refusal(self, environ: dict[str, Any]) -> Reply | None:
@@ -166,6 +168,10 @@ class TwinApp:
                 reply = self._sagemaker(operation, environ)
             elif runtime and environ["sagetwin.scope"][1] == "sagemaker":
                 reply = self._runtime(RUNTIME_ACTIONS[runtime.group("kind")], runtime.group("name"), environ)
+            elif environ["sagetwin.scope"][1] == "iam" and self.iam:
+                call = self._call("", environ)
+                handler = self.iam.get((form_of(call.body).get("Action") or [""])[0])
+                reply = handler(call.body) if handler else call.pass_to_moto()
             else:
                 return self.moto_app(environ, start_response)
             if reply is None:
