@@ -9,6 +9,7 @@ from typing import Any
 
 from sagetwin.aws.job_state import JobFailed
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix
+from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import inside
 from sagetwin.emulation.archives import ArchiveError, extract_archive
 
@@ -27,6 +28,17 @@ def fetch_code(s3: Any, uri: str, target: Path) -> Path:
     except ArchiveError as exc:
         raise JobFailed(f"AlgorithmError: {exc}") from None
     return target
+
+
+def check_program(code: Path, program: str, submitted: str) -> None:
+    """The toolkit's entry point (``sagemaker_program``) must be a file of the code it was sent."""
+    try:
+        inside(code, program)
+    except ConfigurationError:
+        raise JobFailed(f"AlgorithmError: entry point {program!r} is not a file name inside the source directory.") \
+            from None
+    if not program or not (code / program).is_file():
+        raise JobFailed(f"AlgorithmError: entry point {program!r} was not found in {submitted or 'the job'}.")
 
 
 def fetch_channels(s3: Any, region: str, request: dict[str, Any], target: Path) -> dict[str, str]:

@@ -22,13 +22,12 @@ from typing import Any
 from sagetwin.aws.checkpoints import DEFAULT_LOCAL_PATH, CheckpointSync
 from sagetwin.aws.distribution import distribution_of, distribution_refused
 from sagetwin.aws.images import UnsupportedImage, stack_of
-from sagetwin.aws.job_inputs import fetch_channels, fetch_code
+from sagetwin.aws.job_inputs import check_program, fetch_channels, fetch_code
 from sagetwin.aws.job_state import JobFailed, TrainingJob, failure_reason, limits_refused, record_metrics
 from sagetwin.aws.logs import METRICS_NAMESPACE, TRAINING_LOG_GROUP, HostLogs
 from sagetwin.aws.s3 import upload_file
 from sagetwin.aws.spot import InterruptWhen, Rehearsal
 from sagetwin.aws.wsgi import Call, Reply, create_once, describe_live, json_reply, listing_with_status, service_error
-from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.paths import inside
 from sagetwin.emulation.artifacts import local_path
 from sagetwin.emulation.contract import decode_hyperparameters
@@ -212,16 +211,13 @@ class TrainingJobs:
         except UnsupportedImage as exc:
             raise JobFailed(f"ClientError: {exc}") from None
         hyperparameters = decode_hyperparameters(request.get("HyperParameters") or {})
+        algorithm = request["AlgorithmSpecification"]
+        entrypoint = list(algorithm.get("ContainerEntrypoint") or [])
         program = str(hyperparameters.pop("sagemaker_program", "") or "")
         submitted = str(hyperparameters.pop("sagemaker_submit_directory", "") or "")
         code = fetch_code(self.clients.s3, submitted, folder / "code")
-        try:
-            inside(code, program)
-        except ConfigurationError:
-            raise JobFailed(f"AlgorithmError: entry point {program!r} is not a file name inside the source directory.")\
-                from None
-        if not program or not (code / program).is_file():
-            raise JobFailed(f"AlgorithmError: entry point {program!r} was not found in {submitted or 'the job'}.")
+        if not entrypoint:  # the toolkit's entry point: the program must be in the code it was sent
+            check_program(code, program, submitted)
         resources = request.get("ResourceConfig", {})
         distribution = distribution_of(hyperparameters)
         inputs = fetch_channels(self.clients.s3, self.clients.region, request, folder / "data")
@@ -229,10 +225,13 @@ class TrainingJobs:
             "job_name": job.name, "entry_point": program, "source_dir": str(code),
             "hyperparameters": hyperparameters, "inputs": inputs,
             "instance_type": resources.get("InstanceType"), "instance_count": resources.get("InstanceCount", 1),
-            "environment": request.get("Environment") or {}, "output_path": str(folder / "run"),
+            "environment": {**(request.get("Environment") or {}), "TRAINING_JOB_ARN":  # the platform's, as in AWS
+                            f"arn:aws:sagemaker:{self.clients.region}:{self.clients.account}:training-job/"
+                            f"{job.name.lower()}"}, "output_path": str(folder / "run"),
             "transformers_version": stack.transformers, "pytorch_version": stack.pytorch, "py_version": stack.py,
             "max_run": request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 24 * 3600),
             "role": request.get("RoleArn"), "distribution": distribution, "distribution_checked": True,
+            "container_entrypoint": entrypoint, "container_arguments": list(algorithm.get("ContainerArguments") or []),
         }
         return {"spec": spec, "backend": self.backend, "backend_options": self.backend_options,
                 "result": str(folder / "result.json")}

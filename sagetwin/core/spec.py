@@ -37,6 +37,10 @@ class TrainingSpec:
     distribution: dict[str, Any] = field(default_factory=dict)
     # True where the person's own SDK already judged distribution= (a job made through the AWS API)
     distribution_checked: bool = False
+    # AlgorithmSpecification.ContainerEntrypoint / ContainerArguments: the container's own command
+    # instead of the training toolkit's entry point (SageMaker SDK v3 sends these)
+    container_entrypoint: list[str] = field(default_factory=list)
+    container_arguments: list[str] = field(default_factory=list)
 
     @property
     def entry_point_path(self) -> Path:

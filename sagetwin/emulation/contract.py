@@ -24,6 +24,7 @@ from sagetwin.emulation.requirements import unmet_requirements
 
 OPT_ML = "/opt/ml"
 CURRENT_HOST = "algo-1"
+INSTANCE_GROUP = "homogeneousCluster"  # the group name SageMaker gives a job without instance_groups
 NETWORK_INTERFACE = "eth0"
 
 
@@ -136,13 +137,16 @@ class RunFolder:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
 
     def write_config(self, hyperparameters: dict[str, Any], channels: list[str],
-                     hosts: list[str] | None = None, current_host: str = CURRENT_HOST) -> None:
+                     hosts: list[str] | None = None, current_host: str = CURRENT_HOST,
+                     instance_type: str = "local") -> None:
         hosts = hosts or [current_host]
         files = {
             "hyperparameters.json": encode_hyperparameters(hyperparameters),
-            "resourceconfig.json": {
-                "current_host": current_host,
-                "hosts": hosts,
+            "resourceconfig.json": {  # as SageMaker writes it for a cluster of one instance group
+                "current_host": current_host, "current_instance_type": instance_type,
+                "current_group_name": INSTANCE_GROUP, "hosts": hosts,
+                "instance_groups": [{"instance_group_name": INSTANCE_GROUP, "instance_type": instance_type,
+                                     "hosts": hosts}],
                 "network_interface_name": NETWORK_INTERFACE,
             },
             "inputdataconfig.json": {c: {"TrainingInputMode": "File"} for c in channels},
@@ -265,7 +269,6 @@ def link_checkpoints(folder: RunFolder, checkpoint_dir: str, local_path: str) ->
 def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None, at_opt_ml: bool = False,
                 hosts: list[str] | None = None, current_host: str = CURRENT_HOST) -> PreparedRun:
     """Lay out ``root`` as ``/opt/ml`` for ``spec``: code, channels, config files, ``SM_*`` env.
-
     For backends that run the script outside a container (process, in-process plugins): local
     channels only. ``at_opt_ml``: the script will see ``root`` at ``/opt/ml`` (``container_paths``),
     so paths are SageMaker's own; otherwise ``/opt/ml`` values in hyperparameters and the
@@ -286,8 +289,8 @@ def prepare_run(spec: TrainingSpec, root: Path, *, num_gpus: int | None = None, 
     folder.copy_code(spec.source_dir)
     notes = [note for name, path in channels.items() if (note := folder.add_channel(name, path))]
     hyperparameters = dict(spec.hyperparameters) if at_opt_ml else map_opt_ml(dict(spec.hyperparameters), folder.root)
-    folder.write_config(hyperparameters, sorted(channels), hosts, current_host)
-    env = dict(spec.environment)
+    folder.write_config(hyperparameters, sorted(channels), hosts, current_host, spec.instance_type or "local")
+    env = {**spec.environment, "TRAINING_JOB_NAME": spec.job_name}  # SageMaker's own, in every training container
     env.update(training_environment(
         RunFolder(Path(OPT_ML)) if at_opt_ml else folder, job_name=spec.job_name, entry_point=spec.entry_point,
         hyperparameters=hyperparameters,

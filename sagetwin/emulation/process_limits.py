@@ -28,6 +28,11 @@ def refuse_what_processes_cannot_run(spec: TrainingSpec, *, own_namespaces: bool
             "not allow.",
             "use instance_count=1 here, or --backend local to run the hosts as containers.",
         )
+    if spec.container_entrypoint and not own_namespaces:
+        raise ConfigurationError(
+            f"the job's ContainerEntrypoint ({' '.join(spec.container_entrypoint)}) uses SageMaker's /opt/ml paths "
+            "literally, which needs namespaces of its own here; this kernel (or -o paths=mapped) does not allow them.",
+            "leave out -o paths=mapped, or run sagetwin where the kernel allows user and mount namespaces.")
     launchers = [name for name in enabled_launchers(spec.distribution) if name not in RUN_HERE]
     if launchers:
         raise ConfigurationError(

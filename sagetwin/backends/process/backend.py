@@ -162,8 +162,9 @@ class ProcessBackend:
         for host in hosts:
             run = contract.prepare_run(spec, job_hosts.host_root(run_dir, hosts, host), at_opt_ml=seen_at_opt_ml,
                                        hosts=hosts, current_host=host, num_gpus=gpus)
-            env = job_hosts.job_env(run, seen_at_opt_ml, {**job_hosts.launcher_env(spec, hosts, port), **slices[host]},
-                                    self.audit_record)
+            path = job_hosts.container_path(run.folder.root.parent / "bin", python) if spec.container_entrypoint else {}
+            env = job_hosts.job_env(run, seen_at_opt_ml, {**job_hosts.launcher_env(spec, hosts, port), **slices[host],
+                                                          **path}, self.audit_record)
             cmd = job_hosts.host_command(spec, entry, python, run.args, hosts, host, port, gpus)
             namespace = opt_ml.namespace(run.folder.root, run.folder.root.parent / "container", hosts, host) \
                 if seen_at_opt_ml else ()

@@ -37,7 +37,10 @@ def host_command(spec: TrainingSpec, entry: list[str], python: str, args: list[s
     """What ``host`` runs: ``entry`` (the script as this backend starts it) with its arguments, or,
     for torch_distributed, ``torchrun --nnodes N --nproc_per_node P --master_addr algo-1
     --master_port PORT --node_rank R script args`` (the toolkit's command, with a port of the job's
-    own: every host shares this machine's loopback)."""
+    own: every host shares this machine's loopback); or the job's ``ContainerEntrypoint`` and
+    ``ContainerArguments``, which replace the toolkit altogether."""
+    if spec.container_entrypoint:
+        return [*spec.container_entrypoint, *spec.container_arguments]
     if "torch_distributed" not in enabled_launchers(spec.distribution):
         return entry + args
     return [python, "-m", "torch.distributed.run", "--nnodes", str(len(hosts)),
@@ -68,3 +71,16 @@ def job_env(run: PreparedRun, seen_at_opt_ml: bool, extra: dict[str, str], audit
     if audit_record:
         env.update(audit_env(env, audit_record))
     return env
+
+
+def container_path(bin_dir: Path, python: str) -> dict[str, str]:
+    """A job with its own entrypoint finds the stack's Python as a container has it: ``python3``,
+    ``python``, ``pip3`` and ``pip`` first on PATH (pip as ``python -m pip`` of that Python)."""
+    bin_dir.mkdir(mode=0o700)
+    for name in ("python3", "python"):
+        (bin_dir / name).symlink_to(python)
+    for name in ("pip3", "pip"):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\nexec "{python}" -m pip "$@"\n')
+        script.chmod(0o700)
+    return {"PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "/usr/bin:/bin")])}
