@@ -30,10 +30,11 @@ class PrintReporter:
     """The backend's progress and the script's output, one line each, as the job's log."""
 
     def step(self, message: str) -> None:
-        print(message, flush=True)
+        self.log(message)
 
     def log(self, line: str) -> None:
-        print(line, flush=True)
+        sys.stdout.write(line + "\n")  # one write: a line from another thread never splits it
+        sys.stdout.flush()
 
 
 def run(order: dict[str, Any]) -> dict[str, Any]:

@@ -31,16 +31,19 @@ class HostRun:
 
 
 class _HostLines:
-    """A reporter that tags each line with its host; steps pass through unchanged."""
+    """A reporter that tags each line with its host; steps pass through unchanged. The hosts'
+    readers share ``lock``: one host's line never lands in the middle of another's."""
 
-    def __init__(self, reporter: Reporter, host: str) -> None:
-        self.reporter, self.host = reporter, host
+    def __init__(self, reporter: Reporter, host: str, lock: threading.Lock) -> None:
+        self.reporter, self.host, self.lock = reporter, host, lock
 
     def step(self, message: str) -> None:
-        self.reporter.step(message)
+        with self.lock:
+            self.reporter.step(message)
 
     def log(self, line: str) -> None:
-        self.reporter.log(tagged(self.host, line))
+        with self.lock:
+            self.reporter.log(tagged(self.host, line))
 
 
 class _SharedLog:
@@ -84,9 +87,9 @@ def run_hosts(runs: list[HostRun], *, reporter: Reporter, log_path: Path, tail_l
         for run in runs:
             procs.append(spawn(run.cmd, env=run.env, cwd=run.cwd, opt_ml=run.opt_ml))
         with open(log_path, "w", encoding="utf-8", errors="replace") as raw_log:
-            log = _SharedLog(raw_log)
+            log, lock = _SharedLog(raw_log), threading.Lock()
             readers = [threading.Thread(target=copy_lines, args=(
-                proc, log, tail, _HostLines(reporter, run.host) if len(runs) > 1 else reporter), daemon=True)
+                proc, log, tail, _HostLines(reporter, run.host, lock) if len(runs) > 1 else reporter), daemon=True)
                 for proc, run in zip(procs, runs, strict=True)]
             for reader in readers:
                 reader.start()
