@@ -24,10 +24,10 @@ def distribution_refused(request: dict[str, Any]) -> Reply | None:
     mpirun over SSH between hosts)."""
     hyperparameters = decode_hyperparameters(request.get("HyperParameters") or {})
     on = [name for name, used in (
-        ("{'smdistributed': {'dataparallel': ...}}", hyperparameters.get(SMDDP) in (True, "true", "True")),
+        ("{'smdistributed': {'dataparallel': ...}}", _enabled(hyperparameters.get(SMDDP))),
         ("{'smdistributed': {'modelparallel': ...}}", SMMP in hyperparameters),
-        ("{'pytorchddp': ...}", hyperparameters.get("sagemaker_pytorch_ddp_enabled") in (True, "true", "True")),
-        ("{'mpi': ...}", hyperparameters.get("sagemaker_mpi_enabled") in (True, "true", "True"))) if used]
+        *((f"{{'{key}': ...}}", _enabled(hyperparameters.get(name))) for name, key in LAUNCHERS.items()
+          if key != "torch_distributed")) if used]
     if not on:
         return None
     what = ("SageMaker's smdistributed library, which runs only on GPU instances in its own training containers"
@@ -46,7 +46,12 @@ def distribution_of(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     hyperparameters: the backend that runs the job writes them again, as the SDK does."""
     found: dict[str, Any] = {}
     for name, key in LAUNCHERS.items():
-        if hyperparameters.pop(name, None) in (True, "true", "True"):
+        if _enabled(hyperparameters.pop(name, None)):
             found[key] = {"enabled": True}
     hyperparameters.pop("sagemaker_instance_type", None)
     return found
+
+
+def _enabled(value: Any) -> bool:
+    """A launcher's hyperparameter as the SDK writes it (JSON ``true``), decoded or not."""
+    return value in (True, "true", "True")
