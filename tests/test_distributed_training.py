@@ -122,18 +122,6 @@ def test_local_refuses_launchers_its_images_do_not_have(distribution):
     assert "torch_distributed" in info.value.fix
 
 
-def test_local_refuses_a_container_entrypoint_naming_process():
-    import dataclasses
-
-    from sagetwin.backends.local.backend import LocalBackend
-
-    job = sagetwin.HuggingFaceJob("train.py", source_dir=DDP_SOURCE, backend="local", reporter=SilentReporter())
-    spec = dataclasses.replace(job.training_spec(), container_entrypoint=["/bin/bash"], container_arguments=["-c", "x"])
-    with pytest.raises(ConfigurationError, match="runs its own ContainerEntrypoint") as info:
-        LocalBackend().fit(spec, SilentReporter())
-    assert "--backend process" in info.value.fix
-
-
 def test_a_launcher_turned_off_is_no_launcher():
     from sagetwin.core.spec import enabled_launchers
 

@@ -1,7 +1,9 @@
 """SageMaker SDK v3 code against the twin, unchanged, from a virtualenv of its own (sagetwin's
-backends keep v2): ``ModelTrainer.train(wait=True, logs=True)`` passes v3's IAM role check
-(``iam:SimulatePrincipalPolicy``), sends ``ContainerEntrypoint``/``ContainerArguments`` with its
-``sm_drivers`` channel, and the job runs on `process` with the container's literal /opt/ml paths."""
+backends keep v2), on each backend that runs jobs and endpoints: ``ModelTrainer.train(wait=True,
+logs=True)`` passes v3's IAM role check (``iam:SimulatePrincipalPolicy``) and sends
+``ContainerEntrypoint``/``ContainerArguments`` with its ``sm_drivers`` channel, which run with the
+container's literal /opt/ml paths; v3's ``Model`` → ``EndpointConfig`` → ``Endpoint`` serve the
+model it trained, and ``invoke`` answers."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.test_aws_twin import leftovers
+from tests.test_local_backend import no_leftover_containers, require_docker  # noqa: F401 - fixture
 from tests.test_opt_ml_paths import KERNEL_ALLOWS_NAMESPACES
 
 V3 = Path(__file__).parent / "sdk_v3"
@@ -40,19 +43,39 @@ def v3_python() -> str:
     return str(python)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not KERNEL_ALLOWS_NAMESPACES, reason="this kernel refuses mount namespaces")
-def test_a_v3_model_trainer_trains_through_the_twin_on_process(v3_python):
+def run_train_and_deploy(backend: str, v3_python: str, tiny_model) -> tuple[str, dict]:
     since = time.time() - 0.1
-    result = run_cli("exec", "--backend", "process", "--no-persist", "--", v3_python, str(V3 / "model_trainer.py"),
-                     str(V3 / "source"), timeout=900)
+    result = run_cli("exec", "--backend", backend, "--no-persist", "--", v3_python, str(V3 / "train_and_deploy.py"),
+                     str(V3 / "source"), str(tiny_model.local_path), timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    assert not leftovers(since), "the twin of `sagetwin exec` and its job end with it"
-    # the job's own lines, printed live by v3's logs=True
-    assert [line for line in out.splitlines() if line.startswith("v3 step ")] == [
-        "v3 step 1 of 3", "v3 step 2 of 3", "v3 step 3 of 3"]
+    assert not leftovers(since), "the twin of `sagetwin exec`, its job and its endpoint end with it"
     report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    assert report["status"] == "Completed"
-    assert report["image"].endswith("huggingface-pytorch-training:1.13-transformers4.26.0-gpu-py39-cu117-ubuntu20.04")
+    return out, report
+
+
+def check_train_and_deploy(out: str, report: dict) -> None:
+    # the job's own lines, printed live by v3's logs=True: its hyperparameter came through, and the
+    # literal /opt/ml/model it saved to is where SageMaker takes the model from
+    assert [line for line in out.splitlines() if line.startswith("v3 ")] == [
+        "v3 epoch 1 of 2", "v3 epoch 2 of 2", "v3 model saved to /opt/ml/model"]
+    assert report["training_status"] == "Completed"
     assert report["model"].startswith("s3://") and report["model"].endswith("/output/model.tar.gz")
+    assert report["image"].endswith("huggingface-pytorch-inference:1.13-transformers4.26.0-gpu-py39-cu117-ubuntu20.04")
+    assert report["status"] == "InService"
+    [answer] = report["answer"]
+    assert answer["label"] in ("POSITIVE", "NEGATIVE") and 0.0 <= answer["score"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERNEL_ALLOWS_NAMESPACES, reason="this kernel refuses mount namespaces")
+def test_v3_trains_deploys_and_predicts_through_the_twin_on_process(v3_python, tiny_model):
+    check_train_and_deploy(*run_train_and_deploy("process", v3_python, tiny_model))
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_v3_trains_deploys_and_predicts_through_the_twin_on_local(v3_python, tiny_model,
+                                                                 no_leftover_containers):  # noqa: F811
+    require_docker()
+    check_train_and_deploy(*run_train_and_deploy("local", v3_python, tiny_model))

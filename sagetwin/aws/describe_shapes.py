@@ -23,11 +23,13 @@ ALWAYS: dict[str, dict[str, Any]] = {
 
 
 @cache
-def output_members(operation: str) -> frozenset[str]:
+def output_members(operation: str) -> dict[str, frozenset[str]]:
+    """The answer's members, each with the members its own shape requires (none for a scalar)."""
     import botocore.session
 
     model = botocore.session.get_session().get_service_model("sagemaker")
-    return frozenset(model.operation_model(operation).output_shape.members)
+    members = model.operation_model(operation).output_shape.members
+    return {name: frozenset(getattr(shape, "required_members", ())) for name, shape in members.items()}
 
 
 def _with_defaults(payload: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -40,11 +42,17 @@ def _with_defaults(payload: dict[str, Any], defaults: dict[str, Any]) -> dict[st
     return merged
 
 
+def _returned(value: Any, required: frozenset[str]) -> bool:
+    """Whether AWS could send ``value``: never a structure without the members its shape
+    requires (moto answers an unset ``VpcConfig`` as ``{}``, which SDK v3's models refuse)."""
+    return value is not None and not (isinstance(value, dict) and not required <= value.keys())
+
+
 def as_aws_returns(operation: str, payload: dict[str, Any]) -> dict[str, Any]:
     """``payload`` with the service's always-returned fields and without any it never returns."""
     members = output_members(operation)
     shaped = _with_defaults(payload, ALWAYS.get(operation, {}))
-    return {key: value for key, value in shaped.items() if key in members}
+    return {key: value for key, value in shaped.items() if key in members and _returned(value, members[key])}
 
 
 def shaped_reply(operation: str, reply: Reply) -> Reply:

@@ -14,13 +14,7 @@ CLOUD_DEFAULT_INSTANCE = "ml.p3.2xlarge"
 def check_distribution(spec: TrainingSpec, stack: Stack) -> None:
     """The SDK's own ``validate_distribution`` with the cloud instance type and the versions as given
     (an alias such as "1.13" is refused for torch_distributed there too), for a job whose image is
-    the DLC's: a ValueError becomes a ConfigurationError naming the fix. A job with a
-    ``ContainerEntrypoint`` (SDK v3's) is refused: SDK v2 local mode runs the image's own."""
-    if spec.container_entrypoint:
-        raise ConfigurationError(
-            f"this job runs its own ContainerEntrypoint ({' '.join(spec.container_entrypoint)}), as SageMaker SDK v3 "
-            "sends it; SDK v2 local mode, which --backend local uses, starts the image's training toolkit instead.",
-            "run it on --backend process, which runs the entrypoint with the container's /opt/ml paths.")
+    the DLC's: a ValueError becomes a ConfigurationError naming the fix."""
     offline = [name for name in enabled_launchers(spec.distribution) if name in ("smdistributed", "pytorchddp", "mpi")]
     if offline:
         raise ConfigurationError(

@@ -33,6 +33,7 @@ from sagetwin.backends.local.docker import (
     preferred_compose,
 )
 from sagetwin.backends.local.endpoint import LocalEndpoint, open_front
+from sagetwin.backends.local.estimators import local_estimator
 from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, run_root, tidy_after_run
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import BackendUnavailableError, ConfigurationError, EndpointError, TrainingError, log_excerpt
@@ -176,18 +177,10 @@ class LocalBackend:
         datasets_version = dlc_datasets_version(stack.transformers, stack.pytorch, stack.py)
         inputs = {channel: self.stage(readable_by(local_input(uri, channel), datasets_version or "")).as_uri()
                   for channel, uri in spec.inputs.items()}
-        from sagemaker.huggingface import HuggingFace
-
         output = self.work_dir / "runs" / spec.job_name
         output.mkdir(parents=True, exist_ok=True)
-        estimator = HuggingFace(
-            entry_point=spec.entry_point, source_dir=str(spec.source_dir), image_uri=image,
-            instance_type=instance_type, instance_count=spec.instance_count, role=LOCAL_ROLE,
-            transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
-            hyperparameters=dict(spec.hyperparameters), environment=dict(spec.environment) or None,
-            sagemaker_session=session, output_path=output.as_uri(), max_run=spec.max_run,
-            distribution=dict(spec.distribution) or None,
-        )
+        estimator = local_estimator(spec, stack, image=image, instance_type=instance_type, role=LOCAL_ROLE,
+                                    session=session, output_uri=output.as_uri())
         reporter.step(f"local: training job {spec.job_name} in {spec.instance_count} container(s) of {image}")
         started = time.monotonic()
         run_id = self._labelled(session)
