@@ -1,6 +1,7 @@
 """On `process`, a job sees its run folder at /opt/ml as in a SageMaker container (its own mount
 namespace): a script with literal /opt/ml paths saves its model where SageMaker would, the
-machine's own /opt is left as it was, and two jobs at once each see only their own /opt/ml."""
+machine's own /opt is left as it was, and two jobs at once each see only their own /opt/ml; an
+endpoint's model server finds its model at /opt/ml/model the same way."""
 
 from __future__ import annotations
 
@@ -130,3 +131,46 @@ def check_as_nobody(scratch: Path) -> None:
     assert done.stdout.split() == ["65534", "algo-2", "['x']"]
     assert (run / "model" / "x").stat().st_uid == 65534
     assert sys.executable  # the module runs on any python3: standard library only
+
+
+INFERENCE_WITH_LITERAL_PATHS = '''import json
+import os
+
+
+def model_fn(model_dir):
+    with open("/opt/ml/model/labels.json") as labels:  # the container's path, as many handlers write it
+        return {"labels": json.load(labels), "model_dir": model_dir}
+
+
+def predict_fn(data, model):
+    return {**model, "opt_ml": sorted(os.listdir("/opt/ml"))}
+'''
+
+
+def packed_model(tmp_path: Path, labels: list[str]) -> str:
+    folder = tmp_path / f"model-{labels[0]}"
+    (folder / "code").mkdir(parents=True)
+    (folder / "labels.json").write_text(json.dumps(labels))
+    (folder / "code" / "inference.py").write_text(INFERENCE_WITH_LITERAL_PATHS)
+    archive = tmp_path / f"{labels[0]}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=".")
+    return str(archive)
+
+
+@pytest.mark.parametrize("warm", ["1", "0"], ids=["forked-from-the-warm-parent", "fresh-interpreter"])
+def test_two_endpoints_at_once_each_read_their_own_model_at_opt_ml(tmp_path, monkeypatch, warm, no_leftover_processes):
+    monkeypatch.setenv("SAGETWIN_WARM_SERVING", warm)
+    before = machine_opt()
+    work = tmp_path / "work"
+    models = [sagetwin.HuggingFaceModel(model_data=packed_model(tmp_path, labels), backend="process",
+                                        backend_options={"work_dir": str(work)}, reporter=SilentReporter())
+              for labels in (["calm", "stormy"], ["red", "green", "blue"])]
+    with models[0].deploy() as first, models[1].deploy() as second:
+        answers = [first.predict({"inputs": "x"}), second.predict({"inputs": "x"})]
+    assert answers == [{"labels": ["calm", "stormy"], "model_dir": "/opt/ml/model", "opt_ml": ["model"]},
+                       {"labels": ["red", "green", "blue"], "model_dir": "/opt/ml/model", "opt_ml": ["model"]}]
+    assert machine_opt() == before
+    left = [str(p.relative_to(work)) for p in (work / "endpoints").rglob("*")
+            if p.name.startswith(("opt_ml-", "container-"))]
+    assert not left, f"an endpoint's /opt/ml folders outlived it: {left}"

@@ -26,6 +26,8 @@ import time
 import traceback
 from typing import Any
 
+from sagetwin.emulation import container_paths
+
 EXIT_CODE_FILE = "server.exit"  # a child's exit code, next to its log: the program cannot wait() for it
 _children: set[int] = set()
 
@@ -86,6 +88,9 @@ def _child(order: dict[str, Any], parent: int) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+        if order.get("opt_ml"):  # while this child has one thread, as unshare needs
+            run_folder, state, host, hosts, workdir = order["opt_ml"]
+            container_paths.enter(run_folder, state, host, hosts.split(","), workdir)
         os.chdir(order["cwd"])
         os.environ.clear()
         os.environ.update(order["env"])

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from sagetwin.core.paths import private_folders
@@ -154,9 +155,10 @@ class WarmServers:
         self._lock = threading.Lock()
 
     def start_server(self, python: str, env: dict[str, str], model_dir: Path, port_file: Path, log: Path,
-                     cwd: Path, port: int = 0, timeout: float = PRELOAD_TIMEOUT_S) -> ForkedServer:
+                     cwd: Path, port: int = 0, timeout: float = PRELOAD_TIMEOUT_S, opt_ml: Sequence[str] = ()
+                     ) -> ForkedServer:
         """A model server for ``model_dir`` forked from the warm parent of ``python`` for ``env``
-        (started first if there is none)."""
+        (started first if there is none); ``opt_ml``: the namespace it enters first, as ``spawn``'s."""
         base = {k: v for k, v in env.items() if k not in LOAD_TIME_VARIABLES}
         key = (python, frozenset(base.items()))
         with self._lock:
@@ -168,7 +170,7 @@ class WarmServers:
             if parent is None or not parent.alive():
                 parent = self._parents[key] = WarmParent(python, base, cwd.parent.parent / "warm-parent")
             order = {"model_dir": str(model_dir), "port_file": str(port_file), "log": str(log), "cwd": str(cwd),
-                     "env": env, "port": port}
+                     "env": env, "port": port, "opt_ml": list(opt_ml)}
             try:
                 return parent.fork(order, timeout)
             except (RuntimeError, OSError):

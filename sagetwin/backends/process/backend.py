@@ -17,11 +17,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from sagetwin.backends.process import hosts as job_hosts
 from sagetwin.backends.process import opt_ml
 from sagetwin.backends.process.drift import drift, drift_fix
+from sagetwin.backends.process.model_server import (
+    ProcessEndpoint,
+    abandon_server,
+    served_paths,
+    start_model_server,
+)
 from sagetwin.backends.process.stack_env import stack_python
 from sagetwin.core.backend import Check
 from sagetwin.core.errors import ConfigurationError, EndpointError, TrainingError, log_excerpt
@@ -42,22 +47,16 @@ from sagetwin.emulation.artifacts import (
 from sagetwin.emulation.datasets_compat import readable_by
 from sagetwin.emulation.debugging import debugger_env
 from sagetwin.emulation.dlc_packages import dlc_datasets_version
-from sagetwin.emulation.fork_server import EXIT_CODE_FILE
-from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.model_sources import served_model
 from sagetwin.emulation.process_limits import refuse_what_processes_cannot_run
 from sagetwin.emulation.processes import (
     choose_port,
     free_port,
-    pump_to_file,
-    spawn,
-    stop,
     tail_of,
     wait_for_port_file,
     wait_until_healthy,
 )
 from sagetwin.emulation.several_hosts import HostRun, run_hosts
-from sagetwin.emulation.warm_serving import ForkedServer, warm_servers, warm_serving_enabled
 
 HOST = "127.0.0.1"
 ENVIRONMENTS = ("host", "stack")
@@ -76,7 +75,7 @@ class ProcessBackend:
         if env not in ENVIRONMENTS:
             raise ConfigurationError(f"the process backend runs with env 'host' or 'stack', not {env!r}.",
                                      "pass -o env=stack to run in the stack's own packages, or leave it out.")
-        self.work_dir = Path(work_dir) if work_dir else home_dir()
+        self.work_dir = Path(work_dir).resolve() if work_dir else home_dir()
         self.python = python or sys.executable
         self.env = env
         self.audit_record = audit_record  # `sagetwin check`: record opened files, block network
@@ -198,19 +197,24 @@ class ProcessBackend:
         env = dict(os.environ)
         env.update(environment)
         env.update(debugger_env(env))
-        cmd = [self._python(stack, reporter), "-m", "sagetwin.emulation.serving", "--model-dir", str(model_dir),
-               "--host", HOST, "--port", str(requested), "--port-file", str(port_file)]
+        python = self._python(stack, reporter)
+        # the model at /opt/ml/model where the kernel allows it, as in SageMaker's container
+        served_at, folders = served_paths(endpoint_dir, model_dir, opt_ml.at_opt_ml(
+            "mapped" if self.audit_record else self.paths, reporter, endpoint_dir))
+        cmd = [python, "-m", "sagetwin.emulation.serving", "--model-dir", served_at, "--host", HOST,
+               "--port", str(requested), "--port-file", str(port_file)]
         timeout = spec.startup_timeout or STARTUP_TIMEOUT_S
         started = time.monotonic()
-        proc = self._start_server(cmd, env, model_dir, port_file, log_path, endpoint_dir, requested, timeout, reporter)
+        proc = start_model_server(cmd, env, port_file, log_path, folders, requested, timeout, reporter,
+                                  warm=self.audit_record is None)
         try:
             port = wait_for_port_file(port_file, timeout=max(1.0, timeout - (time.monotonic() - started)),
                                       alive=lambda: proc.poll() is None)
         except BaseException:
-            stop_server(proc, grace=2.0)
+            abandon_server(proc, folders)
             raise
         if port is None:
-            stop_server(proc, grace=2.0)
+            abandon_server(proc, folders)
             raise EndpointError(
                 f"endpoint {spec.endpoint_name} failed to start: the model server "
                 + (f"exited with code {proc.returncode}" if proc.returncode is not None
@@ -220,7 +224,7 @@ class ProcessBackend:
                 details=log_excerpt("the server log", tail_of(log_path)),
             )
         reporter.step(f"process: model server listening on http://{HOST}:{port}")
-        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, endpoint_dir, spec.invocation_timeout)
+        endpoint = ProcessEndpoint(spec.endpoint_name, HOST, port, proc, folders, spec.invocation_timeout)
         try:
             healthy = wait_until_healthy(HOST, port, timeout=max(1.0, timeout - (time.monotonic() - started)),
                                          alive=lambda: proc.poll() is None)
@@ -240,24 +244,6 @@ class ProcessBackend:
         reporter.step(f"process: endpoint answered /ping after {time.monotonic() - started:.1f}s")
         return endpoint
 
-    def _start_server(self, cmd: list[str], env: dict[str, str], model_dir: Path, port_file: Path, log_path: Path,
-                      endpoint_dir: Path, port: int, timeout: float, reporter: Reporter) -> Any:
-        """A model server forked from this program's warm parent (torch and transformers already
-        imported: a redeploy costs the model's load only), else a fresh interpreter."""
-        (endpoint_dir / EXIT_CODE_FILE).unlink(missing_ok=True)
-        if warm_serving_enabled() and self.audit_record is None:
-            reporter.step("process: starting model server, forked from this program's model-server parent (the "
-                          f"first deploy starts it and imports torch and transformers once; log: {log_path})")
-            try:
-                return warm_servers.start_server(cmd[0], env, model_dir, port_file, log_path, endpoint_dir, port,
-                                                 timeout)
-            except (RuntimeError, OSError) as exc:
-                reporter.step(f"process: the warm parent failed ({exc}); starting a fresh model server")
-        reporter.step(f"process: starting model server (log: {log_path})")
-        proc = spawn(cmd, env=env, cwd=endpoint_dir)
-        pump_to_file(proc, log_path)
-        return proc
-
 
 DISK_FULL_FIX = ("free some space (`sagetwin runs prune` removes old run folders), or pass output_path= (or "
                  "set SAGETWIN_HOME to) a folder on a larger disk.")
@@ -275,23 +261,3 @@ def disk_full_named(run_dir: Path, doing: str) -> Iterator[None]:
         free = shutil.disk_usage(run_dir.parent).free if run_dir.parent.exists() else 0
         raise ConfigurationError(f"no space left on the device holding {run_dir.parent} ({free / 1e6:.1f} MB free) "
                                  f"while {doing}; the run folder was removed.", DISK_FULL_FIX) from None
-
-
-def stop_server(proc: Any, grace: float = 10.0) -> int | None:
-    """A model server stopped: a forked one by itself (its pid is checked to still be it), a
-    spawned one with its process group."""
-    return proc.stop(grace) if isinstance(proc, ForkedServer) else stop(proc, grace=grace)
-
-
-class ProcessEndpoint(LocalHttpEndpoint):
-    """A model server subprocess on 127.0.0.1, spoken to over one keep-alive connection."""
-
-    def __init__(self, name: str, host: str, port: int, proc, work_dir: Path, timeout: float) -> None:
-        super().__init__(name, host, port, alive=lambda: proc.poll() is None,
-                         log_hint=f"see {work_dir / 'server.log'}.", timeout=timeout)
-        self.proc = proc
-        self.work_dir = work_dir
-
-    def _release(self) -> None:
-        stop_server(self.proc)
-        shutil.rmtree(self.work_dir / "model", ignore_errors=True)
