@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,49 @@ def test_two_endpoints_at_once_each_read_their_own_model_at_opt_ml(tmp_path, mon
     left = [str(p.relative_to(work)) for p in (work / "endpoints").rglob("*")
             if p.name.startswith(("opt_ml-", "container-"))]
     assert not left, f"an endpoint's /opt/ml folders outlived it: {left}"
+
+
+INSTALL_AND_IMPORT = '''import glob
+import importlib
+import subprocess
+import sys
+
+wheel = glob.glob("/opt/ml/input/data/wheels/*.whl")[0]
+subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-cache-dir", "--no-deps", "--quiet", wheel],
+               check=True)
+importlib.invalidate_caches()
+import sagetwin_tiny_dep  # noqa: E402
+
+print("IMPORTED", sagetwin_tiny_dep.VALUE, flush=True)
+'''
+
+
+def tiny_wheel(folder: Path) -> Path:
+    """A wheel made here (the index is not for tests): one module, ``VALUE = 42``."""
+    name, info = "sagetwin_tiny_dep", "sagetwin_tiny_dep-0.1.dist-info"
+    files = {f"{name}/__init__.py": "VALUE = 42\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: sagetwin-tests\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    folder.mkdir()
+    wheel = folder / f"{name}-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+        archive.writestr(f"{info}/RECORD", "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"]))
+    return wheel
+
+
+def test_what_a_job_pip_installs_lasts_as_long_as_the_job(tmp_path):
+    """As in a container: the job imports what it installed, and the environment it ran in is
+    unchanged afterwards (the install went to an overlay of it, in the job's namespace)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "install.py").write_text(INSTALL_AND_IMPORT)
+    lines = Lines()
+    job = sagetwin.HuggingFaceJob("install.py", source_dir=source, backend="process", reporter=lines,
+                                  backend_options={"work_dir": str(tmp_path / "work")})
+    job.fit({"wheels": str(tiny_wheel(tmp_path / "wheels").parent)})
+    assert "IMPORTED 42" in lines.lines
+    after = subprocess.run([sys.executable, "-c", "import sagetwin_tiny_dep"], capture_output=True, text=True)
+    assert after.returncode != 0 and "No module named 'sagetwin_tiny_dep'" in after.stderr

@@ -26,6 +26,7 @@ import tempfile
 OPT_ML = "/opt/ml"
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER = 0x00020000, 0x04000000, 0x10000000
 MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x1000, 0x4000, 0x40000
+OVERLAYS_FILE = "overlays"  # in the state folder: folders the command may change without changing them
 _probed: dict[int | None, tuple[bool, str]] = {}
 
 
@@ -76,23 +77,42 @@ def _hosts_file(state: str, hosts: list[str]) -> str:
     return path
 
 
+def _overlay(libc: ctypes.CDLL, folder: str, state: str, name: str) -> None:
+    """``folder`` writable in this namespace, its changes kept in ``state`` (``name``-upper/-work)
+    and never reaching the machine: a container's own file system."""
+    folder = os.path.realpath(folder)
+    if any(char in folder for char in ",:\\"):
+        raise OSError(22, f"{folder} has a character an overlay's options cannot hold")
+    if (os.path.realpath(state) + "/").startswith(folder + "/"):  # layers may not sit inside their lower folder
+        raise OSError(22, f"the run folder {state} is under {folder}, which an overlay covers")
+    upper, work = os.path.join(state, f"{name}-upper"), os.path.join(state, f"{name}-work")
+    os.mkdir(upper, 0o700)  # new: a folder someone else made is refused
+    os.mkdir(work, 0o700)
+    options = f"lowerdir={folder},upperdir={upper},workdir={work}"
+    try:
+        _mount(libc, "overlay", folder, "overlay", 0, options)
+    except OSError:  # unprivileged overlays keep their metadata in user xattrs
+        _mount(libc, "overlay", folder, "overlay", 0, options + ",userxattr")
+
+
 def _place_for_opt_ml(libc: ctypes.CDLL, state: str) -> None:
     """``/opt/ml`` to mount on: it exists, or an overlay on ``/opt`` adds it (upper layer in ``state``)."""
     if os.path.isdir(OPT_ML):
         return
     if not os.path.isdir("/opt"):
         raise OSError(2, "/opt does not exist on this machine")
-    if os.path.realpath(state).startswith("/opt/"):  # an overlay's layers may not sit inside its lower folder
-        raise OSError(22, f"the run folder {state} is under /opt, which the overlay that adds /opt/ml covers")
-    upper, work = os.path.join(state, "opt-upper"), os.path.join(state, "opt-work")
-    os.mkdir(upper, 0o700)  # new: a folder someone else made is refused
-    os.mkdir(work, 0o700)
-    options = f"lowerdir=/opt,upperdir={upper},workdir={work}"
-    try:
-        _mount(libc, "overlay", "/opt", "overlay", 0, options)
-    except OSError:  # unprivileged overlays keep their metadata in user xattrs
-        _mount(libc, "overlay", "/opt", "overlay", 0, options + ",userxattr")
+    _overlay(libc, "/opt", state, "opt")
     os.makedirs(OPT_ML, exist_ok=True)  # already in the upper layer when a run starts again
+
+
+def _kept_unchanged(state: str) -> list[str]:
+    """The folders ``state``'s ``overlays`` file names (one a line, written by the backend)."""
+    try:
+        fd = os.open(os.path.join(state, OVERLAYS_FILE), os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []
+    with os.fdopen(fd) as listing:
+        return [line for line in listing.read().splitlines() if line]
 
 
 def enter(run_folder: str, state: str, host: str, hosts: list[str], workdir: str) -> None:
@@ -109,6 +129,8 @@ def enter(run_folder: str, state: str, host: str, hosts: list[str], workdir: str
     _mount(libc, f"/proc/self/fd/{hosts_fd}", "/etc/hosts", None, MS_BIND)
     os.close(run_fd)
     os.close(hosts_fd)
+    for index, folder in enumerate(_kept_unchanged(state)):  # e.g. the stack's environment: pip installs vanish
+        _overlay(libc, folder, state, f"kept{index}")
     name = host.encode()
     _check(libc.sethostname(name, len(name)), "sethostname")
     os.chdir(workdir)

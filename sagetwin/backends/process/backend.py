@@ -165,8 +165,8 @@ class ProcessBackend:
             env = job_hosts.job_env(run, seen_at_opt_ml, {**job_hosts.launcher_env(spec, hosts, port), **slices[host],
                                                           **path}, self.audit_record)
             cmd = job_hosts.host_command(spec, entry, python, run.args, hosts, host, port, gpus)
-            namespace = opt_ml.namespace(run.folder.root, run.folder.root.parent / "container", hosts, host) \
-                if seen_at_opt_ml else ()
+            namespace = opt_ml.namespace(run.folder.root, run.folder.root.parent / "container", hosts, host,
+                                         python) if seen_at_opt_ml else ()
             runs.append((run, HostRun(host, cmd, env, run.folder.code_dir, namespace)))
         first = runs[0][0]
         for note in first.notes:

@@ -5,6 +5,7 @@ in hyperparameters and ``SM_*`` variables, which literal paths in a script do no
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from sagetwin.core.errors import ConfigurationError
@@ -42,10 +43,23 @@ def at_opt_ml(paths: str, reporter: Reporter, near: Path | None = None) -> bool:
     return False
 
 
-def namespace(run_folder: Path, state: Path, hosts: list[str] | None = None, host: str = CURRENT_HOST
-              ) -> tuple[str, ...]:
+def namespace(run_folder: Path, state: Path, hosts: list[str] | None = None, host: str = CURRENT_HOST,
+              python: str | None = None) -> tuple[str, ...]:
     """What ``processes.spawn(opt_ml=...)`` takes: ``run_folder`` at /opt/ml, /opt/ml/code the
-    working folder, the job's hosts on loopback."""
+    working folder, the job's hosts on loopback; ``python``'s virtual environment kept unchanged
+    (what the job installs in it goes with the job, as a container's changes do)."""
     state.mkdir(mode=0o700)  # new for each run: nothing in it was placed by anyone else
+    environment = virtual_environment(python) if python else None
+    if environment:
+        (state / container_paths.OVERLAYS_FILE).write_text(environment + "\n")
     return str(run_folder), str(state), host, ",".join(hosts or [host]), f"{OPT_ML}/code"
+
+
+def virtual_environment(python: str) -> str | None:
+    """The virtual environment ``python`` runs in, if it is one (a system Python installs
+    elsewhere than its prefix, e.g. Debian's /usr/local: left alone)."""
+    if Path(python).absolute() == Path(sys.executable).absolute():
+        return sys.prefix if sys.prefix != sys.base_prefix else None
+    prefix = Path(python).absolute().parent.parent
+    return str(prefix.resolve()) if (prefix / "pyvenv.cfg").is_file() else None
 
