@@ -151,3 +151,45 @@ def test_a_home_folder_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     os.chown(planted / "aws", 65534, 65534)
     with pytest.raises(ConfigurationError, match="belongs to another user"):
         home_folder("aws", "s3")
+
+
+@pytest.mark.parametrize("instance_type", ["ml.g5.2xlarge", "ml.g6.xlarge", "ml.p4d.24xlarge", "ml.p5.48xlarge",
+                                           "ml.inf2.xlarge", "ml.trn1.2xlarge", "ml.g4dn.xlarge"])
+def test_instance_types_aws_accepts_today_pass_the_twin(twin, sdk, instance_type):
+    """The service model's enum is the one list: moto's own, older one (no ml.g5) is set aside."""
+    import botocore.session
+
+    hosting = botocore.session.get_session().get_service_model("sagemaker").shape_for("ProductionVariantInstanceType")
+    assert instance_type in hosting.enum  # the case is one the service accepts
+    sm = twin_client(twin, "sagemaker")
+    name = f"current-{instance_type.replace('.', '-')}"
+    sm.create_model(ModelName=name, ExecutionRoleArn=sdk["role"], PrimaryContainer={
+        "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+                 "1.13.1-transformers4.26.0-gpu-py39-cu117-ubuntu20.04"})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+        {**VARIANT, "ModelName": name, "InstanceType": instance_type}])
+    described = sm.describe_endpoint_config(EndpointConfigName=name)
+    assert described["ProductionVariants"][0]["InstanceType"] == instance_type
+    sm.delete_endpoint_config(EndpointConfigName=name)
+    sm.delete_model(ModelName=name)
+
+
+def test_a_misspelt_instance_type_gets_the_services_validation_error(twin, sdk):
+    from botocore.exceptions import ClientError
+
+    sm = twin_client(twin, "sagemaker")
+    with pytest.raises(ClientError) as hosting:
+        sm.create_endpoint_config(EndpointConfigName="misspelt", ProductionVariants=[
+            {**VARIANT, "InstanceType": "ml.g5.2xlarg"}])
+    assert hosting.value.response["Error"]["Code"] == "ValidationException"
+    assert hosting.value.response["Error"]["Message"].startswith(
+        "1 validation error detected: Value 'ml.g5.2xlarg' at 'productionVariants.1.member.instanceType' failed to "
+        "satisfy constraint: Member must satisfy enum value set: [")
+    with pytest.raises(ClientError, match="Value 'ml.p3.2xlarg' at 'resourceConfig.instanceType'"):
+        sm.create_training_job(
+            TrainingJobName="misspelt", RoleArn=sdk["role"], StoppingCondition={"MaxRuntimeInSeconds": 60},
+            AlgorithmSpecification={"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                    "TrainingInputMode": "File"},
+            OutputDataConfig={"S3OutputPath": f"s3://{sdk['bucket']}/o"},
+            ResourceConfig={"InstanceType": "ml.p3.2xlarg", "InstanceCount": 1, "VolumeSizeInGB": 1})
+    assert not [c for c in sm.list_endpoint_configs()["EndpointConfigs"] if c["EndpointConfigName"] == "misspelt"]

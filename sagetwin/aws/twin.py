@@ -17,6 +17,7 @@ from sagetwin.aws.endpoints import Endpoints
 from sagetwin.aws.experiments import Experiments
 from sagetwin.aws.guard import Guard, moto_credentials
 from sagetwin.aws.iam_simulation import EXECUTION_POLICY, simulate
+from sagetwin.aws.instance_types import set_aside_motos_own_check
 from sagetwin.aws.listing import register
 from sagetwin.aws.s3 import load_all, save_all
 from sagetwin.aws.server import LoopbackServer
@@ -144,6 +145,7 @@ class Twin:
         return self
 
     def _app(self, moto: Any, guard: Guard) -> TwinApp:
+        set_aside_motos_own_check()  # instance types: the service model's enum, checked by the twin
         self._twin_app = TwinApp(moto.DomainDispatcherApplication(moto.create_backend_app), {}, {}, guard)
         return self._twin_app
 
