@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sagetwin.aws.images import UnsupportedImage, stack_of
+from sagetwin.aws.images import UnsupportedImage, is_tgi, stack_of
 from sagetwin.aws.s3 import MissingData, download_object
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
@@ -32,8 +32,9 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
         raise HostingFailed(f"Could not find model \"arn:aws:sagemaker:{clients.region}:{clients.account}:model/"
                             f"{model_name.lower()}\".") from None
     container = container_of(model)
+    tgi = is_tgi(container.get("Image", ""))
     try:
-        stack = stack_of(container.get("Image", ""), "inference")
+        stack = None if tgi else stack_of(container.get("Image", ""), "inference")
     except UnsupportedImage as exc:
         raise HostingFailed(str(exc)) from None
     env = {**(container.get("Environment") or {}), **(environment or {})}
@@ -45,8 +46,8 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
     return DeploySpec(
         endpoint_name=name, model_data=None if archive is None else str(archive), instance_type=instance_type,
         initial_instance_count=instance_count, environment=env, invocation_timeout=invocation_timeout,
-        transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
-        role=model.get("ExecutionRoleArn"))
+        transformers_version=stack and stack.transformers, pytorch_version=stack and stack.pytorch,
+        py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server="tgi" if tgi else "inference-toolkit")
 
 
 def fetch_model(clients: Any, uri: str, target: Path) -> Path:

@@ -12,6 +12,15 @@ DLC = re.compile(
 )
 
 
+# the LLM DLC: huggingface-pytorch-tgi-inference:2.4.0-tgi3.0.1-gpu-py311-cu124-ubuntu22.04[-v2.1]
+TGI = re.compile(r"(?:^|/)huggingface-pytorch-tgi-inference:(?P<pytorch>\d+(?:\.\d+)+)-tgi(?P<tgi>\d+(?:\.\d+)+)-")
+
+
+def is_tgi(image: str) -> bool:
+    """Whether ``image`` is the Hugging Face LLM (Text Generation Inference) container."""
+    return bool(TGI.search(image or ""))
+
+
 @dataclass(frozen=True)
 class ImageStack:
     scope: str
@@ -32,7 +41,7 @@ def stack_of(image: str, scope: str) -> ImageStack:
         raise UnsupportedImage(
             f"sagetwin cannot run image {image!r} offline: it runs the Hugging Face PyTorch DLCs "
             "(huggingface-pytorch-training / huggingface-pytorch-inference), whose tags name the versions "
-            "it rebuilds.")
+            "it rebuilds, and the LLM DLC's contract (huggingface-pytorch-tgi-inference) on --backend process.")
     if match.group("scope") != scope:
         raise UnsupportedImage(f"image {image!r} is a {match.group('scope')} image; a {scope} image is needed here.")
     return ImageStack(scope, match.group("transformers"), match.group("pytorch"), match.group("py"),

@@ -64,6 +64,9 @@ class DeploySpec:
     py_version: str | None = None
     role: str | None = None
     image_uri: str | None = None
+    # what serves the model: the inference toolkit (the Hugging Face inference DLC) or "tgi"
+    # (Text Generation Inference's contract, the LLM DLC)
+    server: str = "inference-toolkit"
 
 
 @dataclass

@@ -219,6 +219,11 @@ class LocalBackend:
             raise failure
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
+        if spec.server != "inference-toolkit":
+            raise ConfigurationError(
+                f"endpoint {spec.endpoint_name} uses the LLM container (Text Generation Inference), whose contract "
+                "sagetwin emulates on --backend process only; the local images serve the inference toolkit.",
+                "run it with --backend process (sagetwin exec --backend process -- ...).")
         session = self._prepare(reporter)
         # Clients call a runtime front, listening from here on so its address stays ours; the container
         # is published for it on another port, on 127.0.0.1 only (the SDK writes "<serving_port>:8080",

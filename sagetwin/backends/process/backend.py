@@ -25,6 +25,7 @@ from sagetwin.backends.process.model_server import (
     ProcessEndpoint,
     abandon_server,
     served_paths,
+    server_command,
     start_model_server,
 )
 from sagetwin.backends.process.stack_env import stack_python
@@ -201,12 +202,11 @@ class ProcessBackend:
         # the model at /opt/ml/model where the kernel allows it, as in SageMaker's container
         served_at, folders = served_paths(endpoint_dir, model_dir, opt_ml.at_opt_ml(
             "mapped" if self.audit_record else self.paths, reporter, endpoint_dir))
-        cmd = [python, "-m", "sagetwin.emulation.serving", "--model-dir", served_at, "--host", HOST,
-               "--port", str(requested), "--port-file", str(port_file)]
+        cmd = server_command(python, spec.server, served_at, HOST, requested, port_file)
         timeout = spec.startup_timeout or STARTUP_TIMEOUT_S
         started = time.monotonic()
         proc = start_model_server(cmd, env, port_file, log_path, folders, requested, timeout, reporter,
-                                  warm=self.audit_record is None)
+                                  warm=self.audit_record is None and spec.server == "inference-toolkit")
         try:
             port = wait_for_port_file(port_file, timeout=max(1.0, timeout - (time.monotonic() - started)),
                                       alive=lambda: proc.poll() is None)

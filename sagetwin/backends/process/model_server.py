@@ -63,6 +63,16 @@ def served_paths(endpoint_dir: Path, model_dir: Path, at_opt_ml: bool) -> tuple[
     return f"{OPT_ML}/model", ServerFolders(endpoint_dir, run)
 
 
+SERVER_MODULES = {"inference-toolkit": "sagetwin.emulation.serving", "tgi": "sagetwin.emulation.tgi_server"}
+
+
+def server_command(python: str, server: str, model_dir: str, host: str, port: int, port_file: Path) -> list[str]:
+    """The model server for ``server``: the inference toolkit's handler, or TGI's contract (the
+    LLM DLC)."""
+    return [python, "-m", SERVER_MODULES[server], "--model-dir", model_dir, "--host", host, "--port", str(port),
+            "--port-file", str(port_file)]
+
+
 def start_model_server(cmd: list[str], env: dict[str, str], port_file: Path, log_path: Path, folders: ServerFolders,
                        port: int, timeout: float, reporter: Reporter, warm: bool = True) -> Any:
     """``cmd`` (``python -m sagetwin.emulation.serving --model-dir ...``) running: forked from

@@ -1,0 +1,129 @@
+"""The LLM container's contract (Text Generation Inference), emulated on `process`: an SDK v2
+TGI deployment through the twin (`sdk_workflow/llm_tgi.py`), and the router's own rules and
+answers: validation in TGI's words, greedy output the same twice, stop sequences, the Messages
+API, and server-sent events whose tokens add up to the answer."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sagetwin.emulation.tgi import Generator, TgiError, TgiSettings, validate
+from tests.conftest import run_cli
+from tests.test_aws_twin import leftovers
+
+CELLS = Path(__file__).parent / "sdk_workflow" / "llm_tgi.py"
+SETTINGS = TgiSettings(max_input_tokens=64, max_total_tokens=96)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(sagetwin_home) -> Path:
+    from sagetwin.guide.tiny_llm import tiny_causal_lm
+
+    return tiny_causal_lm()
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_llm) -> Generator:
+    return Generator(str(tiny_llm))
+
+
+@pytest.mark.slow
+def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does_on_process(tiny_llm):
+    since = time.time() - 0.1
+    result = run_cli("exec", "--backend", "process", "--no-persist", "--", sys.executable, str(CELLS), str(tiny_llm),
+                     timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert not leftovers(since), "the twin of `sagetwin exec` and its endpoint end with it"
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert "/huggingface-pytorch-tgi-inference:" in report["image"] and "-tgi3.0.1-" in report["image"]
+    first = report["first"]
+    assert first == report["second"], "greedy generation is the same twice"
+    assert first["details"]["generated_tokens"] == 12 and first["details"]["finish_reason"] == "length"
+    texts = [token["text"] for token in first["details"]["tokens"]]
+    assert "".join(texts) == first["generated_text"]
+    # the answer ends with the first token that completes the stop sequence, which it keeps
+    ends = ["".join(texts[:count]) for count in range(1, len(texts) + 1)]
+    assert report["stopped"]["generated_text"] == next(text for text in ends if text.endswith(report["stop"]))
+    too_long = report["too_long"]
+    assert too_long["code"] == "ModelError" and too_long["status"] == 422
+    assert ("Input validation error: `inputs` tokens + `max_new_tokens` must be <= 96. Given: "
+            in too_long["message"]) and "200 `max_new_tokens`" in too_long["message"]
+    chat = report["chat"]
+    assert chat["object"] == "chat.completion" and chat["choices"][0]["message"]["role"] == "assistant"
+    assert chat["usage"]["completion_tokens"] == 6 and chat["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("parameters, words", [
+    ({"temperature": 0}, "`temperature` must be strictly positive"),
+    ({"top_p": 1.0}, "`top_p` must be > 0.0 and < 1.0"),
+    ({"top_k": 0}, "`top_k` must be strictly positive"),
+    ({"max_new_tokens": 0}, "`max_new_tokens` must be strictly positive"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "`stop` supports up to 4 stop sequences. Given: 5"),
+    ({"best_of": 2}, "you must use sampling when `best_of` is > 1"),
+    ({"max_new_tokens": 95}, "`inputs` tokens + `max_new_tokens` must be <= 96. Given: "),
+])
+def test_requests_are_refused_in_tgis_words(generator, parameters, words):
+    with pytest.raises(TgiError) as info:
+        validate("The quick brown fox", parameters, generator.tokenizer, SETTINGS)
+    assert info.value.status == 422 and info.value.message.startswith(f"Input validation error: {words}")
+
+
+def test_the_launchers_settings_are_read_and_refused_as_tgi_reads_them():
+    assert TgiSettings.from_env({"MAX_INPUT_LENGTH": "10", "MAX_TOTAL_TOKENS": "20"}, 512, False) == TgiSettings(10, 20)
+    assert TgiSettings.from_env({}, 512, False) == TgiSettings(511, 512)
+    with pytest.raises(SystemExit, match="`max_input_tokens` must be < `max_total_tokens`. Given: 20 and 20"):
+        TgiSettings.from_env({"MAX_INPUT_TOKENS": "20", "MAX_TOTAL_TOKENS": "20"}, 512, False)
+    with pytest.raises(SystemExit, match="HF_MODEL_QUANTIZE=bitsandbytes needs a GPU"):
+        TgiSettings.from_env({"HF_MODEL_QUANTIZE": "bitsandbytes"}, 512, False)
+
+
+def test_a_seed_makes_sampling_repeatable(generator):
+    def sampled(seed: int) -> str:
+        request = validate("The quick brown fox", {"do_sample": True, "max_new_tokens": 10, "seed": seed},
+                           generator.tokenizer, SETTINGS)
+        return generator.run(request).text
+
+    assert sampled(7) == sampled(7)
+    assert len({sampled(seed) for seed in range(5)}) > 1, "different seeds give different samples"
+
+
+def test_streamed_tokens_add_up_to_the_answer_on_the_servers_own_address(generator):
+    from sagetwin.emulation.http_server import make_server
+    from sagetwin.emulation.tgi_server import TgiHandler, TgiState
+
+    state = TgiState()
+    state.generator, state.settings, state.handler = generator, SETTINGS, generator
+    server = make_server("127.0.0.1", 0, state, TgiHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ask = {"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 10}}
+        whole = _post(server, "/generate", ask)
+        events = [json.loads(line[5:]) for line in _post(server, "/generate_stream", ask, raw=True).splitlines()
+                  if line.startswith("data:")]
+        assert "".join(event["token"]["text"] for event in events) == whole["generated_text"]
+        assert events[-1]["generated_text"] == whole["generated_text"]
+        assert events[-1]["details"]["generated_tokens"] == 10
+        assert all(event["generated_text"] is None for event in events[:-1])
+        chunks = _post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                                         "max_tokens": 4, "stream": True}, raw=True)
+        assert chunks.rstrip().endswith("data: [DONE]")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _post(server, path: str, body: dict, raw: bool = False):
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
+    connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    data = answer.read().decode()
+    connection.close()
+    assert answer.status == 200, data
+    return data if raw else json.loads(data)
