@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import socket
 import traceback
 from collections.abc import Iterable
@@ -62,6 +63,18 @@ def make_server(host: str, port: int, state: ServerState, handler_class: type[In
     handler = type("BoundInvocationHandler", (handler_class or InvocationHandler,),
                    {"state": state, "timeout": limits.read_timeout_s})
     return ModelHTTPServer((host, port), handler, limits)
+
+
+def announce_port(server: ModelHTTPServer, port_file: str | None) -> int:
+    """The port ``server`` is bound to, written whole (by rename) to ``port_file``: with port 0
+    the kernel picks a free one, and no other server can take it between a choice and the bind."""
+    bound = server.server_address[1]
+    if port_file:
+        partial = f"{port_file}.{os.getpid()}.partial"
+        with open(partial, "w") as file:
+            file.write(str(bound))
+        os.replace(partial, port_file)
+    return bound
 
 
 class InvocationHandler(BaseHTTPRequestHandler):

@@ -21,7 +21,7 @@ import threading
 import traceback
 from typing import Any
 
-from sagetwin.emulation.http_server import PredictionError, ServerState, make_server
+from sagetwin.emulation.http_server import PredictionError, ServerState, announce_port, make_server
 
 log = logging.getLogger("sagetwin.serving")
 
@@ -159,17 +159,11 @@ def worker_count() -> int:
 
 
 def serve(model_dir: str, host: str, port: int, port_file: str | None = None) -> None:
-    """Bind first (so /ping answers 503 while loading), then load the model and serve. The port
-    actually bound goes to ``port_file`` (written whole, by rename): with port 0 the kernel picks
-    a free one, and no other server can take it between a choice and the bind."""
+    """Bind first (so /ping answers 503 while loading), then load the model and serve; the port
+    bound goes to ``port_file``."""
     state = ServerState()
     server = make_server(host, port, state)
-    bound_port = server.server_address[1]
-    if port_file:
-        partial = f"{port_file}.{os.getpid()}.partial"
-        with open(partial, "w") as file:
-            file.write(str(bound_port))
-        os.replace(partial, port_file)
+    bound_port = announce_port(server, port_file)
     print(f"sagetwin-serving: listening on http://{host}:{bound_port}", flush=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sagetwin.emulation import tgi_answers as answers
-from sagetwin.emulation.http_server import InvocationHandler, ServerState, make_server
+from sagetwin.emulation.http_server import InvocationHandler, ServerState, announce_port, make_server
 from sagetwin.emulation.tgi import Generator, TgiError, TgiSettings, validate
 
 EMULATED_VERSION = "3.0.1"  # the TGI version whose HTTP contract this follows
@@ -142,12 +142,7 @@ def serve(model_dir: str, host: str, port: int, port_file: str | None = None) ->
     """Bind first (so /ping answers 503 while loading), then load and serve, as ``serving.serve``."""
     state = TgiState()
     server = make_server(host, port, state, TgiHandler)
-    bound = server.server_address[1]
-    if port_file:
-        partial = f"{port_file}.{os.getpid()}.partial"
-        with open(partial, "w") as file:
-            file.write(str(bound))
-        os.replace(partial, port_file)
+    bound = announce_port(server, port_file)
     print(f"sagetwin-tgi: emulating TGI {EMULATED_VERSION}'s HTTP contract on http://{host}:{bound}", flush=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
