@@ -58,6 +58,10 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does_on_process(tin
     chat = report["chat"]
     assert chat["object"] == "chat.completion" and chat["choices"][0]["message"]["role"] == "assistant"
     assert chat["usage"]["completion_tokens"] == 6 and chat["choices"][0]["finish_reason"] == "length"
+    # streamed through the twin (InvokeEndpointWithResponseStream), token by token: the same answer
+    streamed = report["streamed"]
+    assert streamed["tokens"] == 12 and streamed["content_type"] == "text/event-stream"
+    assert streamed["sdk"] == streamed["boto3"] == first["generated_text"]
 
 
 @pytest.mark.parametrize("parameters, words", [
@@ -127,3 +131,17 @@ def _post(server, path: str, body: dict, raw: bool = False):
     connection.close()
     assert answer.status == 200, data
     return data if raw else json.loads(data)
+
+
+def test_payload_parts_are_the_event_stream_botocore_reads():
+    from botocore.eventstream import EventStreamBuffer
+
+    from sagetwin.aws.response_stream import model_stream_error, payload_part
+
+    buffer = EventStreamBuffer()
+    buffer.add_data(payload_part(b'data:{"token": 1}\n\n') + model_stream_error("the model stopped"))
+    part, error = list(buffer)
+    assert part.headers[":event-type"] == "PayloadPart" and part.headers[":message-type"] == "event"
+    assert part.payload == b'data:{"token": 1}\n\n'
+    assert error.headers[":exception-type"] == "ModelStreamError"
+    assert json.loads(error.payload) == {"Message": "the model stopped", "ErrorCode": "ModelStreamError"}

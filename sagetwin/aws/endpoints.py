@@ -18,6 +18,7 @@ from sagetwin.aws.describe_shapes import as_aws_returns
 from sagetwin.aws.endpoint_configs import create_endpoint_config
 from sagetwin.aws.hosted_models import HostingFailed, hosting_spec
 from sagetwin.aws.logs import LogShipper
+from sagetwin.aws.response_stream import streamed_reply
 from sagetwin.aws.serverless import ServerlessGate
 from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.backend import TakesCustomAttributes
@@ -68,7 +69,8 @@ class Endpoints:
                 "DescribeEndpoint": self.describe, "DeleteEndpoint": self.delete, "ListEndpoints": self.list}
 
     def runtime(self) -> dict[str, Any]:
-        return {"InvokeEndpoint": self.invoke, "InvokeEndpointAsync": self.invoke_async}
+        return {"InvokeEndpoint": self.invoke, "InvokeEndpointAsync": self.invoke_async,
+                "InvokeEndpointWithResponseStream": self.invoke_stream}
 
     def create(self, call: Call) -> Reply:
         params = call.params()
@@ -163,6 +165,32 @@ class Endpoints:
         if endpoint.gate is not None and (refused := endpoint.gate.answer_too_large(body)) is not None:
             return self._model_error(name, refused)
         return Reply(200, body, {"Content-Type": answer_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    def invoke_stream(self, name: str, call: Call) -> Reply:
+        """InvokeEndpointWithResponseStream: the container's answer handed on as it comes."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return self._not_found(name)
+        with endpoint.lock:
+            served = endpoint.served if endpoint.status == "InService" else None
+        if served is None:
+            return self._not_found(name)
+        if endpoint.async_config is not None or endpoint.gate is not None:
+            return service_error("ValidationError", f"Endpoint {name} of account {self.clients.account} is "
+                                 f"{'an asynchronous' if endpoint.async_config else 'a serverless'} endpoint, which "
+                                 "does not stream its answers: call InvokeEndpoint"
+                                 f"{'Async' if endpoint.async_config else ''}.")
+        if not hasattr(served, "stream"):
+            return service_error("ValidationError", f"sagetwin does not stream the answers of endpoint {name}'s "
+                                 "backend; call InvokeEndpoint, or deploy it on --backend process or local.")
+        try:
+            pieces, answer_type = served.stream(call.body, call.header("Content-Type", "application/json"),
+                                                call.header("X-Amzn-SageMaker-Accept", "application/json"))
+        except InvocationError as exc:
+            return self._model_error(name, exc)
+        except SagetwinError as exc:
+            return self._model_error(name, InvocationError(exc.problem, status=500, body=exc.problem))
+        return streamed_reply(pieces, answer_type)
 
     def invoke_async(self, name: str, call: Call) -> Reply:
         endpoint = self.endpoints.get(name)

@@ -180,6 +180,9 @@ class TwinApp:
             reply = service_error("SerializationException", f"the request body could not be read: {exc}")
         except Exception as exc:  # a handler's bug answers as the service's own failures do, not as HTML
             reply = service_error("InternalFailure", f"{type(exc).__name__}: {exc}", 500)
+        if reply.stream is not None:  # no Content-Length: the server sends it chunked, each piece as it comes
+            start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", list(reply.headers.items()))
+            return reply.stream
         headers = {**reply.headers, "Content-Length": str(len(reply.body))}
         start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", list(headers.items()))
         return [reply.body]

@@ -7,7 +7,7 @@ import http.client
 import json
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sagetwin.core.errors import EndpointError, InvocationError
 from sagetwin.core.limits import INVOCATION_TIMED_OUT, INVOCATION_TIMEOUT_S
@@ -62,18 +62,45 @@ class HttpInvoker:
                     raise EndpointError(f"endpoint {self.name} did not answer.", self.log_hint) from None
         answer_type = response.getheader("Content-Type", "application/json")
         if response.status >= 400:
-            try:
-                message = json.loads(payload).get("message", payload.decode())
-            except (ValueError, AttributeError):
-                message = payload.decode("utf-8", "replace")
-            if response.status == 408 and INVOCATION_TIMED_OUT in str(message):  # a runtime front's timeout
-                raise self._timed_out()
-            raise InvocationError(
-                f"endpoint {self.name} answered HTTP {response.status}: {message}",
-                'send JSON such as {"inputs": "text"} with content type application/json.',
-                status=response.status, body=payload.decode("utf-8", "replace"),
-            )
+            raise self._answer_error(response.status, payload)
         return payload, answer_type
+
+    def _answer_error(self, status: int, payload: bytes) -> InvocationError:
+        try:
+            message = json.loads(payload).get("message", payload.decode())
+        except (ValueError, AttributeError):
+            message = payload.decode("utf-8", "replace")
+        if status == 408 and INVOCATION_TIMED_OUT in str(message):  # a runtime front's timeout
+            return self._timed_out()
+        return InvocationError(
+            f"endpoint {self.name} answered HTTP {status}: {message}",
+            'send JSON such as {"inputs": "text"} with content type application/json.',
+            status=status, body=payload.decode("utf-8", "replace"),
+        )
+
+    def stream(self, body: bytes, content_type: str, accept: str) -> tuple[Iterator[bytes], str]:
+        """The answer to ``POST /invocations`` piece by piece as the server sends it, and its
+        content type, on a connection of its own (closed after); an error status raises
+        InvocationError before any piece."""
+        if self.retired:
+            raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": content_type,
+                                                                           "Accept": accept})
+            response = connection.getresponse()
+            if response.status >= 400:
+                raise self._answer_error(response.status, response.read())
+        except TimeoutError:
+            connection.close()
+            raise self._timed_out() from None
+        except (ConnectionError, http.client.HTTPException):
+            connection.close()
+            raise EndpointError(f"endpoint {self.name} did not answer.", self.log_hint) from None
+        except BaseException:
+            connection.close()
+            raise
+        return _pieces(connection, response), response.getheader("Content-Type", "application/octet-stream")
 
     @property
     def _conn(self) -> http.client.HTTPConnection | None:
@@ -92,6 +119,14 @@ class HttpInvoker:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _pieces(connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> Iterator[bytes]:
+    try:
+        while piece := response.read1(64 * 1024):
+            yield piece
+    finally:
+        connection.close()
 
 
 class LocalHttpEndpoint:
@@ -115,6 +150,9 @@ class LocalHttpEndpoint:
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         return self._http.invoke(body, content_type, accept)
+
+    def stream(self, body: bytes, content_type: str, accept: str) -> tuple[Iterator[bytes], str]:
+        return self._http.stream(body, content_type, accept)
 
     def invoke_with_attributes(self, body: bytes, content_type: str, accept: str, custom_attributes: str
                                ) -> tuple[bytes, str]:

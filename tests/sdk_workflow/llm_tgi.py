@@ -2,7 +2,9 @@
 ``get_huggingface_llm_image_uri``, ``HuggingFaceModel(image_uri=..., env={"HF_MODEL_ID", "SM_NUM_GPUS",
 "MAX_INPUT_TOKENS", "MAX_TOTAL_TOKENS"})``, ``deploy(..., "ml.g5.2xlarge",
 container_startup_health_check_timeout=...)``, ``predict`` with parameters (twice greedy, with a
-stop sequence), an over-long request, the Messages API; then the endpoint and model deleted.
+stop sequence), an over-long request, the Messages API, the answer streamed token by token
+(``predict_stream`` and boto3's ``invoke_endpoint_with_response_stream``); then the endpoint and
+model deleted.
 Prints ``RESULT {json}``.
 
     python llm_tgi.py MODEL_FOLDER
@@ -11,9 +13,11 @@ Prints ``RESULT {json}``.
 import json
 import sys
 
+import boto3
 import sagemaker
 from botocore.exceptions import ClientError
 from sagemaker.huggingface import HuggingFaceModel, get_huggingface_llm_image_uri
+from sagemaker.iterators import LineIterator
 
 PROMPT = "The quick brown fox"
 
@@ -36,11 +40,30 @@ def main(model_folder: str) -> None:
             too_long = {"code": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"],
                         "status": exc.response.get("OriginalStatusCode")}
         chat = predictor.predict({"messages": [{"role": "user", "content": "What is SageMaker?"}], "max_tokens": 6})
+        streamed = stream_tokens(predictor, {"inputs": PROMPT, "parameters": {"max_new_tokens": 12}, "stream": True})
     finally:
         predictor.delete_model()
         predictor.delete_endpoint()
     print("\nRESULT " + json.dumps({"image": image, "first": first, "second": second, "stop": stop,
-                                    "stopped": stopped, "too_long": too_long, "chat": chat}), flush=True)
+                                    "stopped": stopped, "too_long": too_long, "chat": chat, "streamed": streamed}),
+          flush=True)
+
+
+def stream_tokens(predictor, request: dict) -> dict:
+    """The answer read token by token, twice: with the SDK's ``predict_stream`` and ``LineIterator``,
+    and with boto3's ``invoke_endpoint_with_response_stream``, lines split from its PayloadParts."""
+    by_sdk = [json.loads(line[5:])["token"] for line in predictor.predict_stream(request, iterator=LineIterator)
+              if line.startswith(b"data:")]
+    answer = boto3.client("sagemaker-runtime").invoke_endpoint_with_response_stream(
+        EndpointName=predictor.endpoint_name, Body=json.dumps(request), ContentType="application/json")
+    buffer, by_boto3 = b"", []
+    for event in answer["Body"]:
+        buffer += event["PayloadPart"]["Bytes"]
+        *lines, buffer = buffer.split(b"\n")
+        by_boto3 += [json.loads(line[5:])["token"] for line in lines if line.startswith(b"data:")]
+    return {"sdk": "".join(t["text"] for t in by_sdk if not t["special"]), "tokens": len(by_sdk),
+            "boto3": "".join(t["text"] for t in by_boto3 if not t["special"]),
+            "content_type": answer["ContentType"]}
 
 
 if __name__ == "__main__":
