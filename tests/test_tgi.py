@@ -15,11 +15,15 @@ from pathlib import Path
 import pytest
 
 from sagetwin.emulation.tgi import Generator, TgiError, TgiSettings, validate
+from tests import test_aws_twin
 from tests.conftest import run_cli
 from tests.test_aws_twin import leftovers
 
 CELLS = Path(__file__).parent / "sdk_workflow" / "llm_tgi.py"
 SETTINGS = TgiSettings(max_input_tokens=64, max_total_tokens=96)
+TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
+             "2.4.0-tgi3.0.1-gpu-py311-cu124-ubuntu22.04-v2.1")
+twin, sdk = test_aws_twin.twin, test_aws_twin.sdk  # module-scoped fixtures: this module's own twin and SDK session
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +149,29 @@ def test_payload_parts_are_the_event_stream_botocore_reads():
     assert part.payload == b'data:{"token": 1}\n\n'
     assert error.headers[":exception-type"] == "ModelStreamError"
     assert json.loads(error.payload) == {"Message": "the model stopped", "ErrorCode": "ModelStreamError"}
+
+
+def test_a_tgi_endpoint_that_cannot_start_fails_as_sagemaker_fails_it(twin, sdk, tiny_llm):
+    """HF_MODEL_QUANTIZE on a machine without a GPU: the container exits, the endpoint is Failed
+    with the service's reason and the launcher's words; the variant's startup timeout is the one used."""
+    from sagetwin.aws.endpoints import PING_FAILED, TwinEndpoint
+    from tests.aws import twin_client
+
+    sm, name = twin_client(twin, "sagemaker"), "tgi-quantized"
+    sm.create_model(ModelName=name, ExecutionRoleArn=sdk["role"], PrimaryContainer={
+        "Image": TGI_IMAGE, "Environment": {"HF_MODEL_ID": str(tiny_llm), "HF_MODEL_QUANTIZE": "bitsandbytes"}})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge", "InitialInstanceCount": 1,
+        "ContainerStartupHealthCheckTimeoutInSeconds": 120}])
+    assert twin.endpoints._deploy_spec(TwinEndpoint(name), name).startup_timeout == 120
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    deadline = time.monotonic() + 120
+    while (described := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline, "the endpoint never left Creating"
+        time.sleep(0.5)
+    assert described["EndpointStatus"] == "Failed"
+    assert described["FailureReason"].startswith(PING_FAILED)
+    assert "HF_MODEL_QUANTIZE=bitsandbytes needs a GPU" in described["FailureReason"]
+    sm.delete_endpoint(EndpointName=name)
+    sm.delete_endpoint_config(EndpointConfigName=name)
+    sm.delete_model(ModelName=name)

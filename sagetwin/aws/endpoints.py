@@ -22,11 +22,14 @@ from sagetwin.aws.response_stream import streamed_reply
 from sagetwin.aws.serverless import ServerlessGate
 from sagetwin.aws.wsgi import Call, Reply, create_once, json_reply, listing_with_status, service_error
 from sagetwin.core.backend import TakesCustomAttributes
-from sagetwin.core.errors import InvocationError, SagetwinError
+from sagetwin.core.errors import EndpointError, InvocationError, SagetwinError
 from sagetwin.core.paths import inside
 from sagetwin.core.selection import create_backend
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.http_endpoint import CUSTOM_ATTRIBUTES_HEADER
+
+PING_FAILED = ("The primary container for production variant AllTraffic did not pass the ping health check. "
+               "Please check CloudWatch logs for this endpoint.")
 
 
 @dataclass
@@ -245,6 +248,8 @@ class Endpoints:
                 served.delete()
         except HostingFailed as exc:
             endpoint.status, endpoint.failure_reason = "Failed", str(exc)
+        except EndpointError as exc:  # the server never answered /ping in time, or exited: the service's words
+            endpoint.status, endpoint.failure_reason = "Failed", f"{PING_FAILED} ({exc.render()})"
         except SagetwinError as exc:
             endpoint.status, endpoint.failure_reason = "Failed", exc.render()
         except Exception as exc:  # the twin's own trouble still ends the creation, with the reason
@@ -264,7 +269,8 @@ class Endpoints:
         return hosting_spec(self.clients, variant["ModelName"], endpoint.name, inside(self.work_dir, endpoint.name),
                             instance_type=variant.get("InstanceType") or "ml.m5.large",
                             instance_count=variant.get("InitialInstanceCount", 1), environment=environment,
-                            invocation_timeout=timeout)
+                            invocation_timeout=timeout,  # deploy(container_startup_health_check_timeout=...):
+                            startup_timeout=variant.get("ContainerStartupHealthCheckTimeoutInSeconds"))
 
     def _release(self, name: str) -> None:
         """Forget the endpoint and stop what serves it; an endpoint still starting is stopped by

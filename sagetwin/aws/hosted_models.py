@@ -24,7 +24,7 @@ def container_of(model: dict[str, Any]) -> dict[str, Any]:
 
 def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, instance_type: str | None,
                  instance_count: int = 1, environment: dict[str, str] | None = None,
-                 invocation_timeout: float = 60.0) -> DeploySpec:
+                 invocation_timeout: float = 60.0, startup_timeout: float | None = None) -> DeploySpec:
     """The DeploySpec that serves ``model_name`` as ``name``; the archive is fetched into ``folder``."""
     try:
         model = clients.sagemaker.describe_model(ModelName=model_name)
@@ -46,6 +46,7 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
     return DeploySpec(
         endpoint_name=name, model_data=None if archive is None else str(archive), instance_type=instance_type,
         initial_instance_count=instance_count, environment=env, invocation_timeout=invocation_timeout,
+        startup_timeout=startup_timeout,
         transformers_version=stack and stack.transformers, pytorch_version=stack and stack.pytorch,
         py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server="tgi" if tgi else "inference-toolkit")
 
