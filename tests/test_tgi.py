@@ -175,3 +175,14 @@ def test_a_tgi_endpoint_that_cannot_start_fails_as_sagemaker_fails_it(twin, sdk,
     sm.delete_endpoint(EndpointName=name)
     sm.delete_endpoint_config(EndpointConfigName=name)
     sm.delete_model(ModelName=name)
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_loading_with_the_numbers(tmp_path):
+    from sagetwin.emulation.model_memory import available_memory
+
+    (tmp_path / "config.json").write_text("{}")
+    with open(tmp_path / "model.safetensors", "wb") as weights:  # sparse: takes no disk
+        weights.truncate(available_memory() + 10**12)
+    with pytest.raises(SystemExit) as info:
+        Generator(str(tmp_path))
+    assert "cannot be loaded here" in str(info.value) and "GB of memory available" in str(info.value)

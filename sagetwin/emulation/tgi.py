@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagetwin.emulation.model_memory import refuse_what_cannot_fit
+
 DEFAULT_GENERATION_LENGTH = 1024  # TGI's cap on max_new_tokens when a request leaves it out
 MAX_STOP_SEQUENCES = 4
 MAX_BEST_OF = 2
@@ -155,6 +157,7 @@ class Generator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        refuse_what_cannot_fit(model_dir, torch, "sagetwin-tgi")
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir)

@@ -147,7 +147,7 @@ def serve(model_dir: str, host: str, port: int, port_file: str | None = None) ->
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        generator = Generator(model_dir)
+        generator = Generator(model_dir)  # SystemExit: refused before loading (too large), with the numbers
         state.settings = TgiSettings.from_env(dict(os.environ), generator.model_max, generator.device == "cuda")
         state.generator = generator
         state.handler = generator  # type: ignore[assignment]  # "loaded", for the base class
