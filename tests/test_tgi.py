@@ -47,6 +47,7 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does_on_process(tin
     assert not leftovers(since), "the twin of `sagetwin exec` and its endpoint end with it"
     report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert "/huggingface-pytorch-tgi-inference:" in report["image"] and "-tgi3.0.1-" in report["image"]
+    assert report["default"].startswith("The quick brown fox"), "the SageMaker route returns the full text by default"
     first = report["first"]
     assert first == report["second"], "greedy generation is the same twice"
     assert first["details"]["generated_tokens"] == 12 and first["details"]["finish_reason"] == "length"
@@ -76,11 +77,22 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does_on_process(tin
     ({"stop": ["a", "b", "c", "d", "e"]}, "`stop` supports up to 4 stop sequences. Given: 5"),
     ({"best_of": 2}, "you must use sampling when `best_of` is > 1"),
     ({"max_new_tokens": 95}, "`inputs` tokens + `max_new_tokens` must be <= 96. Given: "),
+    ({"stop": "fox"}, "Failed to deserialize the JSON body into the target type: parameters.stop"),
+    ({"max_new_tokens": -1}, "Failed to deserialize the JSON body into the target type: parameters.max_new_tokens"),
 ])
 def test_requests_are_refused_in_tgis_words(generator, parameters, words):
     with pytest.raises(TgiError) as info:
         validate("The quick brown fox", parameters, generator.tokenizer, SETTINGS)
-    assert info.value.status == 422 and info.value.message.startswith(f"Input validation error: {words}")
+    prefix = "" if words.startswith("Failed") else "Input validation error: "
+    assert info.value.status == 422 and info.value.message.startswith(prefix + words)
+
+
+def test_sampling_is_on_when_tgi_turns_it_on(generator):
+    def sampling(parameters):
+        return validate("The quick brown fox", parameters, generator.tokenizer, SETTINGS).sampling
+
+    assert sampling(None) and sampling({"do_sample": True}) and sampling({"top_k": 5})
+    assert not sampling({}) and not sampling({"temperature": 1.0}) and not sampling({"max_new_tokens": 3})
 
 
 def test_the_launchers_settings_are_read_and_refused_as_tgi_reads_them():
@@ -104,24 +116,25 @@ def test_a_seed_makes_sampling_repeatable(generator):
 
 def test_streamed_tokens_add_up_to_the_answer_on_the_servers_own_address(generator):
     from sagetwin.emulation.http_server import make_server
-    from sagetwin.emulation.tgi_server import TgiHandler, TgiState
+    from sagetwin.emulation.router_server import RouterState
+    from sagetwin.emulation.tgi_server import LoadedTgi, TgiHandler
 
-    state = TgiState()
-    state.generator, state.settings, state.handler = generator, SETTINGS, generator
+    state = RouterState()
+    state.model = state.handler = LoadedTgi(generator, SETTINGS)
     server = make_server("127.0.0.1", 0, state, TgiHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        ask = {"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 10}}
+        ask = {"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 10, "details": True}}
         whole = _post(server, "/generate", ask)
         events = [json.loads(line[5:]) for line in _post(server, "/generate_stream", ask, raw=True).splitlines()
                   if line.startswith("data:")]
         assert "".join(event["token"]["text"] for event in events) == whole["generated_text"]
         assert events[-1]["generated_text"] == whole["generated_text"]
-        assert events[-1]["details"]["generated_tokens"] == 10
+        assert events[-1]["details"]["generated_tokens"] == 10 and events[-1]["details"]["input_length"] == 4
         assert all(event["generated_text"] is None for event in events[:-1])
         chunks = _post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
                                                          "max_tokens": 4, "stream": True}, raw=True)
-        assert chunks.rstrip().endswith("data: [DONE]")
+        assert chunks.rstrip().endswith("data:[DONE]")
     finally:
         server.shutdown()
         server.server_close()

@@ -8,6 +8,7 @@ is ``tgi_server``."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -15,18 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sagetwin.emulation.model_memory import refuse_what_cannot_fit
+from sagetwin.emulation.router_server import RouterError
 
+EMULATED_VERSION = "3.0.1"  # the TGI version whose contract this follows
+CONTEXT_TOKENS = 5  # prompt tokens decoded ahead of the generated ones (TGI's prefix offset)
 DEFAULT_GENERATION_LENGTH = 1024  # TGI's cap on max_new_tokens when a request leaves it out
 MAX_STOP_SEQUENCES = 4
 MAX_BEST_OF = 2
 
 
-class TgiError(Exception):
-    """What the router answers instead of a generation: its status, message and error type."""
-
-    def __init__(self, message: str, status: int = 422, error_type: str = "validation") -> None:
-        super().__init__(message)
-        self.message, self.status, self.error_type = message, status, error_type
+class TgiError(RouterError):
+    """What TGI's router answers instead of a generation (422 ``validation`` unless said)."""
 
 
 def invalid(message: str) -> TgiError:
@@ -89,12 +89,17 @@ class Request:
     decoder_input_details: bool = False
 
 
-def validate(inputs: Any, parameters: dict[str, Any], tokenizer: Any, settings: TgiSettings) -> Request:
-    """``parameters`` checked in the router's order and words; the prompt tokenized."""
-    p = parameters or {}
+def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, settings: TgiSettings, *,
+             full_text_default: bool = False, add_special_tokens: bool = True) -> Request:
+    """``parameters`` checked in the router's order and words; the prompt tokenized. With no
+    ``parameters`` at all TGI's defaults sample (``do_sample: true``); ``return_full_text`` defaults
+    to ``full_text_default`` (true on the SageMaker route for a text-generation model)."""
+    p = {"do_sample": True} if parameters is None else parameters
+    _check_types(p)
     best_of = p.get("best_of") or 1
-    sampling = bool(p.get("do_sample")) or any(p.get(k) is not None for k in ("temperature", "top_k", "top_p",
-                                                                            "typical_p"))
+    warped = ((p.get("temperature") or 1.0) != 1.0 or (p.get("top_k") or 0) != 0 or (p.get("top_p") or 1.0) < 1.0
+              or (p.get("typical_p") or 1.0) < 1.0)  # TGI's NextTokenChooser: warpers mean sampling
+    sampling = bool(p.get("do_sample")) or warped
     if best_of > 1 and not sampling:
         raise invalid("you must use sampling when `best_of` is > 1")
     temperature, repetition = p.get("temperature") or 1.0, p.get("repetition_penalty")
@@ -119,7 +124,7 @@ def validate(inputs: Any, parameters: dict[str, Any], tokenizer: Any, settings: 
                        "here, and try it on SageMaker itself.")
     if not isinstance(inputs, str) or not inputs:
         raise invalid("`inputs` cannot be empty")
-    ids = tokenizer(inputs, add_special_tokens=True)["input_ids"]
+    ids = tokenizer(inputs, add_special_tokens=add_special_tokens)["input_ids"]
     max_new = p.get("max_new_tokens") or min(max(settings.max_total_tokens - len(ids), 0), DEFAULT_GENERATION_LENGTH)
     if len(ids) + max_new > settings.max_total_tokens:
         raise invalid(f"`inputs` tokens + `max_new_tokens` must be <= {settings.max_total_tokens}. Given: {len(ids)} "
@@ -129,7 +134,30 @@ def validate(inputs: Any, parameters: dict[str, Any], tokenizer: Any, settings: 
     return Request(ids, int(max_new), stop, sampling, float(temperature), int(p.get("top_k") or 0),
                    float(p.get("top_p") or 1.0), float(p.get("typical_p") or 1.0), float(repetition or 1.0),
                    int(p["seed"]) if p.get("seed") is not None else random.getrandbits(63),
-                   bool(p.get("return_full_text")), bool(p.get("details")), bool(p.get("decoder_input_details")))
+                   bool(p.get("return_full_text", full_text_default)), bool(p.get("details")),
+                   bool(p.get("decoder_input_details")))
+
+
+TYPES = {"max_new_tokens": int, "top_k": int, "seed": int, "best_of": int, "stop": list, "do_sample": bool,
+         "details": bool, "return_full_text": bool, "decoder_input_details": bool, "temperature": (int, float),
+         "top_p": (int, float), "typical_p": (int, float), "repetition_penalty": (int, float)}
+
+
+def _check_types(parameters: Any) -> None:
+    """What axum's JSON extractor refuses before TGI sees the request: a wrongly typed value (a
+    string for ``stop``, a negative ``max_new_tokens``), 422 in serde's words."""
+    if not isinstance(parameters, dict):
+        raise TgiError("Failed to deserialize the JSON body into the target type: parameters: expected a map", 422,
+                       "validation")
+    for name, kind in TYPES.items():
+        value = parameters.get(name)
+        if value is None:
+            continue
+        wrong = not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
+        if wrong or (kind is int and value < 0):
+            raise TgiError(f"Failed to deserialize the JSON body into the target type: parameters.{name}: invalid "
+                           f"value: {json.dumps(value)}, expected {'a list of strings' if kind is list else kind}",
+                           422, "validation")
 
 
 @dataclass
@@ -191,8 +219,11 @@ class Generator:
         generation, chooser = Generation(request), self._processors(request)
         rng = torch.Generator(device=self.device).manual_seed(request.seed)
         ids = torch.tensor([request.input_ids], device=self.device)
-        step, past, produced = ids, None, []
+        # decoded after a few prompt tokens, as TGI decodes: a first token keeps its leading space
+        step, past, produced = ids, None, list(request.input_ids[-CONTEXT_TOKENS:])
+        context = self.tokenizer.decode(produced, skip_special_tokens=True)
         eos = set(_as_list(self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id))
+        special_ids = set(self.tokenizer.all_special_ids) | eos
         with torch.inference_mode():
             for index in range(request.max_new_tokens):
                 out = self.model(input_ids=step, past_key_values=past, use_cache=True)
@@ -203,13 +234,13 @@ class Generator:
                 logprob = float(torch.log_softmax(logits, -1)[0, token_id])
                 step = torch.tensor([[token_id]], device=self.device)
                 ids = torch.cat([ids, step], dim=1)
-                token, latest = self._token(generation, produced, token_id, logprob, token_id in eos)
-                if token.special and token_id in eos:
+                token, latest = self._token(generation, produced, context, token_id, logprob, token_id in special_ids)
+                if index + 1 == request.max_new_tokens:  # TGI's order: length first
+                    generation.finish_reason = "length"
+                elif token_id in eos:
                     generation.finish_reason = "eos_token"
                 elif any(latest.endswith(stop) for stop in request.stop if stop):
                     generation.finish_reason = "stop_sequence"
-                elif index + 1 == request.max_new_tokens:
-                    generation.finish_reason = "length"
                 if generation.finish_reason and latest != generation.text and latest.startswith(generation.text):
                     token.text += latest[len(generation.text):]  # text held back for a character's last byte
                     generation.text = latest
@@ -217,13 +248,14 @@ class Generator:
                 if generation.finish_reason:
                     return
 
-    def _token(self, generation: Generation, produced: list[int], token_id: int, logprob: float,
+    def _token(self, generation: Generation, produced: list[int], context: str, token_id: int, logprob: float,
                special: bool) -> tuple[Token, str]:
         """The token, and the whole text so far. A token's text is what it adds to the text; none
         while the text ends in half a character (as TGI's incremental decoding holds it back)."""
         if not special:
             produced.append(token_id)
-        latest = self.tokenizer.decode(produced, skip_special_tokens=True)
+        decoded = self.tokenizer.decode(produced, skip_special_tokens=True)
+        latest = decoded[len(context):] if decoded.startswith(context) else decoded
         if special:
             text = self.tokenizer.decode([token_id])
         elif latest.endswith("\ufffd") or not latest.startswith(generation.text):

@@ -6,30 +6,46 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sagetwin.emulation.tgi import Generation, Generator, Request, TgiError, TgiSettings, Token, validate
+from sagetwin.emulation.tgi import (
+    EMULATED_VERSION,
+    Generation,
+    Generator,
+    Request,
+    TgiError,
+    TgiSettings,
+    Token,
+    validate,
+)
+
+FINGERPRINT = f"{EMULATED_VERSION}-native"  # TGI's: its version and docker label
 
 
 def generate_response(generator: Generator, prompt: str, generation: Generation) -> dict[str, Any]:
     """``/generate``'s answer (the SageMaker route wraps it in a list)."""
     request = generation.request
     answer: dict[str, Any] = {"generated_text": (prompt if request.return_full_text else "") + generation.text}
-    if request.details:
+    if request.details or request.decoder_input_details:
         answer["details"] = {
             "finish_reason": generation.finish_reason, "generated_tokens": len(generation.tokens),
             "seed": request.seed if request.sampling else None,
             "prefill": [{"id": i, "text": generator.tokenizer.decode([i]), "logprob": None}
                         for i in request.input_ids] if request.decoder_input_details else [],
-            "tokens": [vars(token) for token in generation.tokens], "top_tokens": None}
+            "tokens": [vars(token) for token in generation.tokens]}
     return answer
 
 
 def stream_event(generation: Generation, token: Token, prompt: str) -> dict[str, Any]:
-    """One ``data:`` event of ``/generate_stream``; the last carries the text and the details."""
+    """One ``data:`` event of ``/generate_stream``; the last carries the text (and, when asked
+    for, the details)."""
     request, last = generation.request, generation.finish_reason is not None
-    return {"index": len(generation.tokens), "token": vars(token), "top_tokens": None,
-            "generated_text": ((prompt if request.return_full_text else "") + generation.text) if last else None,
-            "details": {"finish_reason": generation.finish_reason, "generated_tokens": len(generation.tokens),
-                        "seed": request.seed if request.sampling else None} if last else None}
+    event: dict[str, Any] = {"index": len(generation.tokens), "token": vars(token),
+                             "generated_text": ((prompt if request.return_full_text else "") + generation.text)
+                             if last else None, "details": None}
+    if last and request.details:
+        event["details"] = {"finish_reason": generation.finish_reason, "generated_tokens": len(generation.tokens),
+                            "seed": request.seed if request.sampling else None,
+                            "input_length": len(request.input_ids)}
+    return event
 
 
 def chat_request(body: dict[str, Any], generator: Generator, settings: TgiSettings) -> tuple[str, Request]:
@@ -41,18 +57,19 @@ def chat_request(body: dict[str, Any], generator: Generator, settings: TgiSettin
         prompt = generator.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # no template, or messages it cannot render
         raise TgiError(f"Template error: {exc}", 422, "template_error") from None
-    stop = body.get("stop")
-    parameters = {"max_new_tokens": body.get("max_tokens"), "temperature": body.get("temperature"),
-                  "top_p": body.get("top_p"), "seed": body.get("seed"),
-                  "stop": [stop] if isinstance(stop, str) else stop}
+    temperature = body.get("temperature")
+    greedy = temperature == 0  # TGI's chat: sampling unless temperature is 0
+    parameters = {"max_new_tokens": body.get("max_tokens"), "temperature": None if greedy else temperature,
+                  "do_sample": not greedy, "top_p": body.get("top_p"), "seed": body.get("seed"),
+                  "stop": body.get("stop")}
     return prompt, validate(prompt, {k: v for k, v in parameters.items() if v is not None}, generator.tokenizer,
-                            settings)
+                            settings, add_special_tokens=False)  # the template holds the special tokens
 
 
 def chat_completion(generator: Generator, generation: Generation) -> dict[str, Any]:
     prompt_tokens, completion_tokens = len(generation.request.input_ids), len(generation.tokens)
     return {"object": "chat.completion", "id": "", "created": int(time.time()), "model": generator.model_id,
-            "system_fingerprint": "sagetwin-tgi-emulation",
+            "system_fingerprint": FINGERPRINT,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": generation.text},
                          "logprobs": None, "finish_reason": chat_finish(generation.finish_reason)}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -61,9 +78,9 @@ def chat_completion(generator: Generator, generation: Generation) -> dict[str, A
 
 def chat_chunk(generator: Generator, generation: Generation, token: Token) -> dict[str, Any]:
     return {"object": "chat.completion.chunk", "id": "", "created": int(time.time()), "model": generator.model_id,
-            "system_fingerprint": "sagetwin-tgi-emulation",
+            "system_fingerprint": FINGERPRINT,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "" if token.special else token.text},
-                         "logprobs": None, "finish_reason": chat_finish(generation.finish_reason)}]}
+                         "logprobs": None, "finish_reason": chat_finish(generation.finish_reason)}], "usage": None}
 
 
 def chat_finish(reason: str | None) -> str | None:

@@ -28,23 +28,26 @@ def main(model_folder: str) -> None:
         "HF_MODEL_ID": model_folder, "SM_NUM_GPUS": "1", "MAX_INPUT_TOKENS": "64", "MAX_TOTAL_TOKENS": "96"})
     predictor = model.deploy(1, "ml.g5.2xlarge", container_startup_health_check_timeout=300)
     try:
-        ask = {"inputs": PROMPT, "parameters": {"max_new_tokens": 12, "details": True}}
+        default = predictor.predict({"inputs": PROMPT, "parameters": {"max_new_tokens": 4}})[0]["generated_text"]
+        ask = {"inputs": PROMPT, "parameters": {"max_new_tokens": 12, "details": True, "return_full_text": False}}
         first, second = predictor.predict(ask)[0], predictor.predict(ask)[0]
         texts = [token["text"] for token in first["details"]["tokens"]]
         stop = next(text.strip() for text in texts[2:] if text.strip())
-        stopped = predictor.predict({"inputs": PROMPT, "parameters": {"max_new_tokens": 12, "stop": [stop]}})[0]
+        stopped = predictor.predict({"inputs": PROMPT, "parameters": {"max_new_tokens": 12, "stop": [stop],
+                                                                      "return_full_text": False}})[0]
         try:
             predictor.predict({"inputs": PROMPT, "parameters": {"max_new_tokens": 200}})
             too_long = None
         except ClientError as exc:
             too_long = {"code": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"],
                         "status": exc.response.get("OriginalStatusCode")}
-        chat = predictor.predict({"messages": [{"role": "user", "content": "What is SageMaker?"}], "max_tokens": 6})
+        chat = predictor.predict({"messages": [{"role": "user", "content": "What is SageMaker?"}], "max_tokens": 6,
+                                  "temperature": 0})
         streamed = stream_tokens(predictor, {"inputs": PROMPT, "parameters": {"max_new_tokens": 12}, "stream": True})
     finally:
         predictor.delete_model()
         predictor.delete_endpoint()
-    print("\nRESULT " + json.dumps({"image": image, "first": first, "second": second, "stop": stop,
+    print("\nRESULT " + json.dumps({"image": image, "default": default, "first": first, "second": second, "stop": stop,
                                     "stopped": stopped, "too_long": too_long, "chat": chat, "streamed": streamed}),
           flush=True)
 
