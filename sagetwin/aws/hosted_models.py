@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sagetwin.aws.images import UnsupportedImage, is_tgi, stack_of
+from sagetwin.aws.images import UnsupportedImage, server_of, stack_of
 from sagetwin.aws.s3 import MissingData, download_object
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
@@ -32,9 +32,9 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
         raise HostingFailed(f"Could not find model \"arn:aws:sagemaker:{clients.region}:{clients.account}:model/"
                             f"{model_name.lower()}\".") from None
     container = container_of(model)
-    tgi = is_tgi(container.get("Image", ""))
+    server = server_of(container.get("Image", ""))
     try:
-        stack = None if tgi else stack_of(container.get("Image", ""), "inference")
+        stack = None if server != "inference-toolkit" else stack_of(container.get("Image", ""), "inference")
     except UnsupportedImage as exc:
         raise HostingFailed(str(exc)) from None
     env = {**(container.get("Environment") or {}), **(environment or {})}
@@ -48,7 +48,7 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
         initial_instance_count=instance_count, environment=env, invocation_timeout=invocation_timeout,
         startup_timeout=startup_timeout,
         transformers_version=stack and stack.transformers, pytorch_version=stack and stack.pytorch,
-        py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server="tgi" if tgi else "inference-toolkit")
+        py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server=server)
 
 
 def fetch_model(clients: Any, uri: str, target: Path) -> Path:

@@ -16,9 +16,14 @@ DLC = re.compile(
 TGI = re.compile(r"(?:^|/)huggingface-pytorch-tgi-inference:(?P<pytorch>\d+(?:\.\d+)+)-tgi(?P<tgi>\d+(?:\.\d+)+)-")
 
 
-def is_tgi(image: str) -> bool:
-    """Whether ``image`` is the Hugging Face LLM (Text Generation Inference) container."""
-    return bool(TGI.search(image or ""))
+# the embeddings container: tei:2.0.1-tei1.8.2-gpu-py310-cu122-ubuntu22.04 (and tei-cpu, huggingface-tei*)
+TEI = re.compile(r"(?:^|/)(?:huggingface-)?tei(?:-cpu)?:(?P<pytorch>\d+(?:\.\d+)+)-tei(?P<tei>\d+(?:\.\d+)+)-")
+
+
+def server_of(image: str) -> str:
+    """What serves a model in ``image``: Text Generation Inference, Text Embeddings Inference, or
+    the inference toolkit (the Hugging Face inference DLC)."""
+    return "tgi" if TGI.search(image or "") else "tei" if TEI.search(image or "") else "inference-toolkit"
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ def stack_of(image: str, scope: str) -> ImageStack:
         raise UnsupportedImage(
             f"sagetwin cannot run image {image!r} offline: it runs the Hugging Face PyTorch DLCs "
             "(huggingface-pytorch-training / huggingface-pytorch-inference), whose tags name the versions "
-            "it rebuilds, and the LLM DLC's contract (huggingface-pytorch-tgi-inference) on --backend process.")
+            "it rebuilds, and the LLM and embeddings containers' contracts (huggingface-pytorch-tgi-inference, tei) on "
+            "--backend process.")
     if match.group("scope") != scope:
         raise UnsupportedImage(f"image {image!r} is a {match.group('scope')} image; a {scope} image is needed here.")
     return ImageStack(scope, match.group("transformers"), match.group("pytorch"), match.group("py"),

@@ -64,8 +64,8 @@ class DeploySpec:
     py_version: str | None = None
     role: str | None = None
     image_uri: str | None = None
-    # what serves the model: the inference toolkit (the Hugging Face inference DLC) or "tgi"
-    # (Text Generation Inference's contract, the LLM DLC)
+    # what serves the model: the inference toolkit (the Hugging Face inference DLC), "tgi" (Text
+    # Generation Inference's contract, the LLM DLC) or "tei" (Text Embeddings Inference's)
     server: str = "inference-toolkit"
 
 

@@ -221,8 +221,8 @@ class LocalBackend:
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
         if spec.server != "inference-toolkit":
             raise ConfigurationError(
-                f"endpoint {spec.endpoint_name} uses the LLM container (Text Generation Inference), whose contract "
-                "sagetwin emulates on --backend process only; the local images serve the inference toolkit.",
+                f"endpoint {spec.endpoint_name} uses the {spec.server.upper()} container, whose contract sagetwin "
+                "emulates on --backend process only; the local images serve the inference toolkit.",
                 "run it with --backend process (sagetwin exec --backend process -- ...).")
         session = self._prepare(reporter)
         # Clients call a runtime front, listening from here on so its address stays ours; the container

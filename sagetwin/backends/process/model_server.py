@@ -63,12 +63,13 @@ def served_paths(endpoint_dir: Path, model_dir: Path, at_opt_ml: bool) -> tuple[
     return f"{OPT_ML}/model", ServerFolders(endpoint_dir, run)
 
 
-SERVER_MODULES = {"inference-toolkit": "sagetwin.emulation.serving", "tgi": "sagetwin.emulation.tgi_server"}
+SERVER_MODULES = {"inference-toolkit": "sagetwin.emulation.serving", "tgi": "sagetwin.emulation.tgi_server",
+                  "tei": "sagetwin.emulation.tei_server"}
 
 
 def server_command(python: str, server: str, model_dir: str, host: str, port: int, port_file: Path) -> list[str]:
-    """The model server for ``server``: the inference toolkit's handler, or TGI's contract (the
-    LLM DLC)."""
+    """The model server for ``server``: the inference toolkit's handler, or TGI's or TEI's
+    contract (the LLM and embeddings containers)."""
     return [python, "-m", SERVER_MODULES[server], "--model-dir", model_dir, "--host", host, "--port", str(port),
             "--port-file", str(port_file)]
 

@@ -1,0 +1,78 @@
+"""The embeddings container's contract (Text Embeddings Inference), emulated on `process`: an SDK
+v2 TEI deployment through the twin (`sdk_workflow/embeddings_tei.py`) answers normalized
+embeddings of the model's dimension, and TEI's limits and pooling are TEI's."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sagetwin.emulation.router_server import RouterError
+from sagetwin.emulation.tei import Embedder, pooling_of
+from tests.conftest import run_cli
+from tests.test_aws_twin import leftovers
+
+CELLS = Path(__file__).parent / "sdk_workflow" / "embeddings_tei.py"
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Path:
+    from sagetwin.guide.data import minilm_path
+
+    return minilm_path()
+
+
+def norm(vector: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in vector))
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (norm(a) * norm(b))
+
+
+@pytest.mark.slow
+def test_a_tei_endpoint_deployed_with_the_sdk_answers_normalized_embeddings_on_process(minilm):
+    since = time.time() - 0.1
+    result = run_cli("exec", "--backend", "process", "--no-persist", "--", sys.executable, str(CELLS), str(minilm),
+                     timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert not leftovers(since), "the twin of `sagetwin exec` and its endpoint end with it"
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert report["image"].startswith("683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:")
+    [one] = report["one"]
+    assert len(one) == 384 and abs(norm(one) - 1.0) < 1e-5
+    cat, kitten, revenue = report["batch"]
+    assert all(len(vector) == 384 and abs(norm(vector) - 1.0) < 1e-5 for vector in report["batch"])
+    assert cosine(cat, kitten) > cosine(cat, revenue), "a real sentence model: related texts are closer"
+    [raw] = report["raw"]
+    assert abs(norm(raw) - 1.0) > 1e-3 and abs(cosine(raw, one) - 1.0) < 1e-5, "normalize=false: the same direction"
+    assert report["too_many"]["code"] == "ModelError" and report["too_many"]["status"] == 413
+    assert "batch size 33 > maximum allowed batch size 32" in report["too_many"]["message"]
+
+
+def test_teis_own_errors_and_statuses(minilm):
+    embedder = Embedder(str(minilm), {})
+    for inputs, status, kind, words in [
+        ("", 400, "Empty", "`inputs` cannot be empty"),
+        (["fine", ""], 400, "Empty", "`inputs` cannot be empty"),
+        ("word " * 600, 413, "Validation", "Input validation error: `inputs` must have less than 512 tokens. Given: "),
+    ]:
+        with pytest.raises(RouterError) as info:
+            embedder.embed(inputs)
+        assert (info.value.status, info.value.error_type) == (status, kind)
+        assert info.value.message.startswith(words)
+    assert len(embedder.embed("word " * 600, truncate=True)[0]) == 384, "truncate=true: embedded, cut to the limit"
+
+
+def test_pooling_is_read_as_tei_reads_it(minilm, tmp_path):
+    assert pooling_of(str(minilm), {}) == "mean"
+    assert pooling_of(str(minilm), {"POOLING": "cls"}) == "cls"
+    with pytest.raises(SystemExit, match="could not find a pooling configuration"):
+        pooling_of(str(tmp_path), {})
+    with pytest.raises(SystemExit, match="POOLING='splade' is not emulated"):
+        pooling_of(str(minilm), {"POOLING": "splade"})
