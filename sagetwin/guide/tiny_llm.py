@@ -24,19 +24,20 @@ CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|>{{ messa
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
-def tiny_causal_lm(target: Path | None = None, *, seed: int = 0) -> Path:
+def tiny_causal_lm(target: Path | None = None, *, seed: int = 0, layers: int = 2, width: int = 64) -> Path:
     """The model's folder (``save_pretrained`` layout), built once into ``target`` (default: the
-    models cache under sagetwin's home)."""
-    target = target or home_folder("models") / "tiny-causal-lm"
+    models cache under sagetwin's home); ``layers`` and ``width`` make it larger (benchmarks)."""
+    target = target or home_folder("models") / ("tiny-causal-lm" if (layers, width) == (2, 64)
+                                                else f"causal-lm-{layers}x{width}")
     if (target / "config.json").is_file() and (target / PREPARED_MARKER).is_file():
         return target
     shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is an interrupted old build
     with building(target) as tmp:
-        _write(tmp, seed)
+        _write(tmp, seed, layers, width)
     return target
 
 
-def _write(folder: Path, seed: int) -> None:
+def _write(folder: Path, seed: int, layers: int, width: int) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -50,7 +51,7 @@ def _write(folder: Path, seed: int) -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.model_max_length = 512
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=64, n_layer=2, n_head=2,
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, n_embd=width, n_layer=layers, n_head=2,
                         initializer_range=0.2,  # wide enough that greedy output is not one token repeated
                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
@@ -58,4 +59,5 @@ def _write(folder: Path, seed: int) -> None:
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / PREPARED_MARKER).write_text(json.dumps({"kind": "tiny-causal-lm", "seed": seed}))
+    (folder / PREPARED_MARKER).write_text(json.dumps({"kind": "tiny-causal-lm", "seed": seed, "layers": layers,
+                                                      "width": width}))
