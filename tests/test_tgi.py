@@ -199,3 +199,16 @@ def test_a_model_too_large_for_the_machine_is_refused_before_loading_with_the_nu
     with pytest.raises(SystemExit) as info:
         Generator(str(tmp_path))
     assert "cannot be loaded here" in str(info.value) and "GB of memory available" in str(info.value)
+
+
+@pytest.mark.parametrize("server", ["tgi", "tei"])
+def test_local_refuses_the_llm_and_embeddings_containers_naming_process(server):
+    from sagetwin.backends.local.backend import LocalBackend
+    from sagetwin.core.errors import ConfigurationError
+    from sagetwin.core.progress import SilentReporter
+    from sagetwin.core.spec import DeploySpec
+
+    with pytest.raises(ConfigurationError, match=f"uses the {server.upper()} container") as info:
+        LocalBackend().deploy(DeploySpec("llm", None, environment={"HF_MODEL_ID": "x"}, server=server),
+                              SilentReporter())
+    assert "--backend process" in info.value.fix
