@@ -153,15 +153,17 @@ def _post(server, path: str, body: dict, raw: bool = False):
 def test_payload_parts_are_the_event_stream_botocore_reads():
     from botocore.eventstream import EventStreamBuffer
 
-    from sagetwin.aws.response_stream import model_stream_error, payload_part
+    from sagetwin.aws.response_stream import internal_stream_failure, model_stream_error, payload_part
 
     buffer = EventStreamBuffer()
-    buffer.add_data(payload_part(b'data:{"token": 1}\n\n') + model_stream_error("the model stopped"))
-    part, error = list(buffer)
+    buffer.add_data(payload_part(b'data:{"token": 1}\n\n') + model_stream_error("the model stopped")
+                    + internal_stream_failure("the twin failed"))
+    part, error, failure = list(buffer)
     assert part.headers[":event-type"] == "PayloadPart" and part.headers[":message-type"] == "event"
     assert part.payload == b'data:{"token": 1}\n\n'
     assert error.headers[":exception-type"] == "ModelStreamError"
-    assert json.loads(error.payload) == {"Message": "the model stopped", "ErrorCode": "ModelStreamError"}
+    assert json.loads(error.payload) == {"Message": "the model stopped", "ErrorCode": "StreamBroken"}
+    assert failure.headers[":exception-type"] == "InternalStreamFailure"
 
 
 def test_a_tgi_endpoint_that_cannot_start_fails_as_sagemaker_fails_it(twin, sdk, tiny_llm):

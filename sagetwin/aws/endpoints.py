@@ -185,10 +185,11 @@ class Endpoints:
                                  f"{'Async' if endpoint.async_config else ''}.")
         if not hasattr(served, "stream"):
             return service_error("ValidationError", f"sagetwin does not stream the answers of endpoint {name}'s "
-                                 "backend; call InvokeEndpoint, or deploy it on --backend process or local.")
+                                 "backend; call InvokeEndpoint, or deploy it on --backend process.")
         try:
             pieces, answer_type = served.stream(call.body, call.header("Content-Type", "application/json"),
-                                                call.header("X-Amzn-SageMaker-Accept", "application/json"))
+                                                call.header("X-Amzn-SageMaker-Accept", "application/json"),
+                                                call.header(CUSTOM_ATTRIBUTES_HEADER) or None)
         except InvocationError as exc:
             return self._model_error(name, exc)
         except SagetwinError as exc:

@@ -3,11 +3,15 @@
 stream (``application/vnd.amazon.eventstream``, the binary framing botocore's ``EventStream``
 reads), so the SDK's and boto3's readers (and the usual "iterate the lines of the stream" helpers)
 work unchanged. An error from the container before it answers is ``ModelError``, as for
-``InvokeEndpoint``; one after the stream started is a ``ModelStreamError`` event."""
+``InvokeEndpoint``; after the stream started, the container timing out or going away is a
+``ModelStreamError`` event (``ModelInvocationTimeExceeded`` / ``StreamBroken``), anything else an
+``InternalStreamFailure``."""
 
 from __future__ import annotations
 
 import binascii
+import http.client
+import json
 import struct
 from collections.abc import Iterator
 
@@ -42,11 +46,14 @@ def payload_part(data: bytes) -> bytes:
                           ":message-type": "event"}, data)
 
 
-def model_stream_error(message: str, code: str = "ModelStreamError") -> bytes:
-    import json
-
+def model_stream_error(message: str, code: str = "StreamBroken") -> bytes:
     return event_message({":exception-type": "ModelStreamError", ":content-type": "application/json",
                           ":message-type": "exception"}, json.dumps({"Message": message, "ErrorCode": code}).encode())
+
+
+def internal_stream_failure(message: str) -> bytes:
+    return event_message({":exception-type": "InternalStreamFailure", ":content-type": "application/json",
+                          ":message-type": "exception"}, json.dumps({"Message": message}).encode())
 
 
 def streamed_reply(pieces: Iterator[bytes], content_type: str) -> Reply:
@@ -57,8 +64,17 @@ def streamed_reply(pieces: Iterator[bytes], content_type: str) -> Reply:
             for piece in pieces:
                 if piece:
                     yield payload_part(piece)
-        except Exception as exc:  # the container failed mid-answer: the stream says so and ends
-            yield model_stream_error(f"{type(exc).__name__}: {exc}")
+        except TimeoutError:
+            yield model_stream_error("Your model did not complete sending the inference response in the allotted "
+                                     "time.", "ModelInvocationTimeExceeded")
+        except (http.client.HTTPException, ConnectionError) as exc:  # the container went away mid-answer
+            yield model_stream_error(f"The stream from your model was broken: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            yield internal_stream_failure(f"{type(exc).__name__}: {exc}")
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # the container's connection, now, also when the caller left mid-stream
 
     return Reply(200, b"", {"Content-Type": EVENT_STREAM, "X-Amzn-SageMaker-Content-Type": content_type,
                             "x-Amzn-Invoked-Production-Variant": "AllTraffic"}, stream=events())

@@ -78,7 +78,8 @@ class HttpInvoker:
             status=status, body=payload.decode("utf-8", "replace"),
         )
 
-    def stream(self, body: bytes, content_type: str, accept: str) -> tuple[Iterator[bytes], str]:
+    def stream(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None = None
+               ) -> tuple[Iterator[bytes], str]:
         """The answer to ``POST /invocations`` piece by piece as the server sends it, and its
         content type, on a connection of its own (closed after); an error status raises
         InvocationError before any piece."""
@@ -86,8 +87,10 @@ class HttpInvoker:
             raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            connection.request("POST", "/invocations", body=body, headers={"Content-Type": content_type,
-                                                                           "Accept": accept})
+            headers = {"Content-Type": content_type, "Accept": accept}
+            if custom_attributes:
+                headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
+            connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
             if response.status >= 400:
                 raise self._answer_error(response.status, response.read())
@@ -122,9 +125,12 @@ class HttpInvoker:
 
 
 def _pieces(connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """The body as it arrives; one cut short (the server gone mid-answer) raises IncompleteRead."""
     try:
         while piece := response.read1(64 * 1024):
             yield piece
+        if response.length:  # a Content-Length body that ended early: read1 returns b"" then
+            raise http.client.IncompleteRead(b"", response.length)
     finally:
         connection.close()
 
@@ -151,7 +157,8 @@ class LocalHttpEndpoint:
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         return self._http.invoke(body, content_type, accept)
 
-    def stream(self, body: bytes, content_type: str, accept: str) -> tuple[Iterator[bytes], str]:
+    def stream(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None = None
+               ) -> tuple[Iterator[bytes], str]:
         return self._http.stream(body, content_type, accept)
 
     def invoke_with_attributes(self, body: bytes, content_type: str, accept: str, custom_attributes: str

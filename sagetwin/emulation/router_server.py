@@ -36,6 +36,8 @@ class RouterHandler(InvocationHandler):
     """GET ``/ping``, ``/health``, ``/info``; POST routes given by ``route``."""
 
     state: RouterState
+    unhealthy = "unhealthy"  # the router's own names for these errors, and a failure's status
+    failed = ("generation", 500)
 
     def info(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -53,7 +55,7 @@ class RouterHandler(InvocationHandler):
         if self.path not in ("/ping", "/health", "/info"):
             self._json(404, {"error": f"no route GET {self.path}", "error_type": "not_found"})
         elif self.state.model is None:
-            self._json(503, {"error": self.state.load_error or "model is loading", "error_type": "unhealthy"})
+            self._json(503, {"error": self.state.load_error or "model is loading", "error_type": self.unhealthy})
         elif self.path == "/info":
             self._json(200, self.info())
         else:
@@ -64,7 +66,7 @@ class RouterHandler(InvocationHandler):
         if body is None:
             return
         if self.state.model is None:
-            self._json(503, {"error": self.state.load_error or "model is loading", "error_type": "unhealthy"})
+            self._json(503, {"error": self.state.load_error or "model is loading", "error_type": self.unhealthy})
             return
         try:
             payload = json.loads(body)
@@ -81,7 +83,7 @@ class RouterHandler(InvocationHandler):
             self._error(error)
         except Exception as exc:  # never let one request take the server down
             traceback.print_exc()
-            self._json(500, {"error": f"{type(exc).__name__}: {exc}", "error_type": "backend"})
+            self._json(self.failed[1], {"error": f"{type(exc).__name__}: {exc}", "error_type": self.failed[0]})
 
 
 def serve(name: str, describe: str, handler: type[RouterHandler], load: Callable[[], Any], host: str, port: int,

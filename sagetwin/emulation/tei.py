@@ -54,6 +54,7 @@ class Embedder:
         self.torch = torch
         self.pooling = pooling_of(model_dir, env)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "right"  # the pooling below reads positions; TEI itself never pads
         self.model = AutoModel.from_pretrained(model_dir).eval()
         self.model_id = env.get("HF_MODEL_ID") or model_dir
         positions = getattr(self.model.config, "max_position_embeddings", None) or 512

@@ -14,6 +14,8 @@ from sagetwin.emulation.tei import EMULATED_VERSION, Embedder
 
 
 class TeiHandler(router_server.RouterHandler):
+    unhealthy, failed = "Unhealthy", ("Backend", 424)  # TEI's ErrorType names and statuses
+
     def info(self) -> dict[str, Any]:
         embedder: Embedder = self.state.model
         return {"model_id": embedder.model_id, "model_type": {"embedding": {"pooling": embedder.pooling}},
