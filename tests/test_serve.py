@@ -68,3 +68,26 @@ def test_serve_env_values_reach_the_container_as_written():
     args.env = ["no-equals-sign"]
     with pytest.raises(Exception, match="is not KEY=VALUE"):
         _environment(args)
+
+
+@pytest.mark.slow
+def test_serve_tgi_answers_as_the_llm_container_and_ctrl_c_leaves_nothing(sagetwin_home):
+    from sagetwin.guide.tiny_llm import tiny_causal_lm
+
+    serve = subprocess.Popen([sys.executable, "-m", "sagetwin.cli", "serve", "--tgi", "--hf-model-id",
+                              str(tiny_causal_lm()), "--backend", "process"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             preexec_fn=default_ctrl_c)
+    try:
+        read_until(serve.stdout, "url   ", timeout=180)
+        curl = shlex.split(read_until(serve.stdout, "curl  ", timeout=30)[-1][len("curl  "):])
+        pasted = subprocess.run(curl, capture_output=True, text=True, timeout=60)  # the line as a person pastes it
+        [answer] = json.loads(pasted.stdout)
+        assert answer["generated_text"].startswith("What is SageMaker?")  # TGI's SageMaker route: the full text
+    except BaseException:
+        serve.kill()
+        serve.wait()
+        raise
+    err = signal_and_wait(serve, signal.SIGINT, timeout=60)
+    assert serve.returncode == 0, err
+    assert "deleted" in err.splitlines()[-1]

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sagetwin.aws.images import UnsupportedImage, server_of, stack_of
+from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.s3 import MissingData, download_object
+from sagetwin.core.containers import server_of
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
 from sagetwin.emulation.model_sources import MODEL_ID

@@ -12,20 +12,6 @@ DLC = re.compile(
 )
 
 
-# the LLM DLC: huggingface-pytorch-tgi-inference:2.4.0-tgi3.0.1-gpu-py311-cu124-ubuntu22.04[-v2.1]
-TGI = re.compile(r"(?:^|/)huggingface-pytorch-tgi-inference:(?P<pytorch>\d+(?:\.\d+)+)-tgi(?P<tgi>\d+(?:\.\d+)+)-")
-
-
-# the embeddings container: tei:2.0.1-tei1.8.2-gpu-py310-cu122-ubuntu22.04 (and tei-cpu, huggingface-tei*)
-TEI = re.compile(r"(?:^|/)(?:huggingface-)?tei(?:-cpu)?:(?P<pytorch>\d+(?:\.\d+)+)-tei(?P<tei>\d+(?:\.\d+)+)-")
-
-
-def server_of(image: str) -> str:
-    """What serves a model in ``image``: Text Generation Inference, Text Embeddings Inference, or
-    the inference toolkit (the Hugging Face inference DLC)."""
-    return "tgi" if TGI.search(image or "") else "tei" if TEI.search(image or "") else "inference-toolkit"
-
-
 @dataclass(frozen=True)
 class ImageStack:
     scope: str

@@ -13,12 +13,11 @@ from typing import TextIO
 
 from sagetwin.core.backend import Plans, ServesHttp
 from sagetwin.core.console import ask_before_launch, parse_options, stdout_to_stderr
+from sagetwin.core.containers import EXAMPLES, TEI_IMAGE, TGI_IMAGE, server_of
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.model import HuggingFaceModel
 from sagetwin.core.predictor import Predictor
 from sagetwin.core.progress import StreamReporter
-
-EXAMPLE = {"inputs": "I love this movie!"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("model_data", nargs="?", help="model.tar.gz: a path, file:// or s3:// URI")
     serve.add_argument("--hf-model-id", help="serve this Hub id, or offline a folder written by save_pretrained()")
     serve.add_argument("--task", help="HF_TASK, e.g. text-classification (default: read from the model's config)")
+    container = serve.add_mutually_exclusive_group()
+    container.add_argument("--tgi", action="store_true", help="serve it as the LLM container does (Text Generation "
+                                                              "Inference's contract)")
+    container.add_argument("--tei", action="store_true", help="serve it as the embeddings container does (Text "
+                                                              "Embeddings Inference's contract)")
     serve.add_argument("--env", action="append", metavar="KEY=VALUE", help="serving environment variable")
     serve.add_argument("--backend", default=None, help="backend name (default: $SAGETWIN_BACKEND, else auto)")
     serve.add_argument("--port", type=int, default=None, help="local port (default: a free one)")
@@ -57,8 +61,10 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 def run_serve(args: argparse.Namespace) -> int:
     reporter = StreamReporter()
+    image = TGI_IMAGE if args.tgi else TEI_IMAGE if args.tei else None
     model = HuggingFaceModel(args.model_data, None, args.transformers, args.pytorch, args.py, env=_environment(args),
-                             backend=args.backend, reporter=reporter, backend_options=parse_options(args.option))
+                             image_uri=image, backend=args.backend, reporter=reporter,
+                             backend_options=parse_options(args.option))
     backend = model.backend
     if isinstance(backend, Plans) and not args.yes:
         plan = [line.render() for line in backend.launch_plan(None, args.instance_type)]
@@ -70,7 +76,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # prints the container's) goes to stderr, so `sagetwin serve … | head -2` reads just those
         with model.deploy(1, args.instance_type, port=args.port) as predictor:
             try:  # from here on, Ctrl-C is the way to stop: even one pressed as the address appears
-                _print_how_to_call(predictor, out)
+                _print_how_to_call(predictor, out, EXAMPLES[server_of(image)])
                 print("[sagetwin] serving; press Ctrl-C to stop and delete the endpoint", file=sys.stderr, flush=True)
                 threading.Event().wait()  # until Ctrl-C or SIGTERM (both raise KeyboardInterrupt here)
             except KeyboardInterrupt:
@@ -78,9 +84,9 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0  # leaving the block deleted the endpoint (a failed delete raises, naming what is left)
 
 
-def _print_how_to_call(predictor: Predictor, out: TextIO) -> None:
+def _print_how_to_call(predictor: Predictor, out: TextIO, example: dict) -> None:
     """The address and a request that works as pasted: on stdout, so a script can read them."""
-    body = shlex.quote(json.dumps(EXAMPLE))
+    body = shlex.quote(json.dumps(example))
     endpoint = predictor.endpoint
     if isinstance(endpoint, ServesHttp):
         print(f"url   {endpoint.url}/invocations", file=out)
