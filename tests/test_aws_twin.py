@@ -50,6 +50,19 @@ def described(proc: psutil.Process) -> str:
         return f"{proc.pid}: (gone)"
 
 
+def exec_report(backend: str, *command: str, timeout: float = 600) -> tuple[dict, str]:
+    """``command`` run through ``sagetwin exec --backend BACKEND`` as a person runs SDK cells: it
+    must succeed and leave nothing running; its ``RESULT {json}`` line, and all it printed."""
+    from tests.conftest import run_cli
+
+    since = time.time() - 0.1
+    result = run_cli("exec", "--backend", backend, "--no-persist", "--", *command, timeout=timeout)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert not leftovers(since), "the twin of `sagetwin exec`, its jobs and its endpoints end with it"
+    return json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:]), out
+
+
 def leftovers(since: float, twin=None) -> list[str]:
     """Processes this test session started since ``since`` that still run, found by the session
     marker (a job runner, the script behind a lifeline, a forked model server carry no path to

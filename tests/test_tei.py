@@ -4,18 +4,15 @@ embeddings of the model's dimension, and TEI's limits and pooling are TEI's."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from sagetwin.emulation.router_server import RouterError
 from sagetwin.emulation.tei import Embedder, pooling_of
-from tests.conftest import run_cli
-from tests.test_aws_twin import leftovers
+from tests.test_aws_twin import exec_report
 
 CELLS = Path(__file__).parent / "sdk_workflow" / "embeddings_tei.py"
 
@@ -37,12 +34,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 @pytest.mark.slow
 def test_a_tei_endpoint_deployed_with_the_sdk_answers_normalized_embeddings_on_process(minilm):
-    since = time.time() - 0.1
-    result = run_cli("exec", "--backend", "process", "--no-persist", "--", sys.executable, str(CELLS), str(minilm),
-                     timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert not leftovers(since), "the twin of `sagetwin exec` and its endpoint end with it"
-    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    report, _ = exec_report("process", sys.executable, str(CELLS), str(minilm))
     assert report["image"].startswith("683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:")
     [one] = report["one"]
     assert len(one) == 384 and abs(norm(one) - 1.0) < 1e-5

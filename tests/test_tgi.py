@@ -16,8 +16,7 @@ import pytest
 
 from sagetwin.emulation.tgi import Generator, TgiError, TgiSettings, validate
 from tests import test_aws_twin
-from tests.conftest import run_cli
-from tests.test_aws_twin import leftovers
+from tests.test_aws_twin import exec_report
 
 CELLS = Path(__file__).parent / "sdk_workflow" / "llm_tgi.py"
 SETTINGS = TgiSettings(max_input_tokens=64, max_total_tokens=96)
@@ -40,12 +39,7 @@ def generator(tiny_llm) -> Generator:
 
 @pytest.mark.slow
 def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does_on_process(tiny_llm):
-    since = time.time() - 0.1
-    result = run_cli("exec", "--backend", "process", "--no-persist", "--", sys.executable, str(CELLS), str(tiny_llm),
-                     timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert not leftovers(since), "the twin of `sagetwin exec` and its endpoint end with it"
-    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    report, _ = exec_report("process", sys.executable, str(CELLS), str(tiny_llm))
     assert "/huggingface-pytorch-tgi-inference:" in report["image"] and "-tgi3.0.1-" in report["image"]
     assert report["default"].startswith("The quick brown fox"), "the SageMaker route returns the full text by default"
     first = report["first"]

@@ -110,3 +110,17 @@ def serve(name: str, describe: str, handler: type[RouterHandler], load: Callable
         raise SystemExit(3) from None
     print(f"{name}: ready (pid {os.getpid()})", flush=True)
     thread.join()
+
+
+def main(argv: list[str] | None, name: str, describe: str, handler: type[RouterHandler],
+         load: Callable[[str], Any]) -> None:
+    """A container emulation's command line: ``--model-dir DIR [--host H] [--port P] [--port-file F]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"Serve a model folder {describe}.")
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port-file")
+    args = parser.parse_args(argv)
+    serve(name, describe, handler, lambda: load(args.model_dir), args.host, args.port, args.port_file)

@@ -6,7 +6,6 @@ SageMaker's ``POST /invocations`` and TEI's ``/embed``, on ``router_server``.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from sagetwin.emulation import router_server
@@ -32,14 +31,7 @@ class TeiHandler(router_server.RouterHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve an embedding model with TEI's HTTP contract.")
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--port-file")
-    args = parser.parse_args(argv)
-    router_server.serve("sagetwin-tei", f"emulating TEI {EMULATED_VERSION}'s HTTP contract", TeiHandler,
-                        lambda: Embedder(args.model_dir), args.host, args.port, args.port_file)
+    router_server.main(argv, "sagetwin-tei", f"emulating TEI {EMULATED_VERSION}'s HTTP contract", TeiHandler, Embedder)
 
 
 if __name__ == "__main__":

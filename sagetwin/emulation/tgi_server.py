@@ -8,7 +8,6 @@ a Messages API body) and TGI's own routes (``/generate``, ``/generate_stream``,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Iterator
@@ -108,14 +107,7 @@ def load(model_dir: str) -> LoadedTgi:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve a causal language model with TGI's HTTP contract.")
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--port-file")
-    args = parser.parse_args(argv)
-    router_server.serve("sagetwin-tgi", f"emulating TGI {EMULATED_VERSION}'s HTTP contract", TgiHandler,
-                        lambda: load(args.model_dir), args.host, args.port, args.port_file)
+    router_server.main(argv, "sagetwin-tgi", f"emulating TGI {EMULATED_VERSION}'s HTTP contract", TgiHandler, load)
 
 
 if __name__ == "__main__":
