@@ -23,7 +23,7 @@ CARRIED_OUT = frozenset({
     "CreateTransformJob", "DescribeTransformJob", "StopTransformJob", "ListTransformJobs",
     "DeleteExperiment", "DeleteTrial", "DeleteTrialComponent",  # records, deleted in the service's order
     # SageMaker Runtime
-    "InvokeEndpoint", "InvokeEndpointAsync",
+    "InvokeEndpoint", "InvokeEndpointAsync", "InvokeEndpointWithResponseStream",
 })
 
 RECORDED = frozenset({
@@ -82,8 +82,6 @@ REFUSED: dict[str, str] = {
                                           "change it in place; delete and create the endpoint, or " + _ON_SAGEMAKER,
     "Search": "Search over the twin's live jobs is not emulated (its records would show a static status); use the "
               "List*/Describe* calls, or " + _ON_SAGEMAKER,
-    "InvokeEndpointWithResponseStream": "response streaming is not emulated yet; use InvokeEndpoint, or "
-                                        + _ON_SAGEMAKER,
 }
 
 assert not (CARRIED_OUT & RECORDED) and not (set(REFUSED) & (CARRIED_OUT | RECORDED)), "one class per action"
