@@ -13,6 +13,7 @@ import pytest
 from sagetwin.emulation.router_server import RouterError
 from sagetwin.emulation.tei import Embedder, pooling_of
 from tests.test_aws_twin import exec_report
+from tests.test_local_backend import no_leftover_containers, require_docker  # noqa: F401 - fixture
 
 CELLS = Path(__file__).parent / "sdk_workflow" / "embeddings_tei.py"
 
@@ -33,8 +34,12 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 @pytest.mark.slow
-def test_a_tei_endpoint_deployed_with_the_sdk_answers_normalized_embeddings_on_process(minilm):
-    report, _ = exec_report("process", sys.executable, str(CELLS), str(minilm))
+@pytest.mark.parametrize("backend", ["process", pytest.param("local", marks=pytest.mark.docker)])
+def test_a_tei_endpoint_deployed_with_the_sdk_answers_normalized_embeddings(backend, minilm, request):
+    if backend == "local":
+        require_docker()
+        request.getfixturevalue("no_leftover_containers")
+    report, _ = exec_report(backend, sys.executable, str(CELLS), str(minilm))
     assert report["image"].startswith("683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:")
     [one] = report["one"]
     assert len(one) == 384 and abs(norm(one) - 1.0) < 1e-5

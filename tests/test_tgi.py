@@ -17,6 +17,7 @@ import pytest
 from sagetwin.emulation.tgi import Generator, TgiError, TgiSettings, validate
 from tests import test_aws_twin
 from tests.test_aws_twin import exec_report
+from tests.test_local_backend import no_leftover_containers, require_docker  # noqa: F401 - fixture
 
 CELLS = Path(__file__).parent / "sdk_workflow" / "llm_tgi.py"
 SETTINGS = TgiSettings(max_input_tokens=64, max_total_tokens=96)
@@ -38,8 +39,14 @@ def generator(tiny_llm) -> Generator:
 
 
 @pytest.mark.slow
-def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does_on_process(tiny_llm):
-    report, _ = exec_report("process", sys.executable, str(CELLS), str(tiny_llm))
+@pytest.mark.parametrize("backend", ["process", pytest.param("local", marks=pytest.mark.docker)])
+def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does(backend, tiny_llm, request):
+    """On ``local`` the emulation serves from a container of its own image, behind the runtime
+    front, which hands the stream on as it comes."""
+    if backend == "local":
+        require_docker()
+        request.getfixturevalue("no_leftover_containers")
+    report, _ = exec_report(backend, sys.executable, str(CELLS), str(tiny_llm))
     assert "/huggingface-pytorch-tgi-inference:" in report["image"] and "-tgi3.0.1-" in report["image"]
     assert report["default"].startswith("The quick brown fox"), "the SageMaker route returns the full text by default"
     first = report["first"]
@@ -134,6 +141,51 @@ def test_streamed_tokens_add_up_to_the_answer_on_the_servers_own_address(generat
         server.server_close()
 
 
+def test_the_runtime_front_hands_a_stream_on_as_it_comes(generator):
+    """``local``'s front before a TGI server: each event reaches the client before the next is made,
+    and the events are the server's own."""
+    from sagetwin.emulation.http_server import make_server
+    from sagetwin.emulation.router_server import RouterState
+    from sagetwin.emulation.runtime_front import RuntimeFront
+    from sagetwin.emulation.tgi_server import LoadedTgi, TgiHandler
+
+    state = RouterState()
+    state.model = state.handler = LoadedTgi(generator, SETTINGS)
+    server = make_server("127.0.0.1", 0, state, TgiHandler, behind_front=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    front = RuntimeFront("127.0.0.1", 0, server.server_address[1], timeout=30)
+    front.ready()
+    made: list[float] = []
+    original = generator.generate
+
+    def timed(request):
+        for step in original(request):
+            made.append(time.monotonic())
+            yield step
+
+    generator.generate = timed
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+        connection.request("POST", "/invocations", json.dumps({"inputs": "The quick brown fox", "stream": True,
+                                                               "parameters": {"max_new_tokens": 8}}),
+                           {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        assert answer.status == 200 and answer.getheader("Content-Type") == "text/event-stream"
+        first = answer.read1(65536)
+        assert first.startswith(b"data:") and len(made) < 8, "the first event came before the last was made"
+        events = [json.loads(line[5:]) for line in (first + answer.read()).decode().splitlines()
+                  if line.startswith("data:")]
+        connection.close()
+    finally:
+        generator.generate = original
+        front.close()
+        server.shutdown()
+        server.server_close()
+    # the SageMaker route: the prompt in the final text by default
+    assert len(events) == 8
+    assert events[-1]["generated_text"] == "The quick brown fox" + "".join(e["token"]["text"] for e in events)
+
+
 def _post(server, path: str, body: dict, raw: bool = False):
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
     connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
@@ -195,16 +247,3 @@ def test_a_model_too_large_for_the_machine_is_refused_before_loading_with_the_nu
     with pytest.raises(SystemExit) as info:
         Generator(str(tmp_path))
     assert "cannot be loaded here" in str(info.value) and "GB of memory available" in str(info.value)
-
-
-@pytest.mark.parametrize("server", ["tgi", "tei"])
-def test_local_refuses_the_llm_and_embeddings_containers_naming_process(server):
-    from sagetwin.backends.local.backend import LocalBackend
-    from sagetwin.core.errors import ConfigurationError
-    from sagetwin.core.progress import SilentReporter
-    from sagetwin.core.spec import DeploySpec
-
-    with pytest.raises(ConfigurationError, match=f"uses the {server.upper()} container") as info:
-        LocalBackend().deploy(DeploySpec("llm", None, environment={"HF_MODEL_ID": "x"}, server=server),
-                              SilentReporter())
-    assert "--backend process" in info.value.fix

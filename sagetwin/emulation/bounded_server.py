@@ -163,8 +163,13 @@ class ModelHTTPServer(HTTPServer):
     request_queue_size = LISTEN_BACKLOG  # bursts of connections queue instead of being refused
 
     def __init__(self, address: tuple[str, int], handler_class: type[BaseHTTPRequestHandler],
-                 limits: ServerLimits) -> None:
+                 limits: ServerLimits, *, behind_front: bool = False) -> None:
+        """``behind_front``: a server in a container, reached only through a runtime front on the host
+        (its port published on the host's 127.0.0.1 for the front): the peer is Docker's proxy, so the
+        front checks who connects, and the Host names the published port, so any port is let by (the
+        name must still be a loopback one: a web page's DNS rebinding names its own)."""
         self.limits = limits
+        self.behind_front = behind_front
         self.bodies = BodyBudget(limits.max_buffered_bytes)
         self._lock = threading.Lock()
         self._handoff: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
@@ -183,8 +188,16 @@ class ModelHTTPServer(HTTPServer):
         port = self.server_address[1]
         self.hosts = frozenset({*LOOPBACK_NAMES, *(f"{name}:{port}" for name in LOOPBACK_NAMES)})
 
+    def host_allowed(self, host: str) -> bool:
+        """Whether a request naming ``host`` may be answered (see ``behind_front``)."""
+        host = host.strip().lower()
+        if self.behind_front:
+            name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+            return name in LOOPBACK_NAMES and (not port or port.isdigit())
+        return host in self.hosts
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not from_owner(request):  # another local user: closed before a byte of it is read
+        if not self.behind_front and not from_owner(request):  # another local user: closed before a byte of it is read
             self._refuse(request, self._stranger_answer)
             return
         start = False

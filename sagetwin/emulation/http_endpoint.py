@@ -159,7 +159,7 @@ class LocalHttpEndpoint:
 
     def stream(self, body: bytes, content_type: str, accept: str, custom_attributes: str | None = None
                ) -> tuple[Iterator[bytes], str]:
-        return self._http.stream(body, content_type, accept)
+        return self._http.stream(body, content_type, accept, custom_attributes)
 
     def invoke_with_attributes(self, body: bytes, content_type: str, accept: str, custom_attributes: str
                                ) -> tuple[bytes, str]:

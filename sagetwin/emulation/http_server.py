@@ -58,11 +58,11 @@ class ServerState:
 
 
 def make_server(host: str, port: int, state: ServerState, handler_class: type[InvocationHandler] | None = None,
-                limits: ServerLimits | None = None) -> ModelHTTPServer:
+                limits: ServerLimits | None = None, *, behind_front: bool = False) -> ModelHTTPServer:
     limits = limits or ServerLimits.from_env()
     handler = type("BoundInvocationHandler", (handler_class or InvocationHandler,),
                    {"state": state, "timeout": limits.read_timeout_s})
-    return ModelHTTPServer((host, port), handler, limits)
+    return ModelHTTPServer((host, port), handler, limits, behind_front=behind_front)
 
 
 def announce_port(server: ModelHTTPServer, port_file: str | None) -> int:
@@ -172,7 +172,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
             return (f"requests from web pages are refused (this one carries Origin: {origin[:100]!r}); call the "
                     "endpoint from a program (the SDK, boto3, curl)")
         hosts = self.headers.get_all("Host") or []
-        if len(hosts) > 1 or (hosts and hosts[0].strip().lower() not in self.server.hosts):
+        if len(hosts) > 1 or (hosts and not self.server.host_allowed(hosts[0])):
             port = self.server.server_address[1]
             return (f"requests for host {', '.join(hosts)[:100]!r} are refused; this server answers "
                     f"127.0.0.1:{port} and localhost:{port} only")

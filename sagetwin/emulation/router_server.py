@@ -16,6 +16,10 @@ from typing import Any
 
 from sagetwin.emulation.http_server import InvocationHandler, ServerState, announce_port, make_server
 
+# each emulated router's module (a ``DeploySpec.server``), run as ``python -m MODULE --model-dir ...``
+READY_LINE = ": ready (pid "  # printed once the model is loaded: what a container's log is watched for
+ROUTER_MODULES = {"tgi": "sagetwin.emulation.tgi_server", "tei": "sagetwin.emulation.tei_server"}
+
 
 class RouterError(Exception):
     """What the router answers instead of a result: its message, status and error type."""
@@ -87,11 +91,11 @@ class RouterHandler(InvocationHandler):
 
 
 def serve(name: str, describe: str, handler: type[RouterHandler], load: Callable[[], Any], host: str, port: int,
-          port_file: str | None) -> None:
+          port_file: str | None, behind_front: bool = False) -> None:
     """Bind first (so /ping answers 503 while loading), then ``load`` the model and serve. A
     SystemExit from ``load`` (refused before loading) is printed and ends the server."""
     state = RouterState()
-    server = make_server(host, port, state, handler)
+    server = make_server(host, port, state, handler, behind_front=behind_front)
     bound = announce_port(server, port_file)
     print(f"{name}: {describe} on http://{host}:{bound}", flush=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -108,13 +112,14 @@ def serve(name: str, describe: str, handler: type[RouterHandler], load: Callable
         traceback.print_exc()
         server.shutdown()
         raise SystemExit(3) from None
-    print(f"{name}: ready (pid {os.getpid()})", flush=True)
+    print(f"{name}{READY_LINE}{os.getpid()})", flush=True)
     thread.join()
 
 
 def main(argv: list[str] | None, name: str, describe: str, handler: type[RouterHandler],
          load: Callable[[str], Any]) -> None:
-    """A container emulation's command line: ``--model-dir DIR [--host H] [--port P] [--port-file F]``."""
+    """A container emulation's command line: ``--model-dir DIR [--host H] [--port P] [--port-file F]
+    [--behind-front]`` (the last in a serving container, whose callers the runtime front checks)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=f"Serve a model folder {describe}.")
@@ -122,5 +127,10 @@ def main(argv: list[str] | None, name: str, describe: str, handler: type[RouterH
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--port-file")
+    parser.add_argument("--behind-front", action="store_true",
+                        help="in a container reached through sagetwin's runtime front, which checks callers")
+    parser.add_argument("command", nargs="?", choices=["serve"],
+                        help="what SageMaker passes a serving container (`docker run IMAGE serve`)")
     args = parser.parse_args(argv)
-    serve(name, describe, handler, lambda: load(args.model_dir), args.host, args.port, args.port_file)
+    serve(name, describe, handler, lambda: load(args.model_dir), args.host, args.port, args.port_file,
+          args.behind_front)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import http.client
 import select
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from email.message import Message
 
 from sagetwin.core.errors import ConfigurationError
@@ -57,7 +57,13 @@ class Upstream:
 
     def request(self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]
                 ) -> tuple[int, bytes, Headers]:
-        """The container's status, body and end-to-end headers; PredictionError when it did not answer.
+        """The container's status, body and end-to-end headers; PredictionError when it did not answer."""
+        response = self.open(method, path, body, headers)
+        return response.status, self.read(response), end_to_end(response.msg)
+
+    def open(self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]
+             ) -> http.client.HTTPResponse:
+        """The container's answer, its body not read yet (``read``, or ``pieces`` as it comes).
 
         A request is sent at most once: only a send that failed is repeated (on a new connection),
         never one the container may have received, which could run a prediction twice."""
@@ -75,18 +81,38 @@ class Upstream:
                     continue
                 raise self._not_answered(exc) from None
             try:
-                response = connection.getresponse()
-                payload = response.read()
-            except TimeoutError:
-                self.close()  # its answer may still come on this connection: never reuse it
-                raise PredictionError(f"{TIMED_OUT} (after {self.timeout:g} s)", 408) from None
-            except (ConnectionError, http.client.HTTPException) as exc:
-                self.close()
-                raise self._not_answered(exc) from None
-            if response.will_close:
-                self.close()
-            return response.status, payload, end_to_end(response.msg)
+                return connection.getresponse()
+            except Exception as exc:
+                raise self._failed(exc) from None
         raise AssertionError("unreachable")
+
+    def read(self, response: http.client.HTTPResponse) -> bytes:
+        try:
+            payload = response.read()
+        except Exception as exc:
+            raise self._failed(exc) from None
+        if response.will_close:
+            self.close()
+        return payload
+
+    def pieces(self, response: http.client.HTTPResponse) -> Iterator[bytes]:
+        """A streamed body (server-sent events) as the container sends it; PredictionError if it is cut short."""
+        try:
+            while piece := response.read1(64 * 1024):
+                yield piece
+        except Exception as exc:
+            raise self._failed(exc) from None
+        if response.will_close:
+            self.close()
+
+    def _failed(self, exc: Exception) -> Exception:
+        """A container's answer that did not come (whole): its connection is never reused."""
+        self.close()  # its answer may still come on this connection
+        if isinstance(exc, TimeoutError):
+            return PredictionError(f"{TIMED_OUT} (after {self.timeout:g} s)", 408)
+        if isinstance(exc, (ConnectionError, http.client.HTTPException)):
+            return self._not_answered(exc)
+        return exc
 
     @staticmethod
     def _not_answered(exc: BaseException) -> PredictionError:
@@ -132,12 +158,37 @@ class RuntimeFrontHandler(InvocationHandler):
 
     def _forward(self, method: str, body: bytes) -> None:
         try:
-            status, payload, headers = self.upstream.request(method, self.path, body, end_to_end(self.headers))
+            response = self.upstream.open(method, self.path, body, end_to_end(self.headers))
+            headers = end_to_end(response.msg)
+            if response.chunked:  # a stream (TGI's server-sent events): handed on as it comes
+                self._relay(response.status, self.upstream.pieces(response), headers)
+                return
+            payload = self.upstream.read(response)
         except PredictionError as exc:
             self._send(exc.status, error_body(exc.status, exc.message))
             return
         content_type = next((value for name, value in headers if name.lower() == "content-type"), "application/json")
-        self._send(status, payload, content_type, [(n, v) for n, v in headers if n.lower() != "content-type"])
+        self._send(status=response.status, body=payload, content_type=content_type,
+                   headers=[(n, v) for n, v in headers if n.lower() != "content-type"])
+
+    def _relay(self, status: int, pieces: Iterator[bytes], headers: Headers) -> None:
+        """A chunked answer, each piece sent on once it arrives; one the container cut short is
+        cut short here too (the connection closes without the last chunk), as the runtime ends a
+        broken stream."""
+        self.reader.settimeout(self.timeout)  # a client that stops reading fails the write, in time
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for piece in pieces:
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (PredictionError, OSError):
+            self.close_connection = True  # the container stopped mid-answer, or the client left
 
     def finish(self) -> None:
         try:

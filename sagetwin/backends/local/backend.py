@@ -32,6 +32,7 @@ from sagetwin.backends.local.docker import (
     engine_lost,
     preferred_compose,
 )
+from sagetwin.backends.local.emulated_containers import emulated_model
 from sagetwin.backends.local.endpoint import LocalEndpoint, open_front
 from sagetwin.backends.local.estimators import local_estimator
 from sagetwin.backends.local.sdk_folders import reap_orphaned_folders, run_root, tidy_after_run
@@ -219,11 +220,6 @@ class LocalBackend:
             raise failure
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> LocalEndpoint:
-        if spec.server != "inference-toolkit":
-            raise ConfigurationError(
-                f"endpoint {spec.endpoint_name} uses the {spec.server.upper()} container, whose contract sagetwin "
-                "emulates on --backend process only; the local images serve the inference toolkit.",
-                "run it with --backend process (sagetwin exec --backend process -- ...).")
         session = self._prepare(reporter)
         # Clients call a runtime front, listening from here on so its address stays ours; the container
         # is published for it on another port, on 127.0.0.1 only (the SDK writes "<serving_port>:8080",
@@ -239,12 +235,25 @@ class LocalBackend:
 
     def _deploy_behind(self, front: RuntimeFront, spec: DeploySpec, session: Any, reporter: Reporter
                        ) -> LocalEndpoint:
+        if spec.server == "inference-toolkit":
+            model = self._toolkit_model(spec, session, reporter)
+        else:  # TGI, TEI: their emulation, in an image of its own
+            model = emulated_model(spec, lambda archive: self.stage(archive, always=True), session, reporter,
+                                   role=LOCAL_ROLE, build_missing=self.build_images)
+        instance_type = self.choose_instance_type(spec.instance_type, reporter)
+        reporter.step(f"local: serving container from {model.image_uri} on {front.url}")
+        started = time.monotonic()
+        endpoint = self._start_serving(model, spec, instance_type, front, session)
+        reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
+        return endpoint
+
+    def _toolkit_model(self, spec: DeploySpec, session: Any, reporter: Reporter) -> Any:
+        """The SDK's ``HuggingFaceModel`` served by the inference toolkit in the (parity) image."""
         from sagemaker.huggingface import HuggingFaceModel
 
         stack = resolve_stack(spec.transformers_version, spec.pytorch_version, spec.py_version, scope="inference")
         image, _ = self._image("inference", stack, spec.image_uri or self.inference_image_uri, reporter)
         archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
-        instance_type = self.choose_instance_type(spec.instance_type, reporter)
         # One MMS worker by default (the DLC starts one per vCPU): on a laptop they would only compete
         # for the same cores while loading. SAGEMAKER_MODEL_SERVER_WORKERS in env= overrides it.
         env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **environment}
@@ -252,18 +261,13 @@ class LocalBackend:
         env.setdefault("SAGEMAKER_PROGRAM", TOOLKIT_DEFAULT_PROGRAM)
         staged = self.stage(archive, always=True)  # the SDK unpacks model_data next to itself: a private copy,
         check_archive(staged)  # checked by sagetwin first: the SDK's tarfile filter is only as safe as this Python
-        model = HuggingFaceModel(
+        return HuggingFaceModel(
             model_data=staged.as_uri(), image_uri=image, role=LOCAL_ROLE, env=env,
             transformers_version=stack.transformers, pytorch_version=stack.pytorch, py_version=stack.py,
             sagemaker_session=session, name=spec.endpoint_name,
             # with a code location the SDK does not resolve (and create) a default S3 bucket via STS
             code_location=f"s3://{LOCAL_BUCKET}/{spec.endpoint_name}",
         )
-        reporter.step(f"local: serving container from {image} on {front.url}")
-        started = time.monotonic()
-        endpoint = self._start_serving(model, spec, instance_type, front, session)
-        reporter.step(f"local: model loaded and /ping answered after {time.monotonic() - started:.1f}s")
-        return endpoint
 
     def _start_serving(self, model: Any, spec: DeploySpec, instance_type: str, front: RuntimeFront,
                        session: Any) -> LocalEndpoint:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from sagetwin.backends.local.containers import container_status
 from sagetwin.emulation.processes import wait_until_healthy
+from sagetwin.emulation.router_server import READY_LINE
 
 MODEL_LOADED = "Model model loaded io_fd="  # an MMS worker finished loading (printed after the handler's init)
 MODEL_LOAD_FAILED = ("Load model failed", "Could not load model", "Backend worker process died")
@@ -59,7 +60,7 @@ class ContainerLogWatch:
                                              text=True, errors="replace")
             assert self._process.stdout is not None
             for line in self._process.stdout:
-                if MODEL_LOADED in line:
+                if MODEL_LOADED in line or READY_LINE in line:  # MMS's worker, or a TGI/TEI emulation
                     return self._finish(LOADED)
                 if any(marker in line for marker in MODEL_LOAD_FAILED):
                     return self._finish(FAILED)

@@ -19,6 +19,7 @@ from sagetwin.emulation.contract import OPT_ML
 from sagetwin.emulation.fork_server import EXIT_CODE_FILE
 from sagetwin.emulation.http_endpoint import LocalHttpEndpoint
 from sagetwin.emulation.processes import pump_to_file, spawn, stop
+from sagetwin.emulation.router_server import ROUTER_MODULES
 from sagetwin.emulation.warm_serving import ForkedServer, warm_servers, warm_serving_enabled
 
 RUN_PREFIX, STATE_PREFIX = "opt_ml-", "container-"  # in the endpoint's folder, one of each per server
@@ -63,8 +64,7 @@ def served_paths(endpoint_dir: Path, model_dir: Path, at_opt_ml: bool) -> tuple[
     return f"{OPT_ML}/model", ServerFolders(endpoint_dir, run)
 
 
-SERVER_MODULES = {"inference-toolkit": "sagetwin.emulation.serving", "tgi": "sagetwin.emulation.tgi_server",
-                  "tei": "sagetwin.emulation.tei_server"}
+SERVER_MODULES = {"inference-toolkit": "sagetwin.emulation.serving", **ROUTER_MODULES}
 
 
 def server_command(python: str, server: str, model_dir: str, host: str, port: int, port_file: Path) -> list[str]:
