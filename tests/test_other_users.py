@@ -140,3 +140,50 @@ def test_another_user_is_refused_by_the_twin_before_its_request_is_read(sagetwin
         finally:
             proc.stdin.close()
             proc.wait(timeout=10)
+
+
+# As the other user: listen on a port, say so, then report what any connection sent within a moment.
+SQUAT = textwrap.dedent("""\
+    import socket, sys
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(3)
+    print(listener.getsockname()[1], flush=True)
+    received = b""
+    try:
+        connection, _ = listener.accept()
+        connection.settimeout(1)
+        received = connection.recv(65536)
+    except OSError:
+        pass
+    print(len(received), flush=True)
+""")
+
+
+@needs_root
+def test_a_runtime_front_sends_nothing_to_a_port_another_user_took():
+    """A ``local`` endpoint's container port, taken by another user's program (the container gone,
+    or between the port's choice and Docker's bind): the front answers 502 naming it, and the
+    request, its body and the front's secret never reach it."""
+    from sagetwin.emulation.runtime_front import RuntimeFront
+
+    squatter = subprocess.Popen([*STRANGER, "/usr/bin/python3", "-c", SQUAT], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(squatter.stdout.readline())
+        front = RuntimeFront("127.0.0.1", 0, port, timeout=10)
+        front.ready()
+        try:
+            connection = socket.create_connection(("127.0.0.1", front.port), timeout=10)
+            body = b'{"inputs": "a secret prompt"}'
+            connection.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            answer = connection.recv(65536).decode()
+            connection.close()
+        finally:
+            front.close()
+        assert answer.startswith("HTTP/1.1 502") and "held by another user's program (uid 65534)" in answer
+        assert squatter.stdout.readline().strip() == "0", "the other user's program received nothing"
+    finally:
+        squatter.kill()
+        squatter.wait()

@@ -68,6 +68,11 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does(backend, tiny_
     streamed = report["streamed"]
     assert streamed["tokens"] == 12 and streamed["content_type"] == "text/event-stream"
     assert streamed["sdk"] == streamed["boto3"] == first["generated_text"]
+    assert chat["model"] == str(tiny_llm), "TGI names its HF_MODEL_ID"
+    # a fine-tune: model_data with HF_MODEL_ID=/opt/ml/model serves the same model; without HF_MODEL_ID,
+    # the image's entrypoint refuses to start and the endpoint fails its health check
+    assert report["fine_tuned"]["answer"] == first and report["fine_tuned"]["model"] == "/opt/ml/model"
+    assert "did not pass the ping health check" in report["unset"] and "HF_MODEL_ID must be set" in report["unset"]
 
 
 @pytest.mark.parametrize("parameters, words", [
@@ -141,29 +146,33 @@ def test_streamed_tokens_add_up_to_the_answer_on_the_servers_own_address(generat
         server.server_close()
 
 
-def test_the_runtime_front_hands_a_stream_on_as_it_comes(generator):
-    """``local``'s front before a TGI server: each event reaches the client before the next is made,
-    and the events are the server's own."""
+def test_the_runtime_front_hands_a_stream_on_as_it_comes(generator, monkeypatch):
+    """``local``'s front before a TGI server in its container mode: the first event reaches the
+    client while the generation waits for it (a front that held the answer back would never
+    deliver it), and the events are the server's own."""
+    from sagetwin.emulation.bounded_server import FRONT_TOKEN_ENV
     from sagetwin.emulation.http_server import make_server
+    from sagetwin.emulation.processes import free_port
     from sagetwin.emulation.router_server import RouterState
     from sagetwin.emulation.runtime_front import RuntimeFront
     from sagetwin.emulation.tgi_server import LoadedTgi, TgiHandler
 
+    front = RuntimeFront("127.0.0.1", 0, free_port(), timeout=30)
+    monkeypatch.setenv(FRONT_TOKEN_ENV, front.token)  # as the container is given it
     state = RouterState()
     state.model = state.handler = LoadedTgi(generator, SETTINGS)
-    server = make_server("127.0.0.1", 0, state, TgiHandler, behind_front=True)
+    server = make_server("127.0.0.1", front.upstream.port, state, TgiHandler, behind_front=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    front = RuntimeFront("127.0.0.1", 0, server.server_address[1], timeout=30)
     front.ready()
-    made: list[float] = []
-    original = generator.generate
+    first_read, original = threading.Event(), generator.generate
 
-    def timed(request):
-        for step in original(request):
-            made.append(time.monotonic())
+    def held(request):
+        for count, step in enumerate(original(request)):
             yield step
+            if count == 0:
+                first_read.wait(20)  # the rest only once the client has the first
 
-    generator.generate = timed
+    generator.generate = held
     try:
         connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
         connection.request("POST", "/invocations", json.dumps({"inputs": "The quick brown fox", "stream": True,
@@ -171,12 +180,15 @@ def test_the_runtime_front_hands_a_stream_on_as_it_comes(generator):
                            {"Content-Type": "application/json"})
         answer = connection.getresponse()
         assert answer.status == 200 and answer.getheader("Content-Type") == "text/event-stream"
+        started = time.monotonic()
         first = answer.read1(65536)
-        assert first.startswith(b"data:") and len(made) < 8, "the first event came before the last was made"
+        assert time.monotonic() - started < 10 and first.startswith(b"data:")
+        first_read.set()
         events = [json.loads(line[5:]) for line in (first + answer.read()).decode().splitlines()
                   if line.startswith("data:")]
         connection.close()
     finally:
+        first_read.set()
         generator.generate = original
         front.close()
         server.shutdown()
@@ -184,6 +196,43 @@ def test_the_runtime_front_hands_a_stream_on_as_it_comes(generator):
     # the SageMaker route: the prompt in the final text by default
     assert len(events) == 8
     assert events[-1]["generated_text"] == "The quick brown fox" + "".join(e["token"]["text"] for e in events)
+
+
+def test_a_container_behind_a_front_answers_the_front_only(generator, monkeypatch):
+    """Its port is published on 127.0.0.1, open to every local user: a request without the front's
+    secret is refused before its body is read; /ping (Docker's and the SDK's health checks) is not."""
+    from sagetwin.emulation.bounded_server import FRONT_TOKEN_ENV, FRONT_TOKEN_HEADER
+    from sagetwin.emulation.http_server import make_server
+    from sagetwin.emulation.router_server import RouterState
+    from sagetwin.emulation.tgi_server import LoadedTgi, TgiHandler
+
+    monkeypatch.delenv(FRONT_TOKEN_ENV, raising=False)
+    with pytest.raises(SystemExit, match=FRONT_TOKEN_ENV):
+        make_server("127.0.0.1", 0, RouterState(), TgiHandler, behind_front=True)
+    monkeypatch.setenv(FRONT_TOKEN_ENV, "s" * 43)
+    state = RouterState()
+    state.model = state.handler = LoadedTgi(generator, SETTINGS)
+    server = make_server("127.0.0.1", 0, state, TgiHandler, behind_front=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def status(method: str, path: str, **headers: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+        body = json.dumps({"inputs": "The quick", "parameters": {"max_new_tokens": 2}}) if method == "POST" else None
+        connection.request(method, path, body, {"Host": "localhost:49999", **headers})
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        return answer.status
+
+    try:
+        assert status("GET", "/ping") == 200
+        assert status("POST", "/invocations") == 403 and status("GET", "/info") == 403
+        assert status("POST", "/invocations", **{FRONT_TOKEN_HEADER: "t" * 43}) == 403
+        assert status("POST", "/invocations", **{FRONT_TOKEN_HEADER: "s" * 43}) == 200
+        assert status("GET", "/ping", Host="attacker.example:80") == 403, "DNS rebinding names its own host"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _post(server, path: str, body: dict, raw: bool = False):
@@ -247,3 +296,19 @@ def test_a_model_too_large_for_the_machine_is_refused_before_loading_with_the_nu
     with pytest.raises(SystemExit) as info:
         Generator(str(tmp_path))
     assert "cannot be loaded here" in str(info.value) and "GB of memory available" in str(info.value)
+
+
+def test_hf_model_id_naming_opt_ml_model_serves_the_model_data(tiny_llm, tmp_path):
+    """The fine-tuned LLM's deployment: ``HF_MODEL_ID=/opt/ml/model`` is the unpacked model_data for
+    TGI and TEI (their launcher loads the path), and the id stays in their environment."""
+    from sagetwin.core.errors import ConfigurationError
+    from sagetwin.emulation.artifacts import pack_model
+    from sagetwin.emulation.model_sources import served_model
+
+    pack_model(tiny_llm, tmp_path / "model.tar.gz")
+    archive, env = served_model(str(tmp_path / "model.tar.gz"), {"HF_MODEL_ID": "/opt/ml/model"}, server="tgi")
+    assert archive == tmp_path / "model.tar.gz" and env == {"HF_MODEL_ID": "/opt/ml/model"}
+    with pytest.raises(ConfigurationError, match="names the unpacked model_data"):
+        served_model(None, {"HF_MODEL_ID": "/opt/ml/model"}, server="tei")
+    _, env = served_model(None, {"HF_MODEL_ID": str(tiny_llm), "HF_TOKEN": "hf_x"}, server="tgi")
+    assert env == {"HF_MODEL_ID": str(tiny_llm)}, "the id stays, a token does not travel"

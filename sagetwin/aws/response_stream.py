@@ -47,13 +47,17 @@ def payload_part(data: bytes) -> bytes:
 
 
 def model_stream_error(message: str, code: str = "StreamBroken") -> bytes:
-    return event_message({":exception-type": "ModelStreamError", ":content-type": "application/json",
-                          ":message-type": "exception"}, json.dumps({"Message": message, "ErrorCode": code}).encode())
+    return _exception("ModelStreamError", {"Message": message, "ErrorCode": code})
 
 
 def internal_stream_failure(message: str) -> bytes:
-    return event_message({":exception-type": "InternalStreamFailure", ":content-type": "application/json",
-                          ":message-type": "exception"}, json.dumps({"Message": message}).encode())
+    return _exception("InternalStreamFailure", {"Message": message})
+
+
+def _exception(kind: str, body: dict[str, str]) -> bytes:
+    """An exception event of the stream: its type in the headers, its members as JSON."""
+    return event_message({":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
+                         json.dumps(body).encode())
 
 
 def streamed_reply(pieces: Iterator[bytes], content_type: str) -> Reply:

@@ -8,6 +8,7 @@ users are refused before they are read (``peers``). The HTTP answers are in
 from __future__ import annotations
 
 import collections
+import hmac
 import http.client
 import io
 import json
@@ -34,6 +35,10 @@ LINGER_S = 1.0  # how long a refused connection stays open for its 503 to be rea
 MAX_LINGERING = 256  # refused connections kept open at once; past that the oldest is closed
 IDLE_WORKER_S = 60.0  # a worker thread with no connection for this long ends (a burst's threads don't stay)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+# A server behind a runtime front answers only requests carrying the front's secret (given to the
+# container in its environment): the container's published port is open to every local user.
+FRONT_TOKEN_HEADER = "X-Sagetwin-Front-Token"
+FRONT_TOKEN_ENV = "SAGETWIN_FRONT_TOKEN"
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout",
            411: "LengthRequired", 413: "PayloadTooLarge", 431: "RequestHeaderFieldsTooLarge",
            500: "InternalServerException", 503: "ServiceUnavailable", 505: "HTTPVersionNotSupported"}
@@ -164,12 +169,16 @@ class ModelHTTPServer(HTTPServer):
 
     def __init__(self, address: tuple[str, int], handler_class: type[BaseHTTPRequestHandler],
                  limits: ServerLimits, *, behind_front: bool = False) -> None:
-        """``behind_front``: a server in a container, reached only through a runtime front on the host
-        (its port published on the host's 127.0.0.1 for the front): the peer is Docker's proxy, so the
-        front checks who connects, and the Host names the published port, so any port is let by (the
-        name must still be a loopback one: a web page's DNS rebinding names its own)."""
+        """``behind_front``: a server in a container whose port is published on the host's 127.0.0.1
+        for a runtime front. The peer is Docker's proxy, whoever connected: requests are answered
+        only with the front's secret (``FRONT_TOKEN_ENV``), the front having checked who connects;
+        the Host names the published port, so any port is let by (the name must still be a
+        loopback one: a web page's DNS rebinding names its own)."""
         self.limits = limits
         self.behind_front = behind_front
+        self.front_token = os.environ.get(FRONT_TOKEN_ENV, "") if behind_front else ""
+        if behind_front and len(self.front_token) < 16:
+            raise SystemExit(f"a server behind a runtime front needs the front's secret in {FRONT_TOKEN_ENV}")
         self.bodies = BodyBudget(limits.max_buffered_bytes)
         self._lock = threading.Lock()
         self._handoff: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
@@ -187,6 +196,10 @@ class ModelHTTPServer(HTTPServer):
         super().__init__(address, handler_class)
         port = self.server_address[1]
         self.hosts = frozenset({*LOOPBACK_NAMES, *(f"{name}:{port}" for name in LOOPBACK_NAMES)})
+
+    def from_front(self, token: str | None) -> bool:
+        """Whether a request carrying ``token`` came through the runtime front (always, when not behind one)."""
+        return not self.behind_front or hmac.compare_digest((token or "").encode(), self.front_token.encode())
 
     def host_allowed(self, host: str) -> bool:
         """Whether a request naming ``host`` may be answered (see ``behind_front``)."""

@@ -38,20 +38,27 @@ class HttpInvoker:
             "make the prediction faster, or raise invocation_timeout (SageMaker allows 60 s).",
             status=0, body=INVOCATION_TIMED_OUT)
 
-    def invoke(self, body: bytes, content_type: str, accept: str,
-               custom_attributes: str | None = None) -> tuple[bytes, str]:
+    def _request_headers(self, content_type: str, accept: str, custom_attributes: str | None) -> dict[str, str]:
+        """The headers of an invocation, once the endpoint is known to be there."""
         if self.retired:
             raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
         headers = {"Content-Type": content_type, "Accept": accept}
         if custom_attributes:
             headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
+        return headers
+
+    def _not_answered(self) -> EndpointError:
+        return EndpointError(f"endpoint {self.name} did not answer.", self.log_hint)
+
+    def invoke(self, body: bytes, content_type: str, accept: str,
+               custom_attributes: str | None = None) -> tuple[bytes, str]:
+        headers = self._request_headers(content_type, accept, custom_attributes)
         for attempt in (1, 2):  # a keep-alive connection the server closed is retried once
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
                 self._conn.request("POST", "/invocations", body=body, headers=headers)
                 response = self._conn.getresponse()
-                payload = response.read()
                 break
             except TimeoutError:
                 self.close()  # the answer may still come on this connection: never reuse it
@@ -59,7 +66,15 @@ class HttpInvoker:
             except (ConnectionError, http.client.HTTPException):
                 self.close()
                 if attempt == 2 or not self.alive():
-                    raise EndpointError(f"endpoint {self.name} did not answer.", self.log_hint) from None
+                    raise self._not_answered() from None
+        try:
+            payload = response.read()
+        except TimeoutError:
+            self.close()
+            raise self._timed_out() from None
+        except (ConnectionError, http.client.HTTPException):  # begun, then cut short: the server ran the
+            self.close()  # request, so it is never sent again
+            raise EndpointError(f"endpoint {self.name}'s answer was cut short.", self.log_hint) from None
         answer_type = response.getheader("Content-Type", "application/json")
         if response.status >= 400:
             raise self._answer_error(response.status, payload)
@@ -83,13 +98,9 @@ class HttpInvoker:
         """The answer to ``POST /invocations`` piece by piece as the server sends it, and its
         content type, on a connection of its own (closed after); an error status raises
         InvocationError before any piece."""
-        if self.retired:
-            raise EndpointError(f"endpoint {self.name} is deleted.", "deploy again to get a new endpoint.")
+        headers = self._request_headers(content_type, accept, custom_attributes)
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            headers = {"Content-Type": content_type, "Accept": accept}
-            if custom_attributes:
-                headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
             connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
             if response.status >= 400:
@@ -99,7 +110,7 @@ class HttpInvoker:
             raise self._timed_out() from None
         except (ConnectionError, http.client.HTTPException):
             connection.close()
-            raise EndpointError(f"endpoint {self.name} did not answer.", self.log_hint) from None
+            raise self._not_answered() from None
         except BaseException:
             connection.close()
             raise

@@ -23,6 +23,7 @@ from sagetwin.core.limits import (
     payload_too_large,
 )
 from sagetwin.emulation.bounded_server import (  # noqa: F401 - REASONS and error_body are this module's API too
+    FRONT_TOKEN_HEADER,
     REASONS,
     DeadlineReader,
     HeaderLimit,
@@ -171,6 +172,9 @@ class InvocationHandler(BaseHTTPRequestHandler):
         if origin is not None:
             return (f"requests from web pages are refused (this one carries Origin: {origin[:100]!r}); call the "
                     "endpoint from a program (the SDK, boto3, curl)")
+        if not (self.command == "GET" and self.path == "/ping") and not self.server.from_front(
+                self.headers.get(FRONT_TOKEN_HEADER)):  # /ping: what Docker's health checks ask, unsigned
+            return "this container answers its endpoint's runtime front only; call the endpoint's address"
         hosts = self.headers.get_all("Host") or []
         if len(hosts) > 1 or (hosts and not self.server.host_allowed(hosts[0])):
             port = self.server.server_address[1]

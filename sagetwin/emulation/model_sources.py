@@ -22,6 +22,7 @@ MODEL_ID = "HF_MODEL_ID"
 # read by the toolkit to download; meaningless once packed (and a token must not travel further)
 TOOLKIT_DEFAULT_PROGRAM = "inference.py"  # sagemaker_inference's module name when SAGEMAKER_PROGRAM is absent
 HUB_ONLY = (MODEL_ID, "HF_MODEL_REVISION", "HF_API_TOKEN", "HF_TOKEN")
+MODEL_DATA_FOLDER = "/opt/ml/model"  # where SageMaker unpacks model_data in a serving container
 
 
 def hosted_environment(env: dict[str, str]) -> dict[str, str]:
@@ -57,21 +58,32 @@ def cloud_model(model_data: str | None, env: dict[str, str]) -> tuple[str | None
     return model_data, dict(env)
 
 
-def served_model(model_data: str | None, env: dict[str, str], say: Callable[[str], None] = lambda _: None
-                 ) -> tuple[Path, dict[str, str]]:
-    """The local archive to serve and the environment to serve it with."""
+def served_model(model_data: str | None, env: dict[str, str], say: Callable[[str], None] = lambda _: None,
+                 server: str = "inference-toolkit") -> tuple[Path, dict[str, str]]:
+    """The local archive to serve and the environment to serve it with. The TGI and TEI containers
+    load ``HF_MODEL_ID`` as their launcher's ``MODEL_ID``: ``/opt/ml/model`` is the unpacked
+    ``model_data``, and the id stays in their environment (their answers name it; unset, their
+    entrypoint refuses to start, as on SageMaker)."""
     model_id = env.get(MODEL_ID)
+    router = server != "inference-toolkit"
+    if router and model_id and model_id.rstrip("/") == MODEL_DATA_FOLDER:
+        if not model_data:
+            raise ConfigurationError(f"{MODEL_ID}={model_id} names the unpacked model_data, but no model_data "
+                                     "is given.", "pass model_data (the model.tar.gz or S3 prefix), or set "
+                                     "HF_MODEL_ID to a Hub id.")
+        return local_model_archive(model_data), hosted_environment(env)
     if not model_id:
         if not model_data:
             raise _no_model()
         return local_model_archive(model_data), hosted_environment(env)
     if model_data:
-        say(f"HF_MODEL_ID={model_id} is set: the inference toolkit loads it and ignores model_data, as on SageMaker")
+        say(f"HF_MODEL_ID={model_id} is set: the container loads it and ignores model_data, as on SageMaker")
     folder = Path(model_id).expanduser()
     if not folder.is_dir():
         folder = _download(model_id, env.get("HF_MODEL_REVISION"), env.get("HF_API_TOKEN") or env.get("HF_TOKEN"),
                            say)
-    rest = hosted_environment({k: v for k, v in env.items() if k not in HUB_ONLY})
+    dropped = [name for name in HUB_ONLY if not (router and name == MODEL_ID)]
+    rest = hosted_environment({k: v for k, v in env.items() if k not in dropped})
     return archive_of_folder(folder), rest
 
 

@@ -132,5 +132,7 @@ def main(argv: list[str] | None, name: str, describe: str, handler: type[RouterH
     parser.add_argument("command", nargs="?", choices=["serve"],
                         help="what SageMaker passes a serving container (`docker run IMAGE serve`)")
     args = parser.parse_args(argv)
+    if not os.environ.get("HF_MODEL_ID"):  # the TGI and TEI images' SageMaker entrypoint, before the launcher
+        raise SystemExit("HF_MODEL_ID must be set")
     serve(name, describe, handler, lambda: load(args.model_dir), args.host, args.port, args.port_file,
           args.behind_front)

@@ -13,6 +13,8 @@ take to arrive) and refuses web pages (an ``Origin``, a foreign ``Host``) before
 from __future__ import annotations
 
 import http.client
+import os
+import secrets
 import select
 import threading
 from collections.abc import Iterable, Iterator
@@ -21,6 +23,7 @@ from email.message import Message
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import INVOCATION_TIMED_OUT
 from sagetwin.emulation.http_server import (
+    FRONT_TOKEN_HEADER,
     InvocationHandler,
     ModelHTTPServer,
     PredictionError,
@@ -28,10 +31,12 @@ from sagetwin.emulation.http_server import (
     error_body,
     make_server,
 )
+from sagetwin.emulation.peers import peer_uid
 
 # per hop, never forwarded either way (RFC 9110 7.6.1); bodies go on with their own Content-Length
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
-              "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect"}
+              "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect",
+              FRONT_TOKEN_HEADER.lower()}  # the front's own, never a client's
 TIMED_OUT = f"Received server error (0) from primary with message \"{INVOCATION_TIMED_OUT}\""
 Headers = list[tuple[str, str]]
 
@@ -51,8 +56,8 @@ def closed_by_peer(connection: http.client.HTTPConnection) -> bool:
 class Upstream:
     """The container's server, one keep-alive connection per calling thread (one per client connection)."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
+    def __init__(self, host: str, port: int, timeout: float, token: str) -> None:
+        self.host, self.port, self.timeout, self.token = host, port, timeout, token
         self._local = threading.local()
 
     def request(self, method: str, path: str, body: bytes, headers: Iterable[tuple[str, str]]
@@ -69,10 +74,9 @@ class Upstream:
         never one the container may have received, which could run a prediction twice."""
         if self._connection is not None and closed_by_peer(self._connection):
             self.close()
-        sent_headers = dict(headers)
+        sent_headers = {**dict(headers), FRONT_TOKEN_HEADER: self.token}
         for attempt in (1, 2):
-            connection = self._connection or http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self._connection = connection
+            connection = self._connection or self._connect()
             try:
                 connection.request(method, path, body=body or None, headers=sent_headers)
             except (ConnectionError, http.client.HTTPException, TimeoutError) as exc:
@@ -85,6 +89,22 @@ class Upstream:
             except Exception as exc:
                 raise self._failed(exc) from None
         raise AssertionError("unreachable")
+
+    def _connect(self) -> http.client.HTTPConnection:
+        """A new connection, to the container's port only: a port another local user's program took
+        (the container gone, say) never gets a request (Docker's proxy runs as root; rootless, as us)."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.connect()
+        except OSError as exc:
+            raise self._not_answered(exc) from None
+        owner = peer_uid(connection.sock)
+        if owner not in (None, 0, os.geteuid()):  # None: no local socket (Docker's NAT), so no user's
+            connection.close()
+            raise PredictionError(f"port {self.port}, where the serving container was published, is held by "
+                                  f"another user's program (uid {owner}); nothing was sent to it", 502)
+        self._connection = connection
+        return connection
 
     def read(self, response: http.client.HTTPResponse) -> bytes:
         try:
@@ -205,7 +225,8 @@ class RuntimeFront:
     def __init__(self, host: str, port: int, upstream_port: int, timeout: float) -> None:
         self.state = ServerState()
         self.state.load_error = "the endpoint is being created"
-        self.upstream = Upstream("127.0.0.1", upstream_port, timeout)
+        self.token = secrets.token_urlsafe(32)  # the container's proof of a request from here (FRONT_TOKEN_ENV)
+        self.upstream = Upstream("127.0.0.1", upstream_port, timeout, self.token)
         handler = type("BoundRuntimeFrontHandler", (RuntimeFrontHandler,), {"upstream": self.upstream})
         try:
             self.server: ModelHTTPServer = make_server(host, port, self.state, handler)

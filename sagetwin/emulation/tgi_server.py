@@ -83,21 +83,24 @@ class TgiHandler(router_server.RouterHandler):
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
+        tail = ""
         try:
-            try:
-                for event in events:
-                    send(f"data:{json.dumps(event)}\n\n".encode())
-                if done:
-                    send(b"data:[DONE]\n\n")
-            except OSError:
-                raise
-            except Exception as exc:  # the generation failed mid-stream
-                send(f"data:{json.dumps({'error': f'{type(exc).__name__}: {exc}', 'error_type': 'generation'})}"
-                     "\n\n".encode())
+            for event in events:
+                send(f"data:{json.dumps(event)}\n\n".encode())
+            if done:
+                send(b"data:[DONE]\n\n")
+        except OSError:
+            self.close_connection = True  # the client left mid-stream
+            return
+        except Exception as exc:  # the generation failed mid-stream: said in the stream, as TGI says it
+            tail = f"data:{json.dumps({'error': f'{type(exc).__name__}: {exc}', 'error_type': 'generation'})}\n\n"
+        try:
+            if tail:
+                send(tail.encode())
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:
-            self.close_connection = True  # the client left mid-stream
+            self.close_connection = True
 
 
 def load(model_dir: str) -> LoadedTgi:

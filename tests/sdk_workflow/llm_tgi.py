@@ -4,7 +4,8 @@
 container_startup_health_check_timeout=...)``, ``predict`` with parameters (twice greedy, with a
 stop sequence), an over-long request, the Messages API, the answer streamed token by token
 (``predict_stream`` and boto3's ``invoke_endpoint_with_response_stream``); then the endpoint and
-model deleted.
+model deleted. Then the same model as a fine-tune is deployed: ``model_data`` in S3 with
+``HF_MODEL_ID=/opt/ml/model``; and once without ``HF_MODEL_ID``, which the container refuses.
 Prints ``RESULT {json}``.
 
     python llm_tgi.py MODEL_FOLDER
@@ -12,6 +13,9 @@ Prints ``RESULT {json}``.
 
 import json
 import sys
+import tarfile
+import tempfile
+from pathlib import Path
 
 import boto3
 import sagemaker
@@ -47,9 +51,41 @@ def main(model_folder: str) -> None:
     finally:
         predictor.delete_model()
         predictor.delete_endpoint()
+    fine_tuned, unset = from_model_data(image, model_folder, ask)
     print("\nRESULT " + json.dumps({"image": image, "default": default, "first": first, "second": second, "stop": stop,
-                                    "stopped": stopped, "too_long": too_long, "chat": chat, "streamed": streamed}),
-          flush=True)
+                                    "stopped": stopped, "too_long": too_long, "chat": chat, "streamed": streamed,
+                                    "fine_tuned": fine_tuned, "unset": unset}), flush=True)
+
+
+def from_model_data(image: str, model_folder: str, ask: dict) -> tuple[dict, str]:
+    """The model packed as a training job leaves it, uploaded, and served from ``/opt/ml/model``;
+    then the same model_data without ``HF_MODEL_ID``: the deploy's error."""
+    session = sagemaker.Session()
+    with tempfile.TemporaryDirectory() as folder:
+        with tarfile.open(Path(folder) / "model.tar.gz", "w:gz") as archive:
+            for path in Path(model_folder).iterdir():
+                archive.add(path, arcname=path.name)
+        model_data = session.upload_data(str(Path(folder) / "model.tar.gz"), key_prefix="llm-fine-tune")
+    model = HuggingFaceModel(image_uri=image, model_data=model_data, role=sagemaker.get_execution_role(),
+                             env={"HF_MODEL_ID": "/opt/ml/model", "MAX_INPUT_TOKENS": "64", "MAX_TOTAL_TOKENS": "96"})
+    predictor = model.deploy(1, "ml.g5.2xlarge")
+    try:
+        answer = predictor.predict(ask)[0]
+        chat = predictor.predict({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    finally:
+        predictor.delete_model()
+        predictor.delete_endpoint()
+    unset = HuggingFaceModel(image_uri=image, model_data=model_data, role=sagemaker.get_execution_role())
+    try:
+        unset.deploy(1, "ml.g5.2xlarge")
+        refused = ""
+    except Exception as exc:  # the SDK's UnexpectedStatusException, with the endpoint's FailureReason
+        refused = str(exc)
+    finally:
+        unset.delete_model()
+        session.delete_endpoint(unset.endpoint_name)
+        session.delete_endpoint_config(unset.endpoint_name)
+    return {"answer": answer, "model": chat["model"]}, refused
 
 
 def stream_tokens(predictor, request: dict) -> dict:

@@ -239,7 +239,7 @@ class LocalBackend:
             model = self._toolkit_model(spec, session, reporter)
         else:  # TGI, TEI: their emulation, in an image of its own
             model = emulated_model(spec, lambda archive: self.stage(archive, always=True), session, reporter,
-                                   role=LOCAL_ROLE, build_missing=self.build_images)
+                                   role=LOCAL_ROLE, build_missing=self.build_images, front_token=front.token)
         instance_type = self.choose_instance_type(spec.instance_type, reporter)
         reporter.step(f"local: serving container from {model.image_uri} on {front.url}")
         started = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,17 +26,19 @@ from sagetwin.core.spec import DeploySpec
 from sagetwin.core.versions import default_stack
 from sagetwin.emulation import tei, tgi
 from sagetwin.emulation.archives import check_archive
+from sagetwin.emulation.bounded_server import FRONT_TOKEN_ENV
 from sagetwin.emulation.model_sources import served_model
 from sagetwin.emulation.router_server import ROUTER_MODULES
 
 REPOSITORY = "sagetwin/{server}-emulation"
 EMULATED = {"tgi": f"TGI {tgi.EMULATED_VERSION}", "tei": f"TEI {tei.EMULATED_VERSION}"}
+BUILT_BY = "org.sagetwin.built-by-uid"  # whose builds these are: only one's own are ever removed
 PACKAGE_HOME = "/opt/sagetwin"  # on the image's PYTHONPATH: nothing is installed into its environment
 # what SageMaker runs is `docker run IMAGE serve`; the model is at /opt/ml/model, the port 8080
 DOCKERFILE = """FROM {base}
 COPY sagetwin {home}/sagetwin
 ENV PYTHONPATH={home}
-LABEL org.sagetwin.scope=emulation org.sagetwin.emulates="{emulates}"
+LABEL org.sagetwin.scope=emulation org.sagetwin.emulates="{emulates}" {built_by}={uid}
 ENTRYPOINT ["python3", "-m", "{module}", "--model-dir", "/opt/ml/model", "--host", "0.0.0.0", "--port", "8080", \
 "--behind-front"]
 CMD ["serve"]
@@ -54,12 +57,13 @@ def parity_line(server: str) -> str:
 
 def emulation_files(module: str) -> dict[str, bytes]:
     """``module``'s own sagetwin modules and those it imports, by path under the package's parent."""
-    listed = subprocess.run([sys.executable, "-c", LIST_MODULES, module], capture_output=True, text=True,
-                            timeout=120, env={"PYTHONSAFEPATH": "1", "PATH": "/usr/bin:/bin"})
+    root = Path(__import__("sagetwin").__file__).resolve().parent.parent
+    # isolated (-I): neither the working folder nor PYTHON* variables can put other code first
+    listed = subprocess.run([sys.executable, "-I", "-c", LIST_MODULES, module], capture_output=True, text=True,
+                            timeout=120, cwd=root)
     if listed.returncode != 0:
         raise SagetwinError(f"the modules of {module} could not be listed: {listed.stderr.strip()[-300:]}",
                             "reinstall sagetwin (`pip install -e .`); `sagetwin doctor` checks the install.")
-    root = Path(__import__("sagetwin").__file__).resolve().parent.parent
     return {str(Path(path).resolve().relative_to(root)): Path(path).read_bytes() for path in json.loads(listed.stdout)}
 
 
@@ -69,7 +73,8 @@ def emulation_image(server: str, reporter: Reporter, *, build_missing: bool = Tr
     base, _ = images.choose_image("inference", default_stack(), None, reporter, build_missing=build_missing)
     module = ROUTER_MODULES[server]
     files = emulation_files(module)
-    dockerfile = DOCKERFILE.format(base=base, home=PACKAGE_HOME, module=module, emulates=EMULATED[server])
+    dockerfile = DOCKERFILE.format(base=base, home=PACKAGE_HOME, module=module, emulates=EMULATED[server],
+                                   built_by=BUILT_BY, uid=os.getuid())
     digest = hashlib.sha256(dockerfile.encode())
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
@@ -93,23 +98,26 @@ def emulation_image(server: str, reporter: Reporter, *, build_missing: bool = Tr
 
 
 def _remove_older(repository: str, kept: str) -> None:
-    """Earlier builds (another sagetwin's code) go; one a container still uses stays (rmi refuses)."""
-    listed = docker("images", repository, "--format", "{{.Repository}}:{{.Tag}}")
+    """This user's earlier builds (another sagetwin's code) go; one a container still uses stays
+    (rmi refuses); other users' are theirs."""
+    listed = docker("images", repository, "--filter", f"label={BUILT_BY}={os.getuid()}", "--format",
+                    "{{.Repository}}:{{.Tag}}")
     for old in listed.stdout.split() if listed.returncode == 0 else []:
         if old != kept:
             docker("rmi", old)
 
 
 def emulated_model(spec: DeploySpec, stage: Callable[[Path], Path], session: Any, reporter: Reporter, *,
-                   role: str, build_missing: bool) -> Any:
+                   role: str, build_missing: bool, front_token: str) -> Any:
     """The SDK's ``Model`` of the emulation image and the model (``HF_MODEL_ID`` or ``model_data``,
-    staged privately and checked): SDK local mode serves it as any image."""
+    staged privately and checked): SDK local mode serves it as any image. The container answers
+    only requests that carry ``front_token`` (the runtime front's), given in its environment."""
     from sagemaker.model import Model
 
     image = emulation_image(spec.server, reporter, build_missing=build_missing)
     reporter.step(f"local: serving image {image} (parity: {parity_line(spec.server)})")
-    archive, env = served_model(spec.model_data, spec.environment, reporter.step)
+    archive, env = served_model(spec.model_data, spec.environment, reporter.step, spec.server)
     staged = stage(archive)
     check_archive(staged)  # before the SDK unpacks it
-    return Model(image_uri=image, model_data=staged.as_uri(), role=role, env=env, sagemaker_session=session,
-                 name=spec.endpoint_name)
+    return Model(image_uri=image, model_data=staged.as_uri(), role=role, env={**env, FRONT_TOKEN_ENV: front_token},
+                 sagemaker_session=session, name=spec.endpoint_name)

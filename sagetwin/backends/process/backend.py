@@ -185,7 +185,7 @@ class ProcessBackend:
         return [python, entry_point]
 
     def deploy(self, spec: DeploySpec, reporter: Reporter) -> ProcessEndpoint:
-        archive, environment = served_model(spec.model_data, spec.environment, reporter.step)
+        archive, environment = served_model(spec.model_data, spec.environment, reporter.step, spec.server)
         require_model_files(archive)
         requested = choose_port(spec.port, HOST) if spec.port else 0  # 0: the server binds any free port
         endpoint_dir = inside(private_folders(self.work_dir, "endpoints"), spec.endpoint_name)
