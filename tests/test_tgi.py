@@ -82,6 +82,8 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does(backend, tiny_
     ({"max_new_tokens": 0}, "`max_new_tokens` must be strictly positive"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "`stop` supports up to 4 stop sequences. Given: 5"),
     ({"best_of": 2}, "you must use sampling when `best_of` is > 1"),
+    ({"best_of": 2, "do_sample": True, "seed": 1}, "`seed` must not be set when `best_of` > 1"),
+    ({"best_of": 3, "do_sample": True}, "`best_of` must be > 0 and <= 2. Given: 3"),
     ({"max_new_tokens": 95}, "`inputs` tokens + `max_new_tokens` must be <= 96. Given: "),
     ({"stop": "fox"}, "Failed to deserialize the JSON body into the target type: parameters.stop"),
     ({"max_new_tokens": -1}, "Failed to deserialize the JSON body into the target type: parameters.max_new_tokens"),
@@ -233,6 +235,80 @@ def test_a_container_behind_a_front_answers_the_front_only(generator, monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture()
+def tgi_server(generator):
+    """The emulation's server on 127.0.0.1 (a port of its own), the tiny model loaded."""
+    from sagetwin.emulation.http_server import make_server
+    from sagetwin.emulation.router_server import RouterState
+    from sagetwin.emulation.tgi_server import LoadedTgi, TgiHandler
+
+    state = RouterState()
+    state.model = state.handler = LoadedTgi(generator, SETTINGS)
+    server = make_server("127.0.0.1", 0, state, TgiHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _ask(server, path: str, body: dict) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
+    connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    data = answer.read().decode()
+    connection.close()
+    return answer.status, data
+
+
+def _events(data: str) -> list:
+    return [line[5:] if line == "data:[DONE]" else json.loads(line[5:]) for line in data.splitlines()
+            if line.startswith("data:")]
+
+
+def test_best_of_answers_the_sampled_sequence_of_highest_mean_logprob(tgi_server):
+    ask = {"inputs": "The quick brown fox", "parameters": {"do_sample": True, "best_of": 2, "max_new_tokens": 6,
+                                                           "details": True}}
+    status, data = _ask(tgi_server, "/generate", ask)
+    answer = json.loads(data)
+    assert status == 200, data
+    [other] = answer["details"]["best_of_sequences"]
+
+    def mean(details):
+        return sum(token["logprob"] for token in details["tokens"]) / len(details["tokens"])
+
+    assert mean(answer["details"]) >= mean(other) and other["seed"] != answer["details"]["seed"]
+    assert set(other) == {"generated_text", "finish_reason", "generated_tokens", "seed", "prefill", "tokens"}
+    status, data = _ask(tgi_server, "/generate_stream", ask)
+    assert status == 200 and _events(data) == [{"error": "Input validation error: `best_of` != 1 is not supported "
+                                                         "when streaming tokens", "error_type": "validation"}]
+
+
+def test_the_completions_api_as_tgi_answers_it(tgi_server):
+    """``prompt`` bodies (``/v1/completions``, and the SageMaker route's third shape): a choice per
+    prompt, greedy with temperature 0, streamed token by token ending in the whole answer's shape."""
+    greedy = {"max_tokens": 6, "temperature": 0}
+    status, data = _ask(tgi_server, "/invocations", {"prompt": ["The quick brown fox", "Every answer"], **greedy})
+    answer = json.loads(data)
+    assert status == 200 and answer["object"] == "text_completion", data
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1]
+    assert answer["usage"]["completion_tokens"] == 12 and answer["choices"][0]["finish_reason"] == "length"
+    _, generated = _ask(tgi_server, "/generate", {"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 6}})
+    assert answer["choices"][0]["text"] == json.loads(generated)["generated_text"]
+    status, data = _ask(tgi_server, "/v1/completions", {"prompt": "The quick brown fox", "stream": True, **greedy})
+    *chunks, final, done = _events(data)
+    assert status == 200 and done == "[DONE]" and len(chunks) == 5
+    assert all(chunk["choices"][0]["finish_reason"] == "" for chunk in chunks)
+    assert final["usage"]["completion_tokens"] == 6 and final["choices"][0]["finish_reason"] == "length"
+    assert "".join(c["choices"][0]["text"] for c in [*chunks, final]) == answer["choices"][0]["text"]
+    refused = {"suffix": ("Suffix is not supported and can be achieved by preprocessing the prompt.",
+                          "suffix not supported"),
+               "batch": ("Number of prompts exceeds the maximum allowed batch size of 4", "batch size exceeded")}
+    for body, (words, kind) in (({"prompt": "a", "suffix": "b"}, refused["suffix"]),
+                                ({"prompt": ["a"] * 5}, refused["batch"])):
+        status, data = _ask(tgi_server, "/v1/completions", body)
+        assert status == 422 and json.loads(data) == {"error": words, "error_type": kind}
 
 
 def _post(server, path: str, body: dict, raw: bool = False):

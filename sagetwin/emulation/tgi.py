@@ -12,7 +12,7 @@ import json
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sagetwin.emulation.model_memory import refuse_what_cannot_fit
@@ -22,7 +22,8 @@ EMULATED_VERSION = "3.0.1"  # the TGI version whose contract this follows
 CONTEXT_TOKENS = 5  # prompt tokens decoded ahead of the generated ones (TGI's prefix offset)
 DEFAULT_GENERATION_LENGTH = 1024  # TGI's cap on max_new_tokens when a request leaves it out
 MAX_STOP_SEQUENCES = 4
-MAX_BEST_OF = 2
+MAX_BEST_OF = 2  # the launcher's defaults
+MAX_CLIENT_BATCH_SIZE = 4
 
 
 class TgiError(RouterError):
@@ -41,6 +42,8 @@ class TgiSettings:
 
     max_input_tokens: int
     max_total_tokens: int
+    max_best_of: int = MAX_BEST_OF
+    max_client_batch_size: int = MAX_CLIENT_BATCH_SIZE
 
     @classmethod
     def from_env(cls, env: dict[str, str], model_max: int, on_gpu: bool) -> TgiSettings:
@@ -57,7 +60,8 @@ class TgiSettings:
         if prefill is not None and prefill < inputs:
             raise SystemExit(f"sagetwin-tgi: `max_batch_prefill_tokens` must be >= `max_input_tokens`. Given: "
                              f"{prefill} and {inputs}")
-        return cls(inputs, total)
+        return cls(inputs, total, _int(env, "MAX_BEST_OF") or MAX_BEST_OF,
+                   _int(env, "MAX_CLIENT_BATCH_SIZE") or MAX_CLIENT_BATCH_SIZE)
 
 
 def _int(env: dict[str, str], name: str) -> int | None:
@@ -87,6 +91,7 @@ class Request:
     return_full_text: bool = False
     details: bool = False
     decoder_input_details: bool = False
+    best_of: int = 1  # sampled sequences, the one of highest mean logprob answered
 
 
 def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, settings: TgiSettings, *,
@@ -114,14 +119,15 @@ def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, set
         raise invalid("`top_k` must be strictly positive")
     if p.get("max_new_tokens") == 0:
         raise invalid("`max_new_tokens` must be strictly positive")
+    if best_of > 1 and p.get("seed") is not None:
+        raise invalid("`seed` must not be set when `best_of` > 1")
     stop = list(p.get("stop") or [])
     if len(stop) > MAX_STOP_SEQUENCES:
         raise invalid(f"`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {len(stop)}")
-    if best_of > MAX_BEST_OF:
-        raise invalid(f"`best_of` must be > 0 and <= {MAX_BEST_OF}. Given: {best_of}")
-    if best_of > 1:
-        raise TgiError("sagetwin's TGI emulation does not generate `best_of` > 1 sequences; leave best_of out (or 1) "
-                       "here, and try it on SageMaker itself.")
+    if settings.max_best_of == 1 and best_of != 1:
+        raise invalid("`best_of` != 1 is not allowed for this endpoint")
+    if best_of > settings.max_best_of:
+        raise invalid(f"`best_of` must be > 0 and <= {settings.max_best_of}. Given: {best_of}")
     if not isinstance(inputs, str) or not inputs:
         raise invalid("`inputs` cannot be empty")
     ids = tokenizer(inputs, add_special_tokens=add_special_tokens)["input_ids"]
@@ -135,7 +141,7 @@ def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, set
                    float(p.get("top_p") or 1.0), float(p.get("typical_p") or 1.0), float(repetition or 1.0),
                    int(p["seed"]) if p.get("seed") is not None else random.getrandbits(63),
                    bool(p.get("return_full_text", full_text_default)), bool(p.get("details")),
-                   bool(p.get("decoder_input_details")))
+                   bool(p.get("decoder_input_details")), best_of)
 
 
 TYPES = {"max_new_tokens": int, "top_k": int, "seed": int, "best_of": int, "stop": list, "do_sample": bool,
@@ -187,8 +193,10 @@ class Generator:
 
         refuse_what_cannot_fit(model_dir, torch, "sagetwin-tgi")
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir)
+        # the image's entrypoint hands HF_MODEL_TRUST_REMOTE_CODE to the launcher as TRUST_REMOTE_CODE
+        trust = (os.environ.get("HF_MODEL_TRUST_REMOTE_CODE") or os.environ.get("TRUST_REMOTE_CODE", "")) == "true"
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device).eval()
         self.model_id = os.environ.get("HF_MODEL_ID") or model_dir
@@ -271,6 +279,14 @@ class Generator:
         for step in self.generate(request):
             last = step[0]
         return last
+
+    def best_of(self, request: Request) -> tuple[Generation, list[Generation]]:
+        """``request.best_of`` sampled sequences, each with a seed of its own: the one of highest
+        mean token logprob, and the others (TGI's ``best_of_sequences``)."""
+        runs = [self.run(replace(request, seed=request.seed if n == 0 else random.getrandbits(63)))
+                for n in range(request.best_of)]
+        best = max(range(len(runs)), key=lambda n: sum(t.logprob for t in runs[n].tokens) / max(len(runs[n].tokens), 1))
+        return runs[best], runs[:best] + runs[best + 1:]
 
 
 def _as_list(value: Any) -> list[int]:

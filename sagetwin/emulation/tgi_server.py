@@ -29,13 +29,19 @@ class TgiHandler(router_server.RouterHandler):
     def info(self) -> dict[str, Any]:
         loaded: LoadedTgi = self.state.model
         return {"model_id": loaded.generator.model_id, "max_input_tokens": loaded.settings.max_input_tokens,
-                "max_total_tokens": loaded.settings.max_total_tokens, "max_stop_sequences": 4, "max_best_of": 2,
+                "max_total_tokens": loaded.settings.max_total_tokens, "max_stop_sequences": 4,
+                "max_best_of": loaded.settings.max_best_of,
+                "max_client_batch_size": loaded.settings.max_client_batch_size,
                 "version": EMULATED_VERSION, "sha": "sagetwin-emulation"}
 
     def route(self, path: str, payload: dict[str, Any]) -> None:
-        chat = "messages" in payload and "inputs" not in payload  # TGI tries a generation's shape first
+        # the SageMaker route tries a generation's shape, then a chat's, then a completion's
+        chat = "messages" in payload and "inputs" not in payload
+        completion = "prompt" in payload and "inputs" not in payload and "messages" not in payload
         if path == "/v1/chat/completions" or (path == "/invocations" and chat):
             self._chat(payload)
+        elif path == "/v1/completions" or (path == "/invocations" and completion):
+            self._complete(payload)
         elif path in ("/generate", "/generate_stream", "/invocations"):
             stream = path == "/generate_stream" or (path == "/invocations" and bool(payload.get("stream")))
             self._generate(payload, stream, as_list=path == "/invocations")
@@ -44,9 +50,14 @@ class TgiHandler(router_server.RouterHandler):
 
     def _generate(self, payload: dict[str, Any], stream: bool, as_list: bool) -> None:
         loaded: LoadedTgi = self.state.model
-        generator, prompt = loaded.generator, payload.get("inputs")
+        generator, prompt, parameters = loaded.generator, payload.get("inputs"), payload.get("parameters")
+        best_of = parameters.get("best_of") if isinstance(parameters, dict) else None
+        if stream and isinstance(best_of, int) and best_of != 1:  # asked before the request is validated
+            self._events(iter([{"error": "Input validation error: `best_of` != 1 is not supported when streaming "
+                                         "tokens", "error_type": "validation"}]))
+            return
         try:
-            request = validate(prompt, payload.get("parameters"), generator.tokenizer, loaded.settings,
+            request = validate(prompt, parameters, generator.tokenizer, loaded.settings,
                                full_text_default=as_list)  # the SageMaker route: the prompt in the answer
         except TgiError as error:
             if not stream or error.message.startswith("Failed to deserialize"):
@@ -56,8 +67,26 @@ class TgiHandler(router_server.RouterHandler):
         if stream:
             self._events(answers.stream_event(g, token, prompt) for g, token in generator.generate(request))
             return
-        answer = answers.generate_response(generator, prompt, generator.run(request))
+        best, others = generator.best_of(request) if request.best_of > 1 else (generator.run(request), [])
+        answer = answers.generate_response(generator, prompt, best, others)
         self._json(200, [answer] if as_list else answer)
+
+    def _complete(self, payload: dict[str, Any]) -> None:
+        """The completions API: a generation per prompt; streamed, one prompt after another."""
+        loaded: LoadedTgi = self.state.model
+        generator, stream = loaded.generator, bool(payload.get("stream"))
+        try:
+            requests = answers.completion_requests(payload, generator, loaded.settings, stream)
+        except TgiError as error:
+            if not (stream and error.message.startswith("Input validation error")):
+                raise
+            self._events(iter([{"error": error.message, "error_type": error.error_type}]))  # TGI: in the stream
+            return
+        if stream:
+            self._events((answers.completion_chunk(generator, index, g, token) for index, request in enumerate(requests)
+                          for g, token in generator.generate(request)), done=True)
+            return
+        self._json(200, answers.completion(generator, [generator.run(request) for request in requests]))
 
     def _chat(self, payload: dict[str, Any]) -> None:
         loaded: LoadedTgi = self.state.model
