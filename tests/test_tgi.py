@@ -72,6 +72,7 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does(backend, tiny_
     # a fine-tune: model_data with HF_MODEL_ID=/opt/ml/model serves the same model; without HF_MODEL_ID,
     # the image's entrypoint refuses to start and the endpoint fails its health check
     assert report["fine_tuned"]["answer"] == first and report["fine_tuned"]["model"] == "/opt/ml/model"
+    assert report["fine_tuned"]["uncompressed"] == first, "ModelDataSource: the prefix's files at /opt/ml/model"
     assert "did not pass the ping health check" in report["unset"] and "HF_MODEL_ID must be set" in report["unset"]
 
 

@@ -1,5 +1,5 @@
 """What a SageMaker model record becomes on a backend: the container's image → stack, its
-``ModelDataUrl`` fetched from the twin's S3 and checked, or its ``HF_MODEL_ID`` for the
+``ModelDataUrl`` (or ``ModelDataSource``) fetched from the twin's S3 and checked, or its ``HF_MODEL_ID`` for the
 inference toolkit to load — shared by endpoints and transform jobs, as both host a model."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from sagetwin.aws.images import UnsupportedImage, stack_of
-from sagetwin.aws.s3 import MissingData, download_object
+from sagetwin.aws.s3 import MissingData, download_object, download_prefix
 from sagetwin.core.containers import server_of
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
+from sagetwin.emulation.artifacts import pack_model
 from sagetwin.emulation.model_sources import MODEL_ID
 
 
@@ -39,17 +40,37 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
     except UnsupportedImage as exc:
         raise HostingFailed(str(exc)) from None
     env = {**(container.get("Environment") or {}), **(environment or {})}
-    uri = container.get("ModelDataUrl", "")
-    if not uri and not env.get(MODEL_ID):
-        raise HostingFailed("the model has neither a ModelDataUrl nor an HF_MODEL_ID in its Environment: there is "
-                            "nothing for the inference toolkit to load.")
-    archive = fetch_model(clients, uri, folder / "model.tar.gz") if uri else None
+    archive = model_archive(clients, container, folder)
+    if archive is None and not env.get(MODEL_ID):
+        raise HostingFailed("the model has neither a ModelDataUrl (or ModelDataSource) nor an HF_MODEL_ID in its "
+                            "Environment: there is nothing for the container to load.")
     return DeploySpec(
         endpoint_name=name, model_data=None if archive is None else str(archive), instance_type=instance_type,
         initial_instance_count=instance_count, environment=env, invocation_timeout=invocation_timeout,
         startup_timeout=startup_timeout,
         transformers_version=stack and stack.transformers, pytorch_version=stack and stack.pytorch,
         py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server=server)
+
+
+def model_archive(clients: Any, container: dict[str, Any], folder: Path) -> Path | None:
+    """The container's model as an archive in ``folder``: its ``ModelDataUrl``, or its
+    ``ModelDataSource`` — a ``model.tar.gz`` (``Gzip``), or the files under an S3 prefix as they
+    are to appear in ``/opt/ml/model`` (``None``: uncompressed, as LLMs are often hosted)."""
+    if uri := container.get("ModelDataUrl", ""):
+        return fetch_model(clients, uri, folder / "model.tar.gz")
+    source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+    if not source.get("S3Uri"):
+        return None
+    if source.get("CompressionType") == "Gzip":
+        return fetch_model(clients, source["S3Uri"], folder / "model.tar.gz")
+    try:
+        if source.get("S3DataType") == "S3Object":
+            download_object(clients.s3, source["S3Uri"], folder / "model" / source["S3Uri"].rsplit("/", 1)[-1])
+        else:
+            download_prefix(clients.s3, source["S3Uri"], folder / "model")
+    except MissingData:
+        raise HostingFailed(f"Could not find model data at {source['S3Uri']}.") from None
+    return pack_model(folder / "model", folder / "model.tar.gz")
 
 
 def fetch_model(clients: Any, uri: str, target: Path) -> Path:

@@ -5,7 +5,8 @@ container_startup_health_check_timeout=...)``, ``predict`` with parameters (twic
 stop sequence), an over-long request, the Messages API, the answer streamed token by token
 (``predict_stream`` and boto3's ``invoke_endpoint_with_response_stream``); then the endpoint and
 model deleted. Then the same model as a fine-tune is deployed: ``model_data`` in S3 with
-``HF_MODEL_ID=/opt/ml/model``; and once without ``HF_MODEL_ID``, which the container refuses.
+``HF_MODEL_ID=/opt/ml/model``, as a ``model.tar.gz`` and uncompressed (``S3DataSource`` of
+``CompressionType: None``); and once without ``HF_MODEL_ID``, which the container refuses.
 Prints ``RESULT {json}``.
 
     python llm_tgi.py MODEL_FOLDER
@@ -75,6 +76,18 @@ def from_model_data(image: str, model_folder: str, ask: dict) -> tuple[dict, str
     finally:
         predictor.delete_model()
         predictor.delete_endpoint()
+    prefix = f"s3://{session.default_bucket()}/llm-uncompressed/"
+    for path in Path(model_folder).iterdir():
+        session.upload_data(str(path), key_prefix="llm-uncompressed")
+    uncompressed = HuggingFaceModel(image_uri=image, role=sagemaker.get_execution_role(), model_data={
+        "S3DataSource": {"S3Uri": prefix, "S3DataType": "S3Prefix", "CompressionType": "None"}},
+        env={"HF_MODEL_ID": "/opt/ml/model", "MAX_INPUT_TOKENS": "64", "MAX_TOTAL_TOKENS": "96"})
+    predictor = uncompressed.deploy(1, "ml.g5.2xlarge")
+    try:
+        from_prefix = predictor.predict(ask)[0]
+    finally:
+        predictor.delete_model()
+        predictor.delete_endpoint()
     unset = HuggingFaceModel(image_uri=image, model_data=model_data, role=sagemaker.get_execution_role())
     try:
         unset.deploy(1, "ml.g5.2xlarge")
@@ -85,7 +98,7 @@ def from_model_data(image: str, model_folder: str, ask: dict) -> tuple[dict, str
         unset.delete_model()
         session.delete_endpoint(unset.endpoint_name)
         session.delete_endpoint_config(unset.endpoint_name)
-    return {"answer": answer, "model": chat["model"]}, refused
+    return {"answer": answer, "model": chat["model"], "uncompressed": from_prefix}, refused
 
 
 def stream_tokens(predictor, request: dict) -> dict:
