@@ -73,3 +73,21 @@ def test_pooling_is_read_as_tei_reads_it(minilm, tmp_path):
         pooling_of(str(tmp_path), {})
     with pytest.raises(SystemExit, match="POOLING='splade' is not emulated"):
         pooling_of(str(minilm), {"POOLING": "splade"})
+
+
+def test_the_tiny_embedding_model_the_project_builds_is_served_as_tei_serves_models():
+    """Built offline (random BERT, its own WordPiece tokenizer, mean pooling in ``1_Pooling``) and
+    loadable by the serving image's transformers 4.x (the class every version knows)."""
+    import json as json_module
+
+    from sagetwin.guide.tiny_embedder import WIDTH, tiny_embedding_model
+
+    folder = tiny_embedding_model()
+    assert json_module.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == \
+        "PreTrainedTokenizerFast"
+    assert pooling_of(str(folder), {}) == "mean"
+    embedder = Embedder(str(folder), {})
+    one, two = embedder.embed(["The quick brown fox.", "Every answer ends."])
+    assert len(one) == len(two) == WIDTH and abs(norm(one) - 1.0) < 1e-5 and one != two
+    with pytest.raises(RouterError, match="must have less than 128 tokens"):
+        embedder.embed("fox " * 200)

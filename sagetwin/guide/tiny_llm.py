@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from sagetwin.core.paths import building, home_folder
@@ -30,13 +31,18 @@ def tiny_causal_lm(target: Path | None = None, *, seed: int = 0, layers: int = 2
     models cache under sagetwin's home); ``layers`` and ``width`` make it larger (benchmarks)."""
     target = target or home_folder("models") / ("tiny-causal-lm" if (layers, width) == (2, 64)
                                                 else f"causal-lm-{layers}x{width}")
+    return built_once(target, lambda folder: _write(folder, seed, layers, width))
+
+
+def built_once(target: Path, write: Callable[[Path], None]) -> Path:
+    """``target``, written by ``write`` unless a whole build of this format is already there."""
     marker = target / PREPARED_MARKER
     built = marker.is_file() and json.loads(marker.read_text()).get("format") == FORMAT
     if (target / "config.json").is_file() and built:
         return target
     shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is an interrupted old build
     with building(target) as tmp:
-        _write(tmp, seed, layers, width)
+        write(tmp)
     return target
 
 
@@ -62,17 +68,18 @@ def _write(folder: Path, seed: int, layers: int, width: int) -> None:
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    _readable_by_older_transformers(folder)
+    readable_by_older_transformers(folder)
     (folder / PREPARED_MARKER).write_text(json.dumps({"kind": "tiny-causal-lm", "seed": seed, "layers": layers,
                                                       "width": width, "format": FORMAT}))
 
 
-def _readable_by_older_transformers(folder: Path) -> None:
+def readable_by_older_transformers(folder: Path, chat_template: str | None = CHAT_TEMPLATE) -> None:
     """transformers 5 names its own tokenizer class and keeps the chat template in a file of its
     own; the 4.x of the serving images (4.48 in the LLM image's emulation) know neither: the
     class every version knows, and the template in the config too, as 4.x reads it."""
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config["chat_template"] = CHAT_TEMPLATE
+    if chat_template:
+        config["chat_template"] = chat_template
     config_path.write_text(json.dumps(config, indent=2) + "\n")
