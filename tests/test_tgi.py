@@ -84,7 +84,8 @@ def test_a_tgi_endpoint_deployed_with_the_sdk_answers_as_tgi_does(backend, tiny_
     ({"stop": ["a", "b", "c", "d", "e"]}, "`stop` supports up to 4 stop sequences. Given: 5"),
     ({"best_of": 2}, "you must use sampling when `best_of` is > 1"),
     ({"best_of": 2, "do_sample": True, "seed": 1}, "`seed` must not be set when `best_of` > 1"),
-    ({"best_of": 3, "do_sample": True}, "`best_of` must be > 0 and <= 2. Given: 3"),
+    ({"best_of": 3}, "`best_of` must be > 0 and <= 2. Given: 3"),  # asked before the request is validated
+    ({"best_of": 2, "do_sample": True, "seed": 1, "stop": list("abcde")}, "`stop` supports up to 4 stop sequences"),
     ({"max_new_tokens": 95}, "`inputs` tokens + `max_new_tokens` must be <= 96. Given: "),
     ({"stop": "fox"}, "Failed to deserialize the JSON body into the target type: parameters.stop"),
     ({"max_new_tokens": -1}, "Failed to deserialize the JSON body into the target type: parameters.max_new_tokens"),
@@ -281,12 +282,20 @@ def test_best_of_answers_the_sampled_sequence_of_highest_mean_logprob(tgi_server
 
     assert mean(answer["details"]) >= mean(other) and other["seed"] != answer["details"]["seed"]
     assert set(other) == {"generated_text", "finish_reason", "generated_tokens", "seed", "prefill", "tokens"}
+    assert "".join(token["text"] for token in other["tokens"]) == other["generated_text"]
+    # on the SageMaker route each sequence's text starts with the prompt; without details, no details at all
+    status, data = _ask(tgi_server, "/invocations", ask)
+    [answer] = json.loads(data)
+    assert answer["details"]["best_of_sequences"][0]["generated_text"].startswith("The quick brown fox")
+    plain = {"inputs": "The quick brown fox", "parameters": {"temperature": 1.0, "best_of": 2, "max_new_tokens": 3}}
+    status, data = _ask(tgi_server, "/generate", plain)
+    assert status == 200 and set(json.loads(data)) == {"generated_text"}, "temperature given: sampling, as TGI counts"
     status, data = _ask(tgi_server, "/generate_stream", ask)
     assert status == 200 and _events(data) == [{"error": "Input validation error: `best_of` != 1 is not supported "
                                                          "when streaming tokens", "error_type": "validation"}]
 
 
-def test_the_completions_api_as_tgi_answers_it(tgi_server):
+def test_the_completions_api_as_tgi_answers_it(tgi_server, generator):
     """``prompt`` bodies (``/v1/completions``, and the SageMaker route's third shape): a choice per
     prompt, greedy with temperature 0, streamed token by token ending in the whole answer's shape."""
     greedy = {"max_tokens": 6, "temperature": 0}
@@ -295,8 +304,12 @@ def test_the_completions_api_as_tgi_answers_it(tgi_server):
     assert status == 200 and answer["object"] == "text_completion", data
     assert [choice["index"] for choice in answer["choices"]] == [0, 1]
     assert answer["usage"]["completion_tokens"] == 12 and answer["choices"][0]["finish_reason"] == "length"
-    _, generated = _ask(tgi_server, "/generate", {"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 6}})
-    assert answer["choices"][0]["text"] == json.loads(generated)["generated_text"]
+    for index, prompt in enumerate(["The quick brown fox", "Every answer"]):
+        _, generated = _ask(tgi_server, "/generate", {"inputs": prompt, "parameters": {"max_new_tokens": 6}})
+        assert answer["choices"][index]["text"] == json.loads(generated)["generated_text"]
+    prompt_tokens = sum(len(generator.tokenizer(text)["input_ids"]) for text in ["The quick brown fox", "Every answer"])
+    assert answer["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": 12,
+                               "total_tokens": prompt_tokens + 12}
     status, data = _ask(tgi_server, "/v1/completions", {"prompt": "The quick brown fox", "stream": True, **greedy})
     *chunks, final, done = _events(data)
     assert status == 200 and done == "[DONE]" and len(chunks) == 5
@@ -310,6 +323,12 @@ def test_the_completions_api_as_tgi_answers_it(tgi_server):
                                 ({"prompt": ["a"] * 5}, refused["batch"])):
         status, data = _ask(tgi_server, "/v1/completions", body)
         assert status == 422 and json.loads(data) == {"error": words, "error_type": kind}
+    # streamed, a prompt that fails validation is an error event in its place; the others go on; [DONE] ends it
+    status, data = _ask(tgi_server, "/v1/completions", {"prompt": ["fox " * 70, "Every answer"], "stream": True,
+                                                        **greedy})
+    error, *chunks, done = _events(data)
+    assert status == 200 and error["error_type"] == "validation" and "`inputs` must have less than 64" in error["error"]
+    assert done == "[DONE]" and len(chunks) == 6 and all(c["choices"][0]["index"] == 1 for c in chunks)
 
 
 def _post(server, path: str, body: dict, raw: bool = False):
@@ -389,3 +408,14 @@ def test_hf_model_id_naming_opt_ml_model_serves_the_model_data(tiny_llm, tmp_pat
         served_model(None, {"HF_MODEL_ID": "/opt/ml/model"}, server="tei")
     _, env = served_model(None, {"HF_MODEL_ID": str(tiny_llm), "HF_TOKEN": "hf_x"}, server="tgi")
     assert env == {"HF_MODEL_ID": str(tiny_llm)}, "the id stays, a token does not travel"
+
+
+def test_half_precision_weights_are_counted_as_the_cpu_loads_them(tmp_path):
+    """On a CPU the emulations load float32: a bfloat16 model takes twice its files' size there."""
+    from sagetwin.emulation.model_memory import loaded_size
+
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 1000)
+    assert loaded_size(str(tmp_path), on_gpu=False) == 2000 and loaded_size(str(tmp_path), on_gpu=True) == 1000
+    (tmp_path / "config.json").write_text(json.dumps({"dtype": "float32"}))
+    assert loaded_size(str(tmp_path), on_gpu=False) == 1000

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sagetwin.emulation.model_memory import refuse_what_cannot_fit
+from sagetwin.emulation.model_memory import load_options, refuse_what_cannot_fit
 from sagetwin.emulation.router_server import RouterError
 
 EMULATED_VERSION = "1.8.2"  # the TEI version whose contract this follows
@@ -55,7 +55,7 @@ class Embedder:
         self.pooling = pooling_of(model_dir, env)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "right"  # the pooling below reads positions; TEI itself never pads
-        self.model = AutoModel.from_pretrained(model_dir).eval()
+        self.model = AutoModel.from_pretrained(model_dir, **load_options(torch)).eval()
         self.model_id = env.get("HF_MODEL_ID") or model_dir
         positions = getattr(self.model.config, "max_position_embeddings", None) or 512
         self.max_input_length = min(positions, self.tokenizer.model_max_length or positions)

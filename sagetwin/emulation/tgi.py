@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sagetwin.emulation.model_memory import refuse_what_cannot_fit
+from sagetwin.emulation.model_memory import load_options, refuse_what_cannot_fit
 from sagetwin.emulation.router_server import RouterError
 
 EMULATED_VERSION = "3.0.1"  # the TGI version whose contract this follows
@@ -100,12 +100,15 @@ def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, set
     ``parameters`` at all TGI's defaults sample (``do_sample: true``); ``return_full_text`` defaults
     to ``full_text_default`` (true on the SageMaker route for a text-generation model)."""
     p = {"do_sample": True} if parameters is None else parameters
-    _check_types(p)
+    check_types(p)
     best_of = p.get("best_of") or 1
+    if best_of > 1:  # asked of the generation before it is validated
+        _check_best_of(best_of, settings)
     warped = ((p.get("temperature") or 1.0) != 1.0 or (p.get("top_k") or 0) != 0 or (p.get("top_p") or 1.0) < 1.0
               or (p.get("typical_p") or 1.0) < 1.0)  # TGI's NextTokenChooser: warpers mean sampling
     sampling = bool(p.get("do_sample")) or warped
-    if best_of > 1 and not sampling:
+    # the router's own test: any sampling parameter given at all
+    if best_of > 1 and not (p.get("do_sample") or any(p.get(name) is not None for name in WARPERS)):
         raise invalid("you must use sampling when `best_of` is > 1")
     temperature, repetition = p.get("temperature") or 1.0, p.get("repetition_penalty")
     if p.get("temperature") is not None and p["temperature"] <= 0:
@@ -119,15 +122,11 @@ def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, set
         raise invalid("`top_k` must be strictly positive")
     if p.get("max_new_tokens") == 0:
         raise invalid("`max_new_tokens` must be strictly positive")
-    if best_of > 1 and p.get("seed") is not None:
-        raise invalid("`seed` must not be set when `best_of` > 1")
     stop = list(p.get("stop") or [])
     if len(stop) > MAX_STOP_SEQUENCES:
         raise invalid(f"`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {len(stop)}")
-    if settings.max_best_of == 1 and best_of != 1:
-        raise invalid("`best_of` != 1 is not allowed for this endpoint")
-    if best_of > settings.max_best_of:
-        raise invalid(f"`best_of` must be > 0 and <= {settings.max_best_of}. Given: {best_of}")
+    if best_of > 1 and p.get("seed") is not None:
+        raise invalid("`seed` must not be set when `best_of` > 1")
     if not isinstance(inputs, str) or not inputs:
         raise invalid("`inputs` cannot be empty")
     ids = tokenizer(inputs, add_special_tokens=add_special_tokens)["input_ids"]
@@ -144,12 +143,20 @@ def validate(inputs: Any, parameters: dict[str, Any] | None, tokenizer: Any, set
                    bool(p.get("decoder_input_details")), best_of)
 
 
+def _check_best_of(best_of: int, settings: TgiSettings) -> None:
+    if settings.max_best_of == 1:
+        raise invalid("`best_of` != 1 is not allowed for this endpoint")
+    if best_of > settings.max_best_of:
+        raise invalid(f"`best_of` must be > 0 and <= {settings.max_best_of}. Given: {best_of}")
+
+
+WARPERS = ("temperature", "top_k", "top_p", "typical_p")
 TYPES = {"max_new_tokens": int, "top_k": int, "seed": int, "best_of": int, "stop": list, "do_sample": bool,
          "details": bool, "return_full_text": bool, "decoder_input_details": bool, "temperature": (int, float),
          "top_p": (int, float), "typical_p": (int, float), "repetition_penalty": (int, float)}
 
 
-def _check_types(parameters: Any) -> None:
+def check_types(parameters: Any) -> None:
     """What axum's JSON extractor refuses before TGI sees the request: a wrongly typed value (a
     string for ``stop``, a negative ``max_new_tokens``), 422 in serde's words."""
     if not isinstance(parameters, dict):
@@ -196,7 +203,7 @@ class Generator:
         # the image's entrypoint hands HF_MODEL_TRUST_REMOTE_CODE to the launcher as TRUST_REMOTE_CODE
         trust = (os.environ.get("HF_MODEL_TRUST_REMOTE_CODE") or os.environ.get("TRUST_REMOTE_CODE", "")) == "true"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust, **load_options(torch))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device).eval()
         self.model_id = os.environ.get("HF_MODEL_ID") or model_dir
@@ -239,7 +246,7 @@ class Generator:
                 scores = chooser(ids, logits)
                 token_id = int(torch.multinomial(torch.softmax(scores, -1), 1, generator=rng)[0, 0]) \
                     if request.sampling else int(torch.argmax(scores, -1)[0])
-                logprob = float(torch.log_softmax(logits, -1)[0, token_id])
+                logprob = float(torch.log_softmax(scores, -1)[0, token_id])  # after the warpers, as TGI's
                 step = torch.tensor([[token_id]], device=self.device)
                 ids = torch.cat([ids, step], dim=1)
                 token, latest = self._token(generation, produced, context, token_id, logprob, token_id in special_ids)

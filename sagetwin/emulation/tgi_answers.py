@@ -98,9 +98,10 @@ def chat_finish(reason: str | None) -> str | None:
 
 
 def completion_requests(body: dict[str, Any], generator: Generator, settings: TgiSettings,
-                        stream: bool) -> list[Request]:
+                        stream: bool) -> list[Request | TgiError]:
     """The completions API's request (``prompt``: one text or several, each a generation) in
-    TGI's words and order."""
+    TGI's words and order; a prompt that fails validation is its error (a stream says it in its
+    place and goes on with the others)."""
     prompts = body.get("prompt")
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, list) or not all(isinstance(text, str) for text in prompts):
@@ -124,8 +125,16 @@ def completion_requests(body: dict[str, Any], generator: Generator, settings: Tg
                   "do_sample": not greedy, "top_p": body.get("top_p"), "seed": body.get("seed"),
                   "stop": body.get("stop"), "repetition_penalty": body.get("repetition_penalty"),
                   "details": True, "decoder_input_details": not stream}
-    return [validate(text, {k: v for k, v in parameters.items() if v is not None}, generator.tokenizer, settings)
-            for text in prompts]
+    requests: list[Request | TgiError] = []
+    for text in prompts:
+        try:
+            requests.append(validate(text, {k: v for k, v in parameters.items() if v is not None},
+                                     generator.tokenizer, settings))
+        except TgiError as error:
+            if not error.message.startswith("Input validation error"):
+                raise  # the body itself is refused
+            requests.append(error)
+    return requests
 
 
 def completion(generator: Generator, generations: list[Generation]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sagetwin.emulation import router_server
 from sagetwin.emulation import tgi_answers as answers
-from sagetwin.emulation.tgi import EMULATED_VERSION, Generator, TgiError, TgiSettings, validate
+from sagetwin.emulation.tgi import EMULATED_VERSION, Generator, TgiError, TgiSettings, check_types, validate
 
 
 @dataclass
@@ -35,6 +35,9 @@ class TgiHandler(router_server.RouterHandler):
                 "version": EMULATED_VERSION, "sha": "sagetwin-emulation"}
 
     def route(self, path: str, payload: dict[str, Any]) -> None:
+        if not isinstance(payload.get("stream", False), bool):
+            raise TgiError("Failed to deserialize the JSON body into the target type: stream: invalid type: "
+                           f"{json.dumps(payload['stream'])}, expected a boolean", 422)
         # the SageMaker route tries a generation's shape, then a chat's, then a completion's
         chat = "messages" in payload and "inputs" not in payload
         completion = "prompt" in payload and "inputs" not in payload and "messages" not in payload
@@ -51,8 +54,10 @@ class TgiHandler(router_server.RouterHandler):
     def _generate(self, payload: dict[str, Any], stream: bool, as_list: bool) -> None:
         loaded: LoadedTgi = self.state.model
         generator, prompt, parameters = loaded.generator, payload.get("inputs"), payload.get("parameters")
-        best_of = parameters.get("best_of") if isinstance(parameters, dict) else None
-        if stream and isinstance(best_of, int) and best_of != 1:  # asked before the request is validated
+        if parameters is not None:
+            check_types(parameters)  # the body's types before anything else
+        best_of = (parameters or {}).get("best_of")
+        if stream and best_of is not None and best_of != 1:  # asked before the request is validated
             self._events(iter([{"error": "Input validation error: `best_of` != 1 is not supported when streaming "
                                          "tokens", "error_type": "validation"}]))
             return
@@ -75,18 +80,23 @@ class TgiHandler(router_server.RouterHandler):
         """The completions API: a generation per prompt; streamed, one prompt after another."""
         loaded: LoadedTgi = self.state.model
         generator, stream = loaded.generator, bool(payload.get("stream"))
-        try:
-            requests = answers.completion_requests(payload, generator, loaded.settings, stream)
-        except TgiError as error:
-            if not (stream and error.message.startswith("Input validation error")):
-                raise
-            self._events(iter([{"error": error.message, "error_type": error.error_type}]))  # TGI: in the stream
-            return
+        requests = answers.completion_requests(payload, generator, loaded.settings, stream)
         if stream:
-            self._events((answers.completion_chunk(generator, index, g, token) for index, request in enumerate(requests)
-                          for g, token in generator.generate(request)), done=True)
+            self._events(self._completion_events(generator, requests), done=True)
             return
+        for request in requests:
+            if isinstance(request, TgiError):
+                raise request
         self._json(200, answers.completion(generator, [generator.run(request) for request in requests]))
+
+    @staticmethod
+    def _completion_events(generator: Generator, requests: list[Any]) -> Iterator[dict[str, Any]]:
+        for index, request in enumerate(requests):
+            if isinstance(request, TgiError):  # this prompt's error in its place; the others go on
+                yield {"error": request.message, "error_type": request.error_type}
+                continue
+            for generation, token in generator.generate(request):
+                yield answers.completion_chunk(generator, index, generation, token)
 
     def _chat(self, payload: dict[str, Any]) -> None:
         loaded: LoadedTgi = self.state.model
@@ -125,7 +135,7 @@ class TgiHandler(router_server.RouterHandler):
             tail = f"data:{json.dumps({'error': f'{type(exc).__name__}: {exc}', 'error_type': 'generation'})}\n\n"
         try:
             if tail:
-                send(tail.encode())
+                send(tail.encode() + (b"data:[DONE]\n\n" if done else b""))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:
