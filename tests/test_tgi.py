@@ -419,3 +419,28 @@ def test_half_precision_weights_are_counted_as_the_cpu_loads_them(tmp_path):
     assert loaded_size(str(tmp_path), on_gpu=False) == 2000 and loaded_size(str(tmp_path), on_gpu=True) == 1000
     (tmp_path / "config.json").write_text(json.dumps({"dtype": "float32"}))
     assert loaded_size(str(tmp_path), on_gpu=False) == 1000
+
+
+@pytest.mark.slow
+def test_a_process_tgi_server_takes_its_settings_from_the_model_not_the_shell(tiny_llm, monkeypatch):
+    """On SageMaker only the model's Environment reaches the container: a MAX_TOTAL_TOKENS (or
+    HF_MODEL_ID) left in the shell that started sagetwin does not change the endpoint."""
+    import sagetwin
+    from sagetwin.core.containers import TGI_IMAGE as SDK_TGI_IMAGE
+
+    monkeypatch.setenv("MAX_TOTAL_TOKENS", "8")
+    monkeypatch.setenv("HF_MODEL_ID", "someone/else")
+    model = sagetwin.HuggingFaceModel(image_uri=SDK_TGI_IMAGE, env={"HF_MODEL_ID": str(tiny_llm),
+                                                                    "MAX_INPUT_TOKENS": "64"}, backend="process")
+    with model.deploy() as predictor:
+        [answer] = predictor.predict({"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 20}})
+        info = json.loads(urllib_get(predictor.endpoint.url + "/info"))
+    assert answer["generated_text"].startswith("The quick brown fox")
+    assert info["model_id"] == str(tiny_llm) and info["max_total_tokens"] != 8
+
+
+def urllib_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return answer.read().decode()

@@ -16,6 +16,11 @@ from typing import Any
 
 from sagetwin.emulation.http_server import InvocationHandler, ServerState, announce_port, make_server
 
+# what the TGI and TEI emulations read from their environment: on SageMaker only the model's own
+# Environment sets them, so a process-backend server never takes them from the shell it started in
+CONTAINER_SETTINGS = ("HF_MODEL_ID", "HF_MODEL_QUANTIZE", "HF_MODEL_TRUST_REMOTE_CODE", "MAX_BATCH_PREFILL_TOKENS",
+                      "MAX_BEST_OF", "MAX_CLIENT_BATCH_SIZE", "MAX_INPUT_LENGTH", "MAX_INPUT_TOKENS",
+                      "MAX_TOTAL_TOKENS", "POOLING", "QUANTIZE", "TRUST_REMOTE_CODE")
 # each emulated router's module (a ``DeploySpec.server``), run as ``python -m MODULE --model-dir ...``
 READY_LINE = ": ready (pid "  # printed once the model is loaded: what a container's log is watched for
 ROUTER_MODULES = {"tgi": "sagetwin.emulation.tgi_server", "tei": "sagetwin.emulation.tei_server"}

@@ -57,6 +57,7 @@ from sagetwin.emulation.processes import (
     wait_for_port_file,
     wait_until_healthy,
 )
+from sagetwin.emulation.router_server import CONTAINER_SETTINGS
 from sagetwin.emulation.several_hosts import HostRun, run_hosts
 
 HOST = "127.0.0.1"
@@ -195,7 +196,8 @@ class ProcessBackend:
                                  cache_dir=private_folders(self.work_dir, "unpacked-models"))
         log_path, port_file = endpoint_dir / "server.log", endpoint_dir / "port"
         port_file.unlink(missing_ok=True)
-        env = dict(os.environ)
+        inherited = CONTAINER_SETTINGS if spec.server != "inference-toolkit" else ()
+        env = {name: value for name, value in os.environ.items() if name not in inherited}
         env.update(environment)
         env.update(debugger_env(env))
         python = self._python(stack, reporter)
