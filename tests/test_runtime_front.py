@@ -217,3 +217,20 @@ def test_web_pages_and_foreign_hosts_are_refused_before_the_container_sees_them(
     assert status == 403 and f"'rebound.example:{front.port}'" in answer["message"]
     assert len(container[1].seen) == before  # never forwarded
     assert call(front.port, b'{"inputs": "ok"}')[0] == 200  # the front's own address passes
+
+
+def test_the_container_gets_the_fronts_secret_never_a_clients(container, front):
+    """The secret a container behind the front checks: the front's own on every request; one a
+    client sends is dropped, as are hop-by-hop and folded headers."""
+    from email.message import Message
+
+    from sagetwin.emulation.bounded_server import FRONT_TOKEN_HEADER
+    from sagetwin.emulation.runtime_front import end_to_end
+
+    assert call(front.port, b'{"inputs": "ok"}', {FRONT_TOKEN_HEADER: "forged"})[0] == 200
+    assert container[1].seen[-1][FRONT_TOKEN_HEADER] == front.token and len(front.token) >= 32
+    headers = Message()
+    for name, value in (("X-Ok", "1"), ("X-Folded", "a\r\n b"), (FRONT_TOKEN_HEADER, "forged"),
+                        ("Connection", "x-named"), ("X-Named", "2"), ("Keep-Alive", "5")):
+        headers[name] = value
+    assert end_to_end(headers) == [("X-Ok", "1")]

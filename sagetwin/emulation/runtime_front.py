@@ -44,7 +44,9 @@ Headers = list[tuple[str, str]]
 def end_to_end(headers: Message) -> Headers:
     """The headers that go on to the next hop: not hop-by-hop, nor named in ``Connection``."""
     named = {token.strip().lower() for value in headers.get_all("Connection", []) for token in value.split(",")}
-    return [(name, value) for name, value in headers.items() if name.lower() not in HOP_BY_HOP | named]
+    # a folded (multi-line) value would be written on as more than one line: it is dropped
+    return [(name, value) for name, value in headers.items()
+            if name.lower() not in HOP_BY_HOP | named and "\r" not in value and "\n" not in value]
 
 
 def closed_by_peer(connection: http.client.HTTPConnection) -> bool:
