@@ -444,3 +444,32 @@ def urllib_get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=30) as answer:
         return answer.read().decode()
+
+
+def test_tgi_images_before_3_take_one_shape_on_the_sagemaker_route(generator):
+    """Before 3.0 ``/invocations`` is a generation, or with ``MESSAGES_API_ENABLED=true`` a chat, and
+    the other shape fails to parse; 3.x takes either (and a completion)."""
+    from sagetwin.emulation.http_server import make_server
+    from sagetwin.emulation.router_server import VERSION_ENV, RouterState
+    from sagetwin.emulation.tgi_server import LoadedTgi, TgiHandler, invocations_route
+
+    assert invocations_route({VERSION_ENV: "2.2.0"}) == "generate"
+    assert invocations_route({VERSION_ENV: "2.4.1", "MESSAGES_API_ENABLED": "true"}) == "chat"
+    assert invocations_route({VERSION_ENV: "3.0.1"}) == invocations_route({}) == "any"
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    generate = {"inputs": "The quick brown fox", "parameters": {"max_new_tokens": 2}}
+    cases = (("generate", chat, "inputs", generate), ("chat", generate, "messages", chat))
+    for route, refused, missing, served in cases:
+        state = RouterState()
+        state.model = state.handler = LoadedTgi(generator, SETTINGS, route)
+        server = make_server("127.0.0.1", 0, state, TgiHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            status, data = _ask(server, "/invocations", refused)
+            assert status == 422 and data.startswith("Failed to deserialize the JSON body into the target type: "
+                                                     f"missing field `{missing}`"), "axum's words, in plain text"
+            assert _ask(server, "/invocations", served)[0] == 200
+            assert _ask(server, "/v1/chat/completions", chat)[0] == 200, "TGI's own routes are all there"
+        finally:
+            server.shutdown()
+            server.server_close()

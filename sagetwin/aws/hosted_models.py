@@ -9,7 +9,7 @@ from typing import Any
 
 from sagetwin.aws.images import UnsupportedImage, stack_of
 from sagetwin.aws.s3 import MissingData, download_object, download_prefix
-from sagetwin.core.containers import server_of
+from sagetwin.core.containers import server_of, server_version
 from sagetwin.core.spec import DeploySpec
 from sagetwin.emulation.archives import ArchiveError, NotAnArchive, check_archive
 from sagetwin.emulation.artifacts import pack_model
@@ -49,7 +49,8 @@ def hosting_spec(clients: Any, model_name: str, name: str, folder: Path, *, inst
         initial_instance_count=instance_count, environment=env, invocation_timeout=invocation_timeout,
         startup_timeout=startup_timeout,
         transformers_version=stack and stack.transformers, pytorch_version=stack and stack.pytorch,
-        py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server=server)
+        py_version=stack and stack.py, role=model.get("ExecutionRoleArn"), server=server,
+        server_version=server_version(container.get("Image", "")))
 
 
 def model_archive(clients: Any, container: dict[str, Any], folder: Path) -> Path | None:

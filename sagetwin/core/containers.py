@@ -20,6 +20,12 @@ EXAMPLES = {"inference-toolkit": {"inputs": "I love this movie!"},
             "tei": {"inputs": ["What is SageMaker?"]}}
 
 
+def server_version(image: str | None) -> str | None:
+    """The TGI or TEI version ``image`` names (None for other images)."""
+    tgi, tei = TGI.search(image or ""), TEI.search(image or "")
+    return tgi.group("tgi") if tgi else tei.group("tei") if tei else None
+
+
 def server_of(image: str | None) -> str:
     """``"tgi"``, ``"tei"`` or ``"inference-toolkit"`` for ``image`` (None: the inference DLC)."""
     return "tgi" if TGI.search(image or "") else "tei" if TEI.search(image or "") else "inference-toolkit"

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from sagetwin.core.backend import Backend
-from sagetwin.core.containers import server_of
+from sagetwin.core.containers import server_of, server_version
 from sagetwin.core.errors import ConfigurationError
 from sagetwin.core.limits import INVOCATION_TIMEOUT_S, check_resource_name
 from sagetwin.core.paths import unique_name
@@ -101,6 +101,7 @@ class HuggingFaceModel:
             transformers_version=self.versions[0], pytorch_version=self.versions[1],
             py_version=self.versions[2], role=self.role, image_uri=self.image_uri,
             server=server_of(self.image_uri),  # the LLM and embeddings containers serve their own contracts
+            server_version=server_version(self.image_uri),
         )
         source = self.env.get(MODEL_ID) or self.model_data
         self.reporter.step(f"deploying endpoint {spec.endpoint_name} on backend {self.backend_name} "

@@ -67,6 +67,7 @@ class DeploySpec:
     # what serves the model: the inference toolkit (the Hugging Face inference DLC), "tgi" (Text
     # Generation Inference's contract, the LLM DLC) or "tei" (Text Embeddings Inference's)
     server: str = "inference-toolkit"
+    server_version: str | None = None  # the TGI or TEI version the image names (TGI's routing changed in 3.0)
 
 
 @dataclass

@@ -21,9 +21,13 @@ from sagetwin.emulation.http_server import InvocationHandler, ServerState, annou
 CONTAINER_SETTINGS = ("HF_MODEL_ID", "HF_MODEL_QUANTIZE", "HF_MODEL_TRUST_REMOTE_CODE", "MAX_BATCH_PREFILL_TOKENS",
                       "MAX_BEST_OF", "MAX_CLIENT_BATCH_SIZE", "MAX_INPUT_LENGTH", "MAX_INPUT_TOKENS",
                       "MAX_TOTAL_TOKENS", "POOLING", "QUANTIZE", "TRUST_REMOTE_CODE")
+VERSION_ENV = "SAGETWIN_EMULATED_VERSION"  # the container version the image names, as the backend read it
 # each emulated router's module (a ``DeploySpec.server``), run as ``python -m MODULE --model-dir ...``
 READY_LINE = ": ready (pid "  # printed once the model is loaded: what a container's log is watched for
 ROUTER_MODULES = {"tgi": "sagetwin.emulation.tgi_server", "tei": "sagetwin.emulation.tei_server"}
+
+
+REJECTED = "Failed to deserialize the JSON body into the target type"  # a body of the wrong shape or types
 
 
 class RouterError(Exception):
@@ -58,7 +62,10 @@ class RouterHandler(InvocationHandler):
         self._send(status, json.dumps(payload).encode())
 
     def _error(self, error: RouterError) -> None:
-        self._json(error.status, {"error": error.message, "error_type": error.error_type})
+        if error.message.startswith(REJECTED):  # axum's JSON extractor answers before the router: plain text
+            self._send(error.status, error.message.encode(), "text/plain; charset=utf-8")
+        else:
+            self._json(error.status, {"error": error.message, "error_type": error.error_type})
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path not in ("/ping", "/health", "/info"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from sagetwin.emulation import router_server
 from sagetwin.emulation import tgi_answers as answers
+from sagetwin.emulation.router_server import VERSION_ENV
 from sagetwin.emulation.tgi import EMULATED_VERSION, Generator, TgiError, TgiSettings, check_types, validate
 
 
@@ -23,6 +24,16 @@ from sagetwin.emulation.tgi import EMULATED_VERSION, Generator, TgiError, TgiSet
 class LoadedTgi:
     generator: Generator
     settings: TgiSettings
+    # what POST /invocations takes: any of TGI 3's three shapes, or before 3.0 one route only, a
+    # generation, or a chat with MESSAGES_API_ENABLED (router/src/server.rs of those versions)
+    invocations: str = "any"
+
+
+def invocations_route(env: dict[str, str]) -> str:
+    version = env.get(VERSION_ENV) or EMULATED_VERSION
+    if int(version.split(".")[0]) >= 3:
+        return "any"
+    return "chat" if env.get("MESSAGES_API_ENABLED", "").lower() == "true" else "generate"
 
 
 class TgiHandler(router_server.RouterHandler):
@@ -41,6 +52,13 @@ class TgiHandler(router_server.RouterHandler):
         # the SageMaker route tries a generation's shape, then a chat's, then a completion's
         chat = "messages" in payload and "inputs" not in payload
         completion = "prompt" in payload and "inputs" not in payload and "messages" not in payload
+        only = self.state.model.invocations if path == "/invocations" else "any"
+        if only != "any":  # an older TGI: one shape on the SageMaker route, what else is sent fails to parse
+            needed = "messages" if only == "chat" else "inputs"
+            if needed not in payload:
+                raise TgiError(f"Failed to deserialize the JSON body into the target type: missing field `{needed}`",
+                               422)
+            chat, completion = only == "chat", False
         if path == "/v1/chat/completions" or (path == "/invocations" and chat):
             self._chat(payload)
         elif path == "/v1/completions" or (path == "/invocations" and completion):
@@ -145,7 +163,7 @@ class TgiHandler(router_server.RouterHandler):
 def load(model_dir: str) -> LoadedTgi:
     generator = Generator(model_dir)  # SystemExit: refused before loading (too large), with the numbers
     return LoadedTgi(generator, TgiSettings.from_env(dict(os.environ), generator.model_max,
-                                                     generator.device == "cuda"))
+                                                     generator.device == "cuda"), invocations_route(dict(os.environ)))
 
 
 def main(argv: list[str] | None = None) -> None:

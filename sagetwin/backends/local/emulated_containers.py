@@ -28,7 +28,7 @@ from sagetwin.emulation import tei, tgi
 from sagetwin.emulation.archives import check_archive
 from sagetwin.emulation.bounded_server import FRONT_TOKEN_ENV
 from sagetwin.emulation.model_sources import served_model
-from sagetwin.emulation.router_server import ROUTER_MODULES
+from sagetwin.emulation.router_server import ROUTER_MODULES, VERSION_ENV
 
 REPOSITORY = "sagetwin/{server}-emulation"
 EMULATED = {"tgi": f"TGI {tgi.EMULATED_VERSION}", "tei": f"TEI {tei.EMULATED_VERSION}"}
@@ -119,5 +119,6 @@ def emulated_model(spec: DeploySpec, stage: Callable[[Path], Path], session: Any
     archive, env = served_model(spec.model_data, spec.environment, reporter.step, spec.server)
     staged = stage(archive)
     check_archive(staged)  # before the SDK unpacks it
-    return Model(image_uri=image, model_data=staged.as_uri(), role=role, env={**env, FRONT_TOKEN_ENV: front_token},
-                 sagemaker_session=session, name=spec.endpoint_name)
+    env = {**env, FRONT_TOKEN_ENV: front_token, **({VERSION_ENV: spec.server_version} if spec.server_version else {})}
+    return Model(image_uri=image, model_data=staged.as_uri(), role=role, env=env, sagemaker_session=session,
+                 name=spec.endpoint_name)

@@ -57,7 +57,7 @@ from sagetwin.emulation.processes import (
     wait_for_port_file,
     wait_until_healthy,
 )
-from sagetwin.emulation.router_server import CONTAINER_SETTINGS
+from sagetwin.emulation.router_server import CONTAINER_SETTINGS, VERSION_ENV
 from sagetwin.emulation.several_hosts import HostRun, run_hosts
 
 HOST = "127.0.0.1"
@@ -199,6 +199,8 @@ class ProcessBackend:
         inherited = CONTAINER_SETTINGS if spec.server != "inference-toolkit" else ()
         env = {name: value for name, value in os.environ.items() if name not in inherited}
         env.update(environment)
+        if spec.server_version:
+            env[VERSION_ENV] = spec.server_version
         env.update(debugger_env(env))
         python = self._python(stack, reporter)
         # the model at /opt/ml/model where the kernel allows it, as in SageMaker's container
