@@ -473,3 +473,53 @@ def test_tgi_images_before_3_take_one_shape_on_the_sagemaker_route(generator):
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_model_data_source_is_read_as_hosting_reads_it(twin, tiny_llm, tmp_path):
+    """``ModelDataSource``: the files under an S3 prefix (uncompressed), one object, or a
+    ``model.tar.gz``; a prefix without its closing '/', a Gzip prefix or a nameless object refused;
+    an endpoint re-created under a name gets only its own model's files."""
+    import tarfile
+    from types import SimpleNamespace
+
+    from sagetwin.aws.hosted_models import HostingFailed, model_archive
+    from sagetwin.emulation.artifacts import pack_model
+    from tests.aws import twin_client
+
+    s3 = twin_client(twin, "s3")
+    s3.create_bucket(Bucket="llm-data")
+    for path in tiny_llm.iterdir():
+        s3.upload_file(str(path), "llm-data", f"llm/{path.name}")
+    s3.put_object(Bucket="llm-data", Key="other/stale.bin", Body=b"x")
+    s3.upload_file(str(pack_model(tiny_llm, tmp_path / "packed" / "model.tar.gz")), "llm-data", "packed/model.tar.gz")
+    clients = SimpleNamespace(s3=s3)
+
+    def members(source: dict) -> set[str]:
+        container = {"ModelDataSource": {"S3DataSource": source}}
+        with tarfile.open(model_archive(clients, container, tmp_path / "endpoint")) as archive:
+            return {name.removeprefix("./") for name in archive.getnames()} - {"", "."}
+
+    assert members({"S3Uri": "s3://llm-data/other/", "S3DataType": "S3Prefix", "CompressionType": "None"}) == \
+        {"stale.bin"}
+    uncompressed = {"S3Uri": "s3://llm-data/llm/", "S3DataType": "S3Prefix", "CompressionType": "None"}
+    assert members(uncompressed) == {path.name for path in tiny_llm.iterdir()}, "nothing of the earlier model"
+    assert members({"S3Uri": "s3://llm-data/llm/config.json", "S3DataType": "S3Object",
+                    "CompressionType": "None"}) == {"config.json"}
+    assert "config.json" in members({"S3Uri": "s3://llm-data/packed/model.tar.gz", "S3DataType": "S3Object",
+                                     "CompressionType": "Gzip"})
+    for source, words in (({**uncompressed, "S3Uri": "s3://llm-data/llm"}, "ends with '/'"),
+                          ({**uncompressed, "CompressionType": "Gzip"}, "use S3DataType S3Object"),
+                          ({**uncompressed, "S3DataType": "S3Object"}, "name its key"),
+                          ({**uncompressed, "S3Uri": "s3://llm-data/nothing/"}, "Could not find model data")):
+        with pytest.raises(HostingFailed, match=words):
+            members(source)
+
+
+def test_the_image_names_the_emulated_version():
+    from sagetwin.core.containers import TEI_IMAGE as SDK_TEI_IMAGE
+    from sagetwin.core.containers import server_version
+
+    assert server_version(TGI_IMAGE) == "3.0.1" and server_version(SDK_TEI_IMAGE) == "1.8.2"
+    assert server_version("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
+                          "2.3.0-tgi2.2.0-gpu-py310-cu121-ubuntu22.04-v2.0") == "2.2.0"
+    assert server_version("huggingface-pytorch-inference:2.1.0-transformers4.37.0-cpu-py310-ubuntu22.04") is None

@@ -4,6 +4,7 @@ inference toolkit to load — shared by endpoints and transform jobs, as both ho
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +61,32 @@ def model_archive(clients: Any, container: dict[str, Any], folder: Path) -> Path
     if uri := container.get("ModelDataUrl", ""):
         return fetch_model(clients, uri, folder / "model.tar.gz")
     source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
-    if not source.get("S3Uri"):
+    uri, kind = source.get("S3Uri", ""), source.get("S3DataType")
+    if not uri:
         return None
     if source.get("CompressionType") == "Gzip":
-        return fetch_model(clients, source["S3Uri"], folder / "model.tar.gz")
+        if kind != "S3Object":
+            raise HostingFailed(f"ModelDataSource {uri}: compressed model data (CompressionType Gzip) is one object; "
+                                "use S3DataType S3Object.")
+        return fetch_model(clients, uri, folder / "model.tar.gz")
+    files = folder / "model"
+    shutil.rmtree(files, ignore_errors=True)  # what an earlier endpoint of this name was given is not this model's
+    name = uri.rsplit("/", 1)[-1]
+    if kind == "S3Object" and name in ("", ".", ".."):
+        raise HostingFailed(f"ModelDataSource {uri}: an S3Object is one object; name its key, not a folder.")
+    if kind != "S3Object" and not uri.endswith("/"):
+        raise HostingFailed(f"ModelDataSource {uri}: an S3Prefix of uncompressed model data names a folder and ends "
+                            f"with '/' (s3://.../{name}/).")
     try:
-        if source.get("S3DataType") == "S3Object":
-            download_object(clients.s3, source["S3Uri"], folder / "model" / source["S3Uri"].rsplit("/", 1)[-1])
+        if kind == "S3Object":
+            download_object(clients.s3, uri, files / name)
         else:
-            download_prefix(clients.s3, source["S3Uri"], folder / "model")
+            download_prefix(clients.s3, uri, files)
     except MissingData:
-        raise HostingFailed(f"Could not find model data at {source['S3Uri']}.") from None
-    return pack_model(folder / "model", folder / "model.tar.gz")
+        raise HostingFailed(f"Could not find model data at {uri}.") from None
+    except ValueError as exc:  # a key that would land outside the model's folder
+        raise HostingFailed(f"ModelDataSource {uri}: {exc}") from None
+    return pack_model(files, folder / "model.tar.gz")
 
 
 def fetch_model(clients: Any, uri: str, target: Path) -> Path:

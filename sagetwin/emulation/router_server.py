@@ -20,7 +20,7 @@ from sagetwin.emulation.http_server import InvocationHandler, ServerState, annou
 # Environment sets them, so a process-backend server never takes them from the shell it started in
 CONTAINER_SETTINGS = ("HF_MODEL_ID", "HF_MODEL_QUANTIZE", "HF_MODEL_TRUST_REMOTE_CODE", "MAX_BATCH_PREFILL_TOKENS",
                       "MAX_BEST_OF", "MAX_CLIENT_BATCH_SIZE", "MAX_INPUT_LENGTH", "MAX_INPUT_TOKENS",
-                      "MAX_TOTAL_TOKENS", "POOLING", "QUANTIZE", "TRUST_REMOTE_CODE")
+                      "MAX_TOTAL_TOKENS", "MESSAGES_API_ENABLED", "POOLING", "QUANTIZE", "TRUST_REMOTE_CODE")
 VERSION_ENV = "SAGETWIN_EMULATED_VERSION"  # the container version the image names, as the backend read it
 # each emulated router's module (a ``DeploySpec.server``), run as ``python -m MODULE --model-dir ...``
 READY_LINE = ": ready (pid "  # printed once the model is loaded: what a container's log is watched for

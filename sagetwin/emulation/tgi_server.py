@@ -30,8 +30,8 @@ class LoadedTgi:
 
 
 def invocations_route(env: dict[str, str]) -> str:
-    version = env.get(VERSION_ENV) or EMULATED_VERSION
-    if int(version.split(".")[0]) >= 3:
+    major = (env.get(VERSION_ENV) or EMULATED_VERSION).split(".")[0]
+    if not major.isdigit() or int(major) >= 3:
         return "any"
     return "chat" if env.get("MESSAGES_API_ENABLED", "").lower() == "true" else "generate"
 
@@ -43,10 +43,10 @@ class TgiHandler(router_server.RouterHandler):
                 "max_total_tokens": loaded.settings.max_total_tokens, "max_stop_sequences": 4,
                 "max_best_of": loaded.settings.max_best_of,
                 "max_client_batch_size": loaded.settings.max_client_batch_size,
-                "version": EMULATED_VERSION, "sha": "sagetwin-emulation"}
+                "version": os.environ.get(VERSION_ENV) or EMULATED_VERSION, "sha": "sagetwin-emulation"}
 
     def route(self, path: str, payload: dict[str, Any]) -> None:
-        if not isinstance(payload.get("stream", False), bool):
+        if (path == "/invocations" or path.startswith("/v1/")) and not isinstance(payload.get("stream", False), bool):
             raise TgiError("Failed to deserialize the JSON body into the target type: stream: invalid type: "
                            f"{json.dumps(payload['stream'])}, expected a boolean", 422)
         # the SageMaker route tries a generation's shape, then a chat's, then a completion's

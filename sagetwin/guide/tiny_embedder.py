@@ -17,7 +17,8 @@ WIDTH = 32  # the embeddings' dimension
 def tiny_embedding_model(target: Path | None = None, *, seed: int = 0) -> Path:
     """The model's folder (``save_pretrained`` layout plus the pooling config), built once into
     ``target`` (default: the models cache under sagetwin's home)."""
-    return built_once(target or home_folder("models") / "tiny-embedder", lambda folder: _write(folder, seed))
+    return built_once(target or home_folder("models") / "tiny-embedder", "tiny-embedder",
+                      lambda folder: _write(folder, seed))
 
 
 def _write(folder: Path, seed: int) -> None:

@@ -31,13 +31,14 @@ def tiny_causal_lm(target: Path | None = None, *, seed: int = 0, layers: int = 2
     models cache under sagetwin's home); ``layers`` and ``width`` make it larger (benchmarks)."""
     target = target or home_folder("models") / ("tiny-causal-lm" if (layers, width) == (2, 64)
                                                 else f"causal-lm-{layers}x{width}")
-    return built_once(target, lambda folder: _write(folder, seed, layers, width))
+    return built_once(target, "tiny-causal-lm", lambda folder: _write(folder, seed, layers, width))
 
 
-def built_once(target: Path, write: Callable[[Path], None]) -> Path:
-    """``target``, written by ``write`` unless a whole build of this format is already there."""
+def built_once(target: Path, kind: str, write: Callable[[Path], None]) -> Path:
+    """``target``, written by ``write`` unless a whole build of this kind and format is already there."""
     marker = target / PREPARED_MARKER
-    built = marker.is_file() and json.loads(marker.read_text()).get("format") == FORMAT
+    recorded = json.loads(marker.read_text()) if marker.is_file() else {}
+    built = (recorded.get("format"), recorded.get("kind")) == (FORMAT, kind)
     if (target / "config.json").is_file() and built:
         return target
     shutil.rmtree(target, ignore_errors=True)  # a folder without the marker is an interrupted old build

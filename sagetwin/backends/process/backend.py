@@ -65,6 +65,18 @@ ENVIRONMENTS = ("host", "stack")
 STARTUP_TIMEOUT_S = 300.0
 
 
+def server_environment(spec: DeploySpec, environment: dict[str, str]) -> dict[str, str]:
+    """This program's environment (PATH, caches) with the model's over it; a TGI or TEI server takes
+    its settings from the model's only, as the container does, and the version its image names."""
+    inherited = CONTAINER_SETTINGS if spec.server != "inference-toolkit" else ()
+    env = {name: value for name, value in os.environ.items() if name not in inherited}
+    env.update(environment)
+    if spec.server_version:
+        env[VERSION_ENV] = spec.server_version
+    env.update(debugger_env(env))
+    return env
+
+
 class ProcessBackend:
     """Training in a subprocess under the container contract; serving on 127.0.0.1."""
 
@@ -196,12 +208,7 @@ class ProcessBackend:
                                  cache_dir=private_folders(self.work_dir, "unpacked-models"))
         log_path, port_file = endpoint_dir / "server.log", endpoint_dir / "port"
         port_file.unlink(missing_ok=True)
-        inherited = CONTAINER_SETTINGS if spec.server != "inference-toolkit" else ()
-        env = {name: value for name, value in os.environ.items() if name not in inherited}
-        env.update(environment)
-        if spec.server_version:
-            env[VERSION_ENV] = spec.server_version
-        env.update(debugger_env(env))
+        env = server_environment(spec, environment)
         python = self._python(stack, reporter)
         # the model at /opt/ml/model where the kernel allows it, as in SageMaker's container
         served_at, folders = served_paths(endpoint_dir, model_dir, opt_ml.at_opt_ml(
