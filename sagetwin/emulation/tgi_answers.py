@@ -67,13 +67,19 @@ def chat_request(body: dict[str, Any], generator: Generator, settings: TgiSettin
         prompt = generator.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # no template, or messages it cannot render
         raise TgiError(f"Template error: {exc}", 422, "template_error") from None
+    return prompt, validate(prompt, openai_parameters(body), generator.tokenizer, settings,
+                            add_special_tokens=False)  # the template holds the special tokens
+
+
+def openai_parameters(body: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """An OpenAI-style body's sampling as a generation's parameters, as TGI maps them: sampling
+    unless ``temperature`` is 0; what the body leaves out, left out."""
     temperature = body.get("temperature")
-    greedy = temperature == 0  # TGI's chat: sampling unless temperature is 0
+    greedy = temperature == 0
     parameters = {"max_new_tokens": body.get("max_tokens"), "temperature": None if greedy else temperature,
                   "do_sample": not greedy, "top_p": body.get("top_p"), "seed": body.get("seed"),
-                  "stop": body.get("stop")}
-    return prompt, validate(prompt, {k: v for k, v in parameters.items() if v is not None}, generator.tokenizer,
-                            settings, add_special_tokens=False)  # the template holds the special tokens
+                  "stop": body.get("stop"), **more}
+    return {name: value for name, value in parameters.items() if value is not None}
 
 
 def chat_completion(generator: Generator, generation: Generation) -> dict[str, Any]:
@@ -119,17 +125,12 @@ def completion_requests(body: dict[str, Any], generator: Generator, settings: Tg
     if len(prompts) > settings.max_client_batch_size:
         raise TgiError(f"Number of prompts exceeds the maximum allowed batch size of {settings.max_client_batch_size}",
                        422, "batch size exceeded")
-    temperature = body.get("temperature")
-    greedy = temperature == 0
-    parameters = {"max_new_tokens": body.get("max_tokens"), "temperature": None if greedy else temperature,
-                  "do_sample": not greedy, "top_p": body.get("top_p"), "seed": body.get("seed"),
-                  "stop": body.get("stop"), "repetition_penalty": body.get("repetition_penalty"),
-                  "details": True, "decoder_input_details": not stream}
+    parameters = openai_parameters(body, repetition_penalty=body.get("repetition_penalty"), details=True,
+                                   decoder_input_details=not stream)
     requests: list[Request | TgiError] = []
     for text in prompts:
         try:
-            requests.append(validate(text, {k: v for k, v in parameters.items() if v is not None},
-                                     generator.tokenizer, settings))
+            requests.append(validate(text, parameters, generator.tokenizer, settings))
         except TgiError as error:
             if not error.message.startswith("Input validation error"):
                 raise  # the body itself is refused

@@ -76,8 +76,8 @@ class TgiHandler(router_server.RouterHandler):
             check_types(parameters)  # the body's types before anything else
         best_of = (parameters or {}).get("best_of")
         if stream and best_of is not None and best_of != 1:  # asked before the request is validated
-            self._events(iter([{"error": "Input validation error: `best_of` != 1 is not supported when streaming "
-                                         "tokens", "error_type": "validation"}]))
+            self._events(iter([stream_error(TgiError("Input validation error: `best_of` != 1 is not supported when "
+                                                     "streaming tokens"))]))
             return
         try:
             request = validate(prompt, parameters, generator.tokenizer, loaded.settings,
@@ -85,7 +85,7 @@ class TgiHandler(router_server.RouterHandler):
         except TgiError as error:
             if not stream or error.message.startswith("Failed to deserialize"):
                 raise
-            self._events(iter([{"error": error.message, "error_type": error.error_type}]))  # TGI: in the stream
+            self._events(iter([stream_error(error)]))  # TGI: in the stream
             return
         if stream:
             self._events(answers.stream_event(g, token, prompt) for g, token in generator.generate(request))
@@ -111,7 +111,7 @@ class TgiHandler(router_server.RouterHandler):
     def _completion_events(generator: Generator, requests: list[Any]) -> Iterator[dict[str, Any]]:
         for index, request in enumerate(requests):
             if isinstance(request, TgiError):  # this prompt's error in its place; the others go on
-                yield {"error": request.message, "error_type": request.error_type}
+                yield stream_error(request)
                 continue
             for generation, token in generator.generate(request):
                 yield answers.completion_chunk(generator, index, generation, token)
@@ -158,6 +158,11 @@ class TgiHandler(router_server.RouterHandler):
             self.wfile.flush()
         except OSError:
             self.close_connection = True
+
+
+def stream_error(error: TgiError) -> dict[str, Any]:
+    """An error as a stream's event says it."""
+    return {"error": error.message, "error_type": error.error_type}
 
 
 def load(model_dir: str) -> LoadedTgi:
